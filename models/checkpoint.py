@@ -1,0 +1,135 @@
+"""All weight I/O: one ``.safetensors`` per network, its config and provenance in the header.
+
+Header metadata (all JSON strings): ``format`` ("hypergan/1"), ``kind`` (the network's class name),
+``config`` (its config dataclass), ``mel`` (the MelConfig it was trained on), ``step``, ``git``,
+plus any extra string fields a stage adds. Never pickle.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from safetensors import safe_open
+
+from models.errors import CheckpointError
+
+FORMAT = "hypergan/1"
+T = TypeVar("T")
+N = TypeVar("N", bound=torch.nn.Module)
+
+
+def config_to_json(cfg: Any) -> str:
+    return json.dumps(dataclasses.asdict(cfg), sort_keys=True)
+
+
+def config_from_dict(cls: type[T], fields: dict[str, Any]) -> T:
+    """Rebuild a (possibly nested) config dataclass; unknown fields raise."""
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(fields) - known
+    if unknown:
+        raise CheckpointError(f"{cls.__name__}: unknown config fields {sorted(unknown)}")
+    kwargs = {}
+    for name, value in fields.items():
+        hint = hints.get(name)
+        if dataclasses.is_dataclass(hint) and isinstance(value, dict):
+            value = config_from_dict(hint, value)
+        elif isinstance(value, list):
+            value = tuple(value)
+        kwargs[name] = value
+    return cls(**kwargs)
+
+
+def git_revision() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                             timeout=5, cwd=Path(__file__).resolve().parent)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def unwrap(net: torch.nn.Module) -> torch.nn.Module:
+    """Strip DDP / torch.compile wrappers so saved keys never carry their prefixes."""
+    while True:
+        if hasattr(net, "_orig_mod"):
+            net = net._orig_mod
+        elif isinstance(net, torch.nn.parallel.DistributedDataParallel):
+            net = net.module
+        else:
+            return net
+
+
+def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+    """Write tensors + string metadata atomically (temp file, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    header = {"format": FORMAT, "git": git_revision()}
+    header.update({k: v if isinstance(v, str) else json.dumps(v) for k, v in meta.items()})
+    tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(tensors, str(tmp), metadata=header)
+    os.replace(tmp, path)
+
+
+def read_tensors(path: str | Path, device: str | torch.device = "cpu") -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Read tensors and header metadata; clear errors for missing, corrupt or foreign files."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"weights not found: {path}")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = dict(f.metadata() or {})
+        tensors = load_file(str(path), device=str(device))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"corrupt or unreadable weights file {path}: {exc}") from exc
+    fmt = meta.get("format")
+    if fmt != FORMAT:
+        raise CheckpointError(f"{path}: unknown weights format {fmt!r} (expected {FORMAT!r})")
+    return tensors, meta
+
+
+def save(path: str | Path, net: torch.nn.Module, meta: dict[str, Any] | None = None,
+         dtype: torch.dtype | None = None) -> None:
+    """Save a network with its config (``net.cfg``); ``dtype`` casts floating tensors (e.g. fp16 to ship)."""
+    net = unwrap(net)
+    state = net.state_dict()
+    if dtype is not None:
+        state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+    header = {"kind": type(net).__name__, "config": config_to_json(net.cfg)}
+    header.update(meta or {})
+    save_tensors(path, state, header)
+
+
+def load(path: str | Path, net_cls: type[N], device: str | torch.device = "cpu",
+         prefix: str = "") -> tuple[N, Any, dict[str, str]]:
+    """Load ``net_cls`` from ``path`` -> (net in fp32 on ``device``, its config, header metadata).
+
+    ``net_cls`` must define ``Config`` (its config dataclass) and take it as sole argument.
+    ``prefix`` selects one network inside a resume state (e.g. ``"ema."``).
+    """
+    tensors, meta = read_tensors(path)
+    kind = meta.get("kind")
+    if kind != net_cls.__name__:
+        raise CheckpointError(f"{path} holds a {kind!r}, not a {net_cls.__name__}")
+    try:
+        cfg = config_from_dict(net_cls.Config, json.loads(meta["config"]))
+    except (KeyError, TypeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{path}: missing or invalid config: {exc}") from exc
+    net = net_cls(cfg)
+    state = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+    expected = net.state_dict()
+    state = {k: v.to(expected[k].dtype) if k in expected else v for k, v in state.items()}
+    try:
+        net.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{path}: weights do not match {net_cls.__name__}: {exc}") from exc
+    return net.to(device), cfg, meta
