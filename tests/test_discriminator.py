@@ -111,7 +111,7 @@ def test_training_steps_separate_real_from_fake():
         return (torch.nn.functional.softplus(-D(real, midi, h)) + torch.nn.functional.softplus(D(fake, midi, h))).mean()
 
     first = loss_fn().item()
-    for _ in range(20):
+    for _ in range(40):
         loss = loss_fn()
         opt.zero_grad()
         loss.backward()
