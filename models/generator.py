@@ -64,6 +64,17 @@ class GeneratorConfig:
         # By the longer side, so a 128 x 256 grid costs half of 256 x 256, not twice.
         return min(self.channel_max, self.channel_base // max(self.level_shape(level)))
 
+    def modulated_layers(self) -> dict[str, tuple[int, int]]:
+        """Every modulated conv, coarse to fine: name -> (C_out, C_in), without building G."""
+        out: dict[str, tuple[int, int]] = {}
+        for level in range(self.n_levels):
+            height, ch = self.level_shape(level)[0], self.channels(level)
+            if level > 0:
+                out[f"b{height}_conv0"] = (ch, self.channels(level - 1))
+            out[f"b{height}_conv1"] = (ch, ch)
+            out[f"b{height}_tomel"] = (1, ch)
+        return out
+
     @classmethod
     def shipped(cls, mel: MelConfig = SHIPPED_MEL) -> "GeneratorConfig":
         return cls(mel=mel)
@@ -143,16 +154,6 @@ class SynthesisBlock(nn.Module):
         self.tomel = ModulatedConv(ch, 1, cfg.w_dim, kernel_size=1, demodulate=False)
         self.tomel_bias = nn.Parameter(torch.zeros([]))
 
-    def layer_shapes(self) -> dict[str, tuple[int, int]]:
-        out = {}
-        for name in ("conv0", "conv1", "tomel"):
-            mod = getattr(self, name)
-            if mod is None:
-                continue
-            conv = mod if isinstance(mod, ModulatedConv) else mod.conv
-            out[f"b{self.height}_{name}"] = (conv.out_ch, conv.in_ch)
-        return out
-
     def forward(self, x: torch.Tensor | None, img: torch.Tensor | None, w: torch.Tensor, pitch: torch.Tensor,
                 h: torch.Tensor, deltas: dict[str, torch.Tensor], noise_mode: str,
                 fused: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -198,13 +199,11 @@ class Generator(nn.Module):
                                        nn.Conv1d(cfg.pitch_dim, cfg.pitch_dim, 1), nn.LeakyReLU(0.2))
         gen = torch.Generator().manual_seed(cfg.noise_seed)
         self.blocks = nn.ModuleList(SynthesisBlock(i, cfg, gen) for i in range(cfg.n_levels))
+        self._layer_names = frozenset(cfg.modulated_layers())
 
     def modulated_layers(self) -> dict[str, tuple[int, int]]:
         """Every modulated conv, coarse to fine: name -> (C_out, C_in). ``*_tomel`` are the 1x1 skips."""
-        out: dict[str, tuple[int, int]] = {}
-        for block in self.blocks:
-            out.update(block.layer_shapes())
-        return out
+        return self.cfg.modulated_layers()
 
     def forward(self, h: torch.Tensor, z: torch.Tensor, midi: torch.Tensor,
                 deltas: dict[str, torch.Tensor] | None = None, noise_mode: str | None = None,
@@ -214,7 +213,7 @@ class Generator(nn.Module):
         if noise_mode not in NOISE_MODES:
             raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
         if deltas:
-            unknown = set(deltas) - set(self.modulated_layers())
+            unknown = set(deltas) - self._layer_names
             if unknown:
                 raise KeyError(f"deltas for unknown layers: {sorted(unknown)}")
         if fused is None:

@@ -8,6 +8,7 @@ import torch
 
 from models import checkpoint
 from models.generator import Generator, GeneratorConfig
+from models.layers import ModulatedConv
 from models.mel import SHIPPED_MEL, TINY_MEL
 from models.pitch_template import N_KEYS, PitchMap, harmonic_template, mel_bin_centres_hz, midi_to_hz
 
@@ -55,13 +56,17 @@ def test_modulated_layers_order_and_shapes():
     layers = G.modulated_layers()
     names = list(layers)
     assert names == list(Generator(GeneratorConfig.tiny()).modulated_layers())  # stable
+    assert layers == G.cfg.modulated_layers()  # known from the config alone
     assert names[:2] == ["b4_conv1", "b4_tomel"] and names[-1] == "b32_tomel"
     assert all("." not in n for n in names)  # usable as ModuleDict keys
+    convs = []
     for name, (c_out, c_in) in layers.items():
         block = next(b for b in G.blocks if name.startswith(f"b{b.height}_"))
         mod = getattr(block, name.split("_")[1])
         conv = getattr(mod, "conv", mod)
         assert conv.weight.shape[:2] == (c_out, c_in)
+        convs.append(conv)
+    assert len(set(map(id, convs))) == sum(isinstance(m, ModulatedConv) for m in G.modules())  # all listed
 
 
 @pytest.mark.parametrize("train_mode", [False, True])
