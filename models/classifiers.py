@@ -2,7 +2,9 @@
 
 PitchClassifier: 88 keys. Pitch is a pattern along the mel axis that holds over time, so the net
 keeps full frequency resolution: 2-D convs that pool only time, a mean over time, dilated 1-D convs
-along frequency, then a dense layer that sees where on the axis the pattern sits.
+along frequency, then a dense layer that sees where on the axis the pattern sits. It does not use
+G's harmonic template (an evaluator independent of G; adding template scores measured no gain).
+Any number of frames works (time is averaged), so training may use random crops.
 InstrumentClassifier: a 2-D CNN (as f, without gradient reversal); its penultimate features define
 the reconstruction feature-MSE and the FID.
 Both: ``logits(x)`` and ``features(x)`` (penultimate) on natural-log mels ``[B, n_mels, n_frames]``.
@@ -17,7 +19,7 @@ from torch import nn
 
 from models.layers import ConvEncoder, ConvStage, normalize_log_mel
 from models.mel import SHIPPED_MEL, TINY_MEL, MelConfig
-from models.pitch_template import N_KEYS, harmonic_template
+from models.pitch_template import N_KEYS
 
 
 @dataclass(frozen=True)
@@ -30,7 +32,6 @@ class PitchClassifierConfig:
     squeeze_channels: int = 16             # channels per mel bin before the dense layer
     feature_dim: int = 256
     dropout: float = 0.1
-    template_scores: bool = True           # add the input's correlation with each key's harmonic template
 
     @classmethod
     def shipped(cls, mel: MelConfig = SHIPPED_MEL) -> "PitchClassifierConfig":
@@ -70,31 +71,19 @@ class PitchClassifier(nn.Module):
         self.to_freq = nn.Conv1d(prev, cfg.freq_channels, 1)
         self.freq = nn.Sequential(*(FreqResBlock(cfg.freq_channels, d) for d in cfg.freq_dilations))
         self.squeeze = nn.Conv1d(cfg.freq_channels, cfg.squeeze_channels, 1)
-        n_scores = N_KEYS if cfg.template_scores else 0
-        if cfg.template_scores:
-            self.register_buffer("templates", harmonic_template(cfg.mel))  # [88, M]
-        self.dense = nn.Linear(cfg.squeeze_channels * cfg.mel.n_mels + n_scores, cfg.feature_dim)
+        self.dense = nn.Linear(cfg.squeeze_channels * cfg.mel.n_mels, cfg.feature_dim)
         self.dropout = nn.Dropout(cfg.dropout)
         self.head = nn.Linear(cfg.feature_dim, N_KEYS)
 
     def features(self, log_mel: torch.Tensor) -> torch.Tensor:
         """Penultimate features ``[B, feature_dim]``."""
         x = normalize_log_mel(log_mel, self.cfg.mel)[:, None]  # [B, 1, M, F]
-        scores = self._template_scores(x[:, 0]) if self.cfg.template_scores else None
         if self.cfg.time_pool > 1:
             x = F.avg_pool2d(x, (1, self.cfg.time_pool), ceil_mode=True)
         x = self.stages(x).mean(dim=3)  # [B, C, M]
         x = self.freq(F.leaky_relu(self.to_freq(x), 0.2))
         x = F.leaky_relu(self.squeeze(x), 0.2).flatten(1)  # [B, S * M]
-        if scores is not None:
-            x = torch.cat([x, scores], dim=1)
         return F.leaky_relu(self.dense(x), 0.2)
-
-    def _template_scores(self, x: torch.Tensor) -> torch.Tensor:
-        """Correlation of the time-averaged, standardised spectrum with each key's template ``[B, 88]``."""
-        spec = x.mean(dim=2)  # [B, M]
-        spec = (spec - spec.mean(1, keepdim=True)) / (spec.std(1, keepdim=True) + 1e-5)
-        return spec @ self.templates.t().to(spec.dtype) / spec.shape[1] * 4.0
 
     def logits(self, log_mel: torch.Tensor) -> torch.Tensor:
         return self.head(self.dropout(self.features(log_mel)))

@@ -88,3 +88,9 @@ def test_checkpoint_round_trip_bitwise(tmp_path, net_cls, cfg_cls, n_out):
     net2, cfg, _ = checkpoint.load(path, net_cls)
     x = torch.randn(2, TINY_MEL.n_mels, TINY_MEL.n_frames) - 4
     assert cfg == net.cfg and torch.equal(net.features(x), net2.eval().features(x))
+
+
+def test_pitch_classifier_takes_any_number_of_frames():
+    net = PitchClassifier(PitchClassifierConfig.tiny()).eval()
+    for frames in (8, 13, TINY_MEL.n_frames):
+        assert net(torch.randn(2, TINY_MEL.n_mels, frames) - 4).shape == (2, 88)
