@@ -2,11 +2,13 @@
 
 The probe found that pitch entering G only as an embedding was not learned (2 % exact after 215
 kimg), while a harmonic template added to the feature maps reached 72-82 % within 40 kimg, failing
-for keys 21-42 where the template of a coarse grid is nearly flat. So the map has two channels:
+for keys 21-42 where the template of a coarse grid is nearly flat. So the map has three channels:
   0: harmonic template — log-mel of a harmonic series (amplitudes k^-rolloff) through this grid's
      own STFT window and mel filterbank, standardised per key (equal contrast for every key);
   1: relative position — log2(f_bin / f0) of each mel bin's centre, clipped: distinct for every key
-     even where the harmonics are unresolved, and what a timbre needs to place partials.
+     even where the harmonics are unresolved, and what a timbre needs to place partials;
+  2: absolute position — the mel bin's index scaled to [-1, 1], the same for every key (formants
+     and noise bands sit at fixed frequencies; convolutions alone only know it near the edges).
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from models.mel import MelConfig
 
 MIDI_LOW, MIDI_HIGH = 21, 108
 N_KEYS = MIDI_HIGH - MIDI_LOW + 1
-N_PITCH_CHANNELS = 2
+N_PITCH_CHANNELS = 3
 
 
 def midi_to_hz(midi: torch.Tensor | float) -> torch.Tensor:
@@ -83,15 +85,16 @@ def log_f0_fourier(midi: torch.Tensor, n_freqs: int) -> torch.Tensor:
 
 
 class PitchMap(nn.Module):
-    """MIDI keys ``[B]`` (long, 21..108) -> fixed pitch map ``[B, 2, n_mels]`` for this grid.
+    """MIDI keys ``[B]`` (long, 21..108) -> fixed pitch map ``[B, 3, n_mels]`` for this grid.
 
     The map is a persistent buffer, so weights always carry the exact map they were trained with.
     """
 
     def __init__(self, mel: MelConfig, rolloff: float = 1.0) -> None:
         super().__init__()
-        maps = torch.stack([harmonic_template(mel, rolloff), relative_position(mel)], dim=1)
-        self.register_buffer("maps", maps)  # [88, 2, n_mels]
+        absolute = torch.linspace(-1.0, 1.0, mel.n_mels).expand(N_KEYS, -1)
+        maps = torch.stack([harmonic_template(mel, rolloff), relative_position(mel), absolute], dim=1)
+        self.register_buffer("maps", maps)  # [88, 3, n_mels]
 
     def forward(self, midi: torch.Tensor) -> torch.Tensor:
         return self.maps[midi.long() - MIDI_LOW]

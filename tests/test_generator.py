@@ -8,7 +8,7 @@ import torch
 
 from models import checkpoint
 from models.generator import Generator, GeneratorConfig
-from models.layers import ModulatedConv
+from models.layers import ModulatedConv, log_mel_top
 from models.mel import SHIPPED_MEL, TINY_MEL
 from models.pitch_template import N_KEYS, PitchMap, harmonic_template, mel_bin_centres_hz, midi_to_hz
 
@@ -34,8 +34,12 @@ def test_tiny_output_shape_and_units(mel):
     out = G(*inputs(G.cfg, 3))
     assert out.shape == (3, mel.n_mels, mel.n_frames)
     assert torch.isfinite(out).all()
-    # Natural-log-mel units: an untrained G sits inside the grid's range, not around 0 +- 1.
-    assert mel.log_min < out.mean().item() < 0
+    # Natural-log-mel units: with silent to-mel skips G returns the middle of the grid's log range.
+    with torch.no_grad():
+        for block in G.blocks:
+            block.tomel.weight.zero_()
+    middle = 0.5 * (mel.log_min + log_mel_top(mel))
+    assert torch.allclose(G(*inputs(G.cfg, 2)), torch.full((2, mel.n_mels, mel.n_frames), middle), atol=1e-5)
 
 
 def test_shipped_forward_batch_one():
@@ -172,7 +176,8 @@ def test_harmonic_template_peaks_at_harmonics_and_keys_differ():
     unit = torch.nn.functional.normalize(tpl, dim=1)
     assert (unit[1:22] * unit[:21]).sum(1).max() < 0.95
     maps = PitchMap(SHIPPED_MEL)(torch.tensor([21, 108]))
-    assert maps.shape == (2, 2, SHIPPED_MEL.n_mels)
+    assert maps.shape == (2, 3, SHIPPED_MEL.n_mels)
+    assert torch.equal(maps[0, 2], maps[1, 2]) and not torch.equal(maps[0, 1], maps[1, 1])
 
 
 def test_training_steps_lower_the_loss():
