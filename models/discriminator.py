@@ -26,6 +26,7 @@ class DiscriminatorConfig:
     base_min: int = 4             # smaller side of the last feature map
     channel_base: int = 4096      # channels at a level whose longer side is r: min(channel_max, channel_base // r)
     channel_max: int = 256
+    channel_min: int = 8          # floor for fine levels of large grids (e.g. 512 x 512)
     mbstd_group: int = 4          # 0 disables the minibatch-std feature
     template_rolloff: float = 1.0
 
@@ -36,7 +37,7 @@ class DiscriminatorConfig:
     def channels(self, level: int) -> int:
         """Channels at ``level`` (0 = the final 4-ish map, n_levels - 1 = the input grid), by the longer side."""
         longer = max(self.mel.n_mels, self.mel.n_frames) // 2 ** (self.n_levels - 1 - level)
-        return min(self.channel_max, self.channel_base // longer)
+        return max(self.channel_min, min(self.channel_max, self.channel_base // longer))
 
     @classmethod
     def shipped(cls, mel: MelConfig = SHIPPED_MEL) -> "DiscriminatorConfig":

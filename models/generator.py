@@ -42,6 +42,7 @@ class GeneratorConfig:
     base_min: int = 4             # the constant's smaller side
     channel_base: int = 3584      # channels at a level whose longer side is r: min(channel_max, channel_base // r)
     channel_max: int = 192
+    channel_min: int = 8          # floor for fine levels of large grids (e.g. 512 x 512)
     noise_seed: int = 0           # seeds the "const" noise buffers (deterministic inference)
     h_bias_init: float = 0.3      # init std of the per-layer timbre bias (1 would double each layer's variance)
     out_gain: float = 0.2         # scales the summed to-mel skips: an untrained G starts near the data's range
@@ -62,7 +63,7 @@ class GeneratorConfig:
 
     def channels(self, level: int) -> int:
         # By the longer side, so a 128 x 256 grid costs half of 256 x 256, not twice.
-        return min(self.channel_max, self.channel_base // max(self.level_shape(level)))
+        return max(self.channel_min, min(self.channel_max, self.channel_base // max(self.level_shape(level))))
 
     def modulated_layers(self) -> dict[str, tuple[int, int]]:
         """Every modulated conv, coarse to fine: name -> (C_out, C_in), without building G."""

@@ -9,7 +9,7 @@ import torch
 from models import checkpoint
 from models.generator import Generator, GeneratorConfig
 from models.layers import ModulatedConv, log_mel_top
-from models.mel import SHIPPED_MEL, TINY_MEL
+from models.mel import PAPER_MEL, SHIPPED_MEL, TINY_MEL
 from models.pitch_template import N_KEYS, PitchMap, harmonic_template, mel_bin_centres_hz, midi_to_hz
 
 torch.set_num_threads(1)
@@ -207,3 +207,17 @@ def test_autocast_bf16_runs(with_deltas):
         out = G(*args, deltas=deltas)
     out.float().mean().backward()
     assert torch.isfinite(out.float()).all()
+
+
+@pytest.mark.filterwarnings("ignore:At least one mel filterbank")
+@pytest.mark.parametrize("mel", [PAPER_MEL, dataclasses.replace(SHIPPED_MEL, n_frames=128)], ids=["paper", "tall"])
+def test_other_grids_generator_and_discriminator(mel):
+    from models.discriminator import Discriminator, DiscriminatorConfig
+
+    G = Generator(GeneratorConfig.tiny(mel)).eval()
+    D = Discriminator(DiscriminatorConfig.tiny(mel))
+    with torch.no_grad():
+        x = G(*inputs(G.cfg, 1))
+        assert x.shape == (1, mel.n_mels, mel.n_frames)
+        assert D(x, torch.tensor([60]), torch.randn(1, D.cfg.h_dim)).shape == (1,)
+    assert min(G.cfg.channels(i) for i in range(G.cfg.n_levels)) >= G.cfg.channel_min
