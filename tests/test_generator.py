@@ -221,3 +221,12 @@ def test_other_grids_generator_and_discriminator(mel):
         assert x.shape == (1, mel.n_mels, mel.n_frames)
         assert D(x, torch.tensor([60]), torch.randn(1, D.cfg.h_dim)).shape == (1,)
     assert min(G.cfg.channels(i) for i in range(G.cfg.n_levels)) >= G.cfg.channel_min
+
+
+def test_fp16_shipping_round_trip_is_close(tmp_path):
+    torch.manual_seed(10)
+    G = Generator(GeneratorConfig.tiny()).eval()
+    checkpoint.save(tmp_path / "G16.safetensors", G, {"step": 1}, dtype=torch.float16)
+    G16, _, _ = checkpoint.load(tmp_path / "G16.safetensors", Generator)
+    args = inputs(G.cfg, 2)
+    assert (G(*args) - G16.eval()(*args)).abs().max() < 0.05  # log units
