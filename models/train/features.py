@@ -71,12 +71,13 @@ def train_step(f_train, f: FeatureExtractor, opt, x, inst, pitch, cfg: FeaturesT
 @torch.no_grad()
 def embed(f, notes: common.DeviceNotes, batch_size: int = 512) -> torch.Tensor:
     """h for every note of ``notes`` -> [N, h_dim] float32."""
+    was_training = f.training
     f.eval()
     out = []
     for idx in notes.batches(batch_size):
         with common.autocast(notes.device):
             out.append(f(notes.x(idx)).float())
-    f.train()
+    f.train(was_training)
     return torch.cat(out)
 
 
