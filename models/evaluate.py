@@ -258,14 +258,14 @@ def markdown_table(result: dict) -> str:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = __doc__.split("\n")[0]
     parser.epilog = ("examples:\n"
-                     "  hypergan eval --data data/nsynth_like --weights runs/ --out runs/eval\n"
-                     "  hypergan eval --data data/nsynth_like --weights assets/ --hyper-pre runs/hyper_pre/H.safetensors "
+                     "  hypergan eval --data data/nsynth_like --weights assets --out runs/eval\n"
+                     "  hypergan eval --data data/nsynth_like --weights assets/ --hyper-pre runs/hyper-pre/hyper_pre.safetensors "
                      "--split test --seeds 0 1 2 3 4")
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument("--data", required=True, help="NoteSet folder (hypergan data build)")
     parser.add_argument("--weights", default=None,
-                        help="folder holding f.safetensors, G.safetensors, pitch_classifier.safetensors, "
-                             "instrument_classifier.safetensors (and optionally H_pre / H_adv); single files below override")
+                        help="folder holding features, generator, pitch_classifier, instrument_classifier "
+                             "(and optionally hyper_pre, hyper) .safetensors; the single-file flags override")
     for name in ("features", "generator", "pitch-classifier", "instrument-classifier", "hyper-pre", "hyper-adv"):
         parser.add_argument(f"--{name}", default=None, help=f"{name} weights (.safetensors)")
     parser.add_argument("--split", default="valid", choices=sorted(SPLITS))
@@ -277,10 +277,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default=None, help="folder for table.md and results.json")
 
 
-WEIGHT_FILES = {"features": "f.safetensors", "generator": "G.safetensors",
+WEIGHT_FILES = {"features": "features.safetensors", "generator": "generator.safetensors",
                 "pitch-classifier": "pitch_classifier.safetensors",
                 "instrument-classifier": "instrument_classifier.safetensors",
-                "hyper-pre": "H_pre.safetensors", "hyper-adv": "H_adv.safetensors"}
+                "hyper-pre": "hyper_pre.safetensors", "hyper-adv": "hyper.safetensors"}
 
 
 def _weight_path(args: argparse.Namespace, name: str, required: bool) -> Path | None:

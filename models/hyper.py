@@ -64,13 +64,13 @@ class HyperConfig:
         return cls(h_dim=h_dim, layers=names, shapes=tuple(tuple(modulated_layers[n]) for n in names), **kwargs)
 
     @classmethod
-    def shipped(cls, modulated_layers: Mapping[str, tuple[int, int]], h_dim: int) -> "HyperConfig":
-        return cls.for_layers(modulated_layers, h_dim)
+    def shipped(cls, modulated_layers: Mapping[str, tuple[int, int]], h_dim: int,
+                skip_coarse: int = 2) -> "HyperConfig":
+        return cls.for_layers(modulated_layers, h_dim, skip_coarse)
 
     @classmethod
-    def tiny(cls, modulated_layers: Mapping[str, tuple[int, int]], h_dim: int) -> "HyperConfig":
-        return cls.for_layers(modulated_layers, h_dim, skip_coarse=0, hidden_dim=32, code_dim=32, embed_dim=16,
-                              rank=2)
+    def tiny(cls, modulated_layers: Mapping[str, tuple[int, int]], h_dim: int, skip_coarse: int = 0) -> "HyperConfig":
+        return cls.for_layers(modulated_layers, h_dim, skip_coarse, hidden_dim=32, code_dim=32, embed_dim=16, rank=2)
 
 
 def select_layers(modulated_layers: Mapping[str, tuple[int, int]], skip_coarse: int = 2) -> tuple[str, ...]:
