@@ -297,9 +297,9 @@ def _weight_path(args: argparse.Namespace, name: str, required: bool) -> Path | 
 def run(args: argparse.Namespace) -> int:
     from models import checkpoint
     from models.classifiers import InstrumentClassifier, PitchClassifier
-    from models.data.dataset import load_noteset
     from models.features import FeatureExtractor
     from models.generator import Generator
+    from models.train.common import load_data
 
     torch.set_grad_enabled(False)
     device = torch.device(args.device)
@@ -311,7 +311,7 @@ def run(args: argparse.Namespace) -> int:
         path = _weight_path(args, name, False)
         if path is not None:
             hypers[row] = checkpoint.load(path, HyperNetwork, device)[0].eval()
-    notes = load_noteset(args.data)
+    notes = load_data(args.data)
     if notes.mel_cfg != G.cfg.mel:
         raise UserError(f"the data's mel grid {notes.mel_cfg} differs from G's {G.cfg.mel}")
     cfg = EvalConfig(split=args.split, n_inputs=args.n_inputs, seeds=tuple(args.seeds), batch_size=args.batch_size,

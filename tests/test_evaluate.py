@@ -218,3 +218,40 @@ def test_a_pitch_deaf_generator_scores_badly():
     row = result["rows"]["G"]
     assert row["synth_pitch"]["mean"] < 0.3 and row["recon_mse"]["mean"] > 0.01
     assert row["ident"]["mean"] == 1.0  # timbre is still right
+
+
+def test_cli_with_tiny_networks(tmp_path, monkeypatch, capsys):
+    """`hypergan eval` end to end: tiny random networks, the tiny synthetic set, H at init = G alone."""
+    from app.cli import main
+    from models import checkpoint
+    from models.classifiers import InstrumentClassifier, PitchClassifier
+    from models.features import FeatureExtractor
+    from models.generator import Generator
+    from models.mel import TINY_MEL
+    from models.train import common
+    from tests.train_fixtures import tiny_noteset
+
+    data = tiny_noteset()
+    monkeypatch.setattr(common, "load_data", lambda root: data)
+    torch.manual_seed(0)
+    weights = tmp_path / "weights"
+    G = Generator(Generator.Config.tiny(TINY_MEL))
+    f = FeatureExtractor(FeatureExtractor.Config.tiny(TINY_MEL, n_instruments=6))
+    for name, net in (("features", f), ("generator", G),
+                      ("pitch_classifier", PitchClassifier(PitchClassifier.Config.tiny(TINY_MEL))),
+                      ("instrument_classifier", InstrumentClassifier(InstrumentClassifier.Config.tiny(TINY_MEL, 6))),
+                      ("hyper_pre", HyperNetwork(HyperConfig.tiny(G.modulated_layers(), f.cfg.h_dim)))):
+        checkpoint.save(weights / f"{name}.safetensors", net)
+    out = tmp_path / "eval"
+    code = main(["eval", "--data", "unused", "--weights", str(weights), "--out", str(out), "--n-inputs", "12",
+                 "--seeds", "0", "1", "--device", "cpu"])
+    assert code == 0
+    result = json.loads((out / "results.json").read_text())
+    rows = result["rows"]
+    assert set(rows) == {"real notes", "GANStrument (G)", "HyperGANStrument-Pre (S3)"}
+    for key in ("recon_mse", "synth_fid", "synth_pitch", "ident"):
+        assert rows["GANStrument (G)"][key]["values"] == pytest.approx(rows["HyperGANStrument-Pre (S3)"][key]["values"])
+        assert all(np.isfinite(rows["GANStrument (G)"][key]["values"]))
+    assert "| GANStrument (G) |" in (out / "table.md").read_text()
+    assert main(["eval", "--data", "unused", "--weights", str(tmp_path / "none"), "--device", "cpu"]) == 2
+    assert "no features weights" in capsys.readouterr().err
