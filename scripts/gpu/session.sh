@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs on the lent GPU machine, from the repository root of the copy sent there.
 #   bash scripts/gpu/session.sh start STAGES...   install carried wheels, build/reuse the dataset,
-#                                                 start the stages in the background (setsid), in order
+#                                                 start the stages in the background (setsid), in order;
+#                                                 a stage is NAME or NAME:MINUTES, "a+b" runs two at once
 #   bash scripts/gpu/session.sh watch SECONDS     follow the logs for a while, then collect to $OUT
 #   bash scripts/gpu/session.sh collect           copy metrics, plots and weights to $OUT
 # Stages: features, eval-classifiers, gan, hyper-pre, hyper-adv, vocoder; "a+b" runs two at once.
@@ -48,8 +49,9 @@ run_stage() {  # one stage in the foreground (called inside the background pipel
   local stage="$1" minutes="$2"
   seed_state "$stage"
   local w; w="$(weights_dir)"
+  local sets_var="HG_SET_${stage//-/_}"  # e.g. HG_SET_gan="batch_size=128 r1_gamma=1"
   python3 -m app.cli train "$stage" --data "$DATA" --out "$HG/runs/$stage" --weights "$w" \
-    --minutes "$minutes" ${HG_SET:+--set $HG_SET} >>"$HG/logs/$stage.log" 2>&1
+    --minutes "$minutes" ${!sets_var:+--set ${!sets_var}} >>"$HG/logs/$stage.log" 2>&1
   weights_dir >/dev/null
 }
 
@@ -73,7 +75,8 @@ case "${1:-}" in
     " >/dev/null 2>&1 &
     echo "started: $*"
     ;;
-  _stage) run_stage "$2" "${HG_STAGE_MINUTES:-$MINUTES}" ;;
+  _stage) name="${2%%:*}"; minutes="${2#*:}"; [ "$minutes" = "$2" ] && minutes="$MINUTES"
+          run_stage "$name" "$minutes" ;;
   watch)
     end=$((SECONDS + ${2:-500}))
     while [ $SECONDS -lt $end ]; do
