@@ -157,7 +157,7 @@ def train(data, out: Path, opts: common.RunOptions) -> dict[str, float]:
         G.load_state_dict(checkpoint.load(opts.init, Generator)[0].state_dict())
         G_ema.load_state_dict(G.state_dict())
     start_step = step
-    neighbours = build_neighbours(h_all, cfg.knn_k)
+    neighbours = build_neighbours(h_all, min(cfg.knn_k, len(h_all) - 1))
     trainer = GanStep(common.wrap_ddp(G, d), common.wrap_ddp(D, d), f, cfg, d.device)
     probe = GanProbe(data, f, weights, d.device, out) if d.is_main else None
     log = common.MetricsLog(out / "metrics.jsonl", enabled=d.is_main)

@@ -23,7 +23,7 @@ from models.generator import Generator
 from models.hyper import HyperConfig, HyperNetwork, refine, zero_z
 from models.train import common
 from models.train.features import embed
-from models.train.gan import knn_neighbours
+from models.knn import build_neighbours
 from models.train.plots import mel_grid_png
 
 PROBE_KEYS = (28, 40, 52, 64, 76, 88, 100)
@@ -67,7 +67,7 @@ class HyperData:
         self.notes = notes
         self.h = embed(f, notes)  # [N, h_dim]
         f.eval()  # embed() leaves f in training mode
-        self.neighbours = knn_neighbours(self.h, knn_k)  # [N, k]
+        self.neighbours = build_neighbours(self.h, min(knn_k, len(self.h) - 1))  # [N, k]
 
     def sample(self, batch_size: int, p_recon: float, gen: torch.Generator) -> HyperBatch:
         dev = self.notes.device
