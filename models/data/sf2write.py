@@ -7,8 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
-GEN_KEY_RANGE, GEN_VEL_RANGE, GEN_INSTRUMENT, GEN_SAMPLE_MODES, GEN_SAMPLE_ID = 43, 44, 41, 54, 53
-PAD_SAMPLES = 46  # zero samples the SF2 spec asks for after every sample
+from models.data.soundfont import GEN_INSTRUMENT, GEN_KEY_RANGE, GEN_SAMPLE_ID, PAD_POINTS
+
+GEN_SAMPLE_MODES = 54
+
 
 
 @dataclass(frozen=True)
@@ -46,7 +48,7 @@ def write_tone_font(path: str | Path, presets: list[TonePreset], sample_rate: in
         wave = sum(np.sin(2 * np.pi * k * t / period) / k for k in range(1, p.n_harmonics + 1))
         pcm = np.round(wave / np.abs(wave).max() * 20000).astype("<i2")
         start = len(smpl) // 2
-        smpl += pcm.tobytes() + bytes(2 * PAD_SAMPLES)
+        smpl += pcm.tobytes() + bytes(2 * PAD_POINTS)
         end = start + len(pcm)
         shdr += struct.pack("<20sIIIIIBbHH", _name(f"tone{i}"), start, end, start + period, start + period * 21,
                             sample_rate, 69, -4, 0, 1)  # -4 cents: 441 Hz sounds as 440 Hz

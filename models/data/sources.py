@@ -56,9 +56,11 @@ class InstrumentSpec:
     samples: frozenset = frozenset()      # font sample ids (to group presets that share samples)
 
 
-def font_dirs(extra: str | None = None) -> list[Path]:
-    """Folders searched for fonts: ``--font-dir``, $HYPERGAN_FONTS, carry/fonts, the system's."""
-    dirs = [extra, os.environ.get("HYPERGAN_FONTS"), "carry/fonts", *SYSTEM_FONT_DIRS]
+def font_dirs(font_dir: str | None = None) -> list[Path]:
+    """Folders searched for fonts: only ``font_dir`` (``:``-separated) when given, else
+    $HYPERGAN_FONTS, carry/fonts (what travels to the GPU machine), then the system's."""
+    dirs = font_dir.split(os.pathsep) if font_dir else [os.environ.get("HYPERGAN_FONTS"), "carry/fonts",
+                                                        *SYSTEM_FONT_DIRS]
     return [Path(d) for d in dirs if d]
 
 
