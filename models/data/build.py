@@ -21,7 +21,7 @@ import numpy as np
 from models.data.dataset import FORMAT, DatasetError
 from models.data.filter import FilterConfig, check_note, decide_pitched, final_reasons
 from models.data.render import NoteTiming
-from models.data.sources import DEFAULT_SOURCES, Plan, plan_instruments
+from models.data.sources import DEFAULT_SOURCES, Plan, plan_instruments, source_name
 from models.mel import PAPER_MEL, SHIPPED_MEL, TINY_MEL, MelConfig
 
 MEL_PRESETS = {"shipped": SHIPPED_MEL, "tiny": TINY_MEL, "paper": PAPER_MEL}
@@ -76,7 +76,7 @@ def make_plan(cfg: BuildConfig) -> Plan:
     if not cfg.limit_instruments:
         return plan
     kept = []
-    for source in cfg.sources:
+    for source in map(source_name, cfg.sources):
         specs = [s for s in plan.instruments if s.source == source]
         if len(specs) > cfg.limit_instruments:
             pick = np.unique(np.linspace(0, len(specs) - 1, cfg.limit_instruments).round().astype(int))

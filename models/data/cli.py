@@ -10,6 +10,7 @@ EXAMPLES = """examples:
   hypergan data build --out /tmp/tiny --sources timgm6mb,procedural --mel tiny --limit-instruments 4
   hypergan data show data/nsynth_like --out data/nsynth_like/show
   hypergan data check-fonts   (needs fluidsynth; writes models/data/font_check.json)
+  hypergan data slim-fonts --out carry/fonts   (only the presets a build renders)
 """
 
 
@@ -36,7 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--keep-audio", action="store_true", help="also store int16 audio")
     b.add_argument("--keep-parts", action="store_true", help="keep the per-instrument parts after assembly")
-    b.add_argument("--font-dir", help="folder holding the .sf2/.sf3 files (else carry/fonts, system dirs)")
+    b.add_argument("--font-dir", help="folder(s, ':'-separated) holding the .sf2/.sf3 files; default: "
+                                      "$HYPERGAN_FONTS, carry/fonts, /usr/share/sounds/sf3, /usr/share/sounds/sf2")
     b.add_argument("--no-font-check", action="store_true",
                    help="render presets that the fluidsynth reference check marked as wrong")
     b.add_argument("--dry-run", action="store_true", help="print the plan and stop")
@@ -44,6 +46,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     s.add_argument("data", help="a built data folder")
     s.add_argument("--out", required=True, help="folder for the PNGs and WAVs")
     s.add_argument("--seed", type=int, default=0)
+    m = sub.add_parser("slim-fonts", help="write the fonts cut down to the presets a build renders")
+    m.add_argument("--out", required=True, help="folder for the slimmed fonts (same file names)")
+    m.add_argument("--sources", default="musescore,timgm6mb,gmbank")
+    m.add_argument("--font-dir", default="/usr/share/sounds/sf3:/usr/share/sounds/sf2",
+                   help="where the original fonts are (default: the Debian packages' folders)")
     c = sub.add_parser("check-fonts", help="compare tinysoundfont with fluidsynth on every preset")
     c.add_argument("--sources", default="musescore,timgm6mb,gmbank")
     c.add_argument("--font-dir")
@@ -81,6 +88,26 @@ def run_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_slim(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from models.data.build import BuildConfig, make_plan
+    from models.data.slim import slim_font
+
+    plan = make_plan(BuildConfig(out="-", sources=tuple(args.sources.split(",")), font_dir=args.font_dir))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for source, info in plan.fonts.items():
+        keep = {(s.bank, s.program) for s in plan.instruments if s.source == source}
+        dst = out / Path(info.path).name
+        if Path(info.path).resolve() == dst.resolve():
+            _say(f"{source}: {dst} is already the build's font; left as it is")
+            continue
+        slim_font(info.path, keep, dst)
+        _say(f"{source}: {len(keep)} presets, {info.size_bytes} -> {dst.stat().st_size} bytes: {dst}")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     if args.data_command == "build":
         return run_build(args)
@@ -90,6 +117,8 @@ def run(args: argparse.Namespace) -> int:
         for path in show(args.data, args.out, seed=args.seed):
             _say(str(path))
         return 0
+    if args.data_command == "slim-fonts":
+        return run_slim(args)
     if args.data_command == "check-fonts":
         from models.data.reference import check_fonts
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 FAMILIES: tuple[str, ...] = (
     "bass", "brass", "flute", "guitar", "keyboard", "mallet", "organ", "reed", "string", "synth_lead",
     "vocal", "synth_pad", "fx", "percussive",
+    "unknown",  # a user's own folder: no program number to map from
 )
 MT32_BANK = 127
 

@@ -13,7 +13,7 @@ import numpy as np
 from models.audio import Audio
 from models.pitch import estimate_pitch
 
-REASONS = ("silent", "clipped", "mistuned", "unclear_pitch")
+REASONS = ("silent", "clipped", "mistuned", "unclear_pitch", "out_of_range", "unreadable")
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ GEN_KEY_RANGE = 43
 GEN_VEL_RANGE = 44
 GEN_SAMPLE_ID = 53
 SAMPLE_TYPE_ROM = 0x8000
+PAD_POINTS = 46  # zero sample points the spec asks for after every SF2 sample
 
 
 class FontError(UserError):

@@ -56,10 +56,22 @@ class InstrumentSpec:
     samples: frozenset = frozenset()      # font sample ids (to group presets that share samples)
 
 
-def font_dirs(extra: str | None = None) -> list[Path]:
-    """Folders searched for fonts: ``--font-dir``, $HYPERGAN_FONTS, carry/fonts, the system's."""
-    dirs = [extra, os.environ.get("HYPERGAN_FONTS"), "carry/fonts", *SYSTEM_FONT_DIRS]
+def font_dirs(font_dir: str | None = None) -> list[Path]:
+    """Folders searched for fonts: only ``font_dir`` (``:``-separated) when given, else
+    $HYPERGAN_FONTS, carry/fonts (what travels to the GPU machine), then the system's."""
+    dirs = font_dir.split(os.pathsep) if font_dir else [os.environ.get("HYPERGAN_FONTS"), "carry/fonts",
+                                                        *SYSTEM_FONT_DIRS]
     return [Path(d) for d in dirs if d]
+
+
+def font_file_source(path: str) -> FontSource:
+    """A font given by its path: the source is named after the file (``MyFont.sf2`` -> ``myfont``)."""
+    p = Path(path)
+    return FontSource(p.stem.lower(), p.name, "-", "unknown (a font file given by path)")
+
+
+def source_name(name: str) -> str:
+    return font_file_source(name).name if name.lower().endswith((".sf2", ".sf3")) else name
 
 
 def find_font(source: FontSource, font_dir: str | None = None) -> Path:
@@ -120,10 +132,17 @@ def _preset_notes(preset: Preset, velocities: tuple[int, ...]) -> list[tuple[int
 def procedural_instruments(count: int, seed: int, velocities: tuple[int, ...]) -> list[InstrumentSpec]:
     from models.data.recipes import RECIPES
 
+    import numpy as np
+
+    from models.data.procedural import _seed
+
     specs = []
-    notes = tuple((k, v) for k in range(MIDI_LO, MIDI_HI + 1) for v in sorted(velocities))
     for i in range(count):
         recipe = RECIPES[i % len(RECIPES)]
+        # One velocity per key, drawn per instrument: velocity still varies the timbre, while a
+        # procedural instrument costs 88 notes like a font preset instead of 88 x len(velocities).
+        rng = np.random.default_rng(_seed("velocities", seed, i))
+        notes = tuple((k, int(rng.choice(sorted(velocities)))) for k in range(MIDI_LO, MIDI_HI + 1))
         specs.append(InstrumentSpec(
             name=f"procedural/{recipe.name}#{i}", source=PROCEDURAL, preset=f"{recipe.name}#{i}",
             family=recipe.family, group=f"procedural:{i}", nominal_pitched=recipe.pitched, notes=notes,
@@ -148,12 +167,17 @@ def plan_instruments(sources: list[str], velocities: tuple[int, ...], seed: int,
         if name == PROCEDURAL:
             instruments.extend(procedural_instruments(procedural_count, seed, velocities))
             continue
-        if name not in FONT_SOURCES:
-            raise FontError(f"unknown source '{name}' (known: {', '.join([*FONT_SOURCES, PROCEDURAL])})")
-        source = FONT_SOURCES[name]
-        info = read_font(find_font(source, font_dir))
-        fonts[name] = info
+        if name.lower().endswith((".sf2", ".sf3")):
+            source, path = font_file_source(name), Path(name)
+        elif name in FONT_SOURCES:
+            source = FONT_SOURCES[name]
+            path = find_font(source, font_dir)
+        else:
+            raise FontError(f"unknown source '{name}' (known: {', '.join([*FONT_SOURCES, PROCEDURAL])}, "
+                            f"or a path to an .sf2/.sf3 file)")
+        info = read_font(path)
+        fonts[source.name] = info
         dropped = (font_check or {}).get(info.sha256, {}).get("drop", {})
-        specs, skipped[name] = _font_instruments(source, info, velocities, dropped)
+        specs, skipped[source.name] = _font_instruments(source, info, velocities, dropped)
         instruments.extend(specs)
     return Plan(instruments, fonts, skipped)
