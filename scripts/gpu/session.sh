@@ -14,15 +14,9 @@ HG="${HG:-/root/hg}"
 DATA="${HG_DATA:-/dev/shm/hypergan_data}"
 MINUTES="${HG_MINUTES:-9}"
 mkdir -p "$HG/runs" "$HG/logs"
-export PYTHONPATH="$HG/pylib:$PWD${PYTHONPATH:+:$PYTHONPATH}"
+SITE="${HYPERGAN_SITE:-/dev/shm/hypergan_site}"  # carried wheels, installed by build_data.sh
+export PYTHONPATH="$SITE:$PWD${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONUNBUFFERED=1
-
-install_wheels() {
-  if [ ! -f "$HG/pylib/.done" ] && ls carry/wheels/*.whl >/dev/null 2>&1; then
-    python3 -m pip install -q --no-index --no-deps --target "$HG/pylib" carry/wheels/*.whl
-    touch "$HG/pylib/.done"
-  fi
-}
 
 seed_state() {  # copy carried state into the run folder if the machine has none yet
   local stage="$1"
@@ -58,10 +52,10 @@ run_stage() {  # one stage in the foreground (called inside the background pipel
 case "${1:-}" in
   start)
     shift
-    install_wheels
-    if [ ! -f "$DATA/COMPLETE" ]; then
-      bash scripts/gpu/build_data.sh "$DATA" >>"$HG/logs/data.log" 2>&1
-    fi
+    # Builds the set from carried fonts and wheels, or reuses the finished build a held machine keeps.
+    HYPERGAN_DATA="$DATA" HYPERGAN_SITE="$SITE" bash scripts/gpu/build_data.sh ${HG_DATA_ARGS:-} \
+      >>"$HG/logs/data.log" 2>&1 || { tail -n 30 "$HG/logs/data.log"; exit 1; }
+    tail -n 3 "$HG/logs/data.log"
     # The stages run detached so they outlive this call while the machine is held.
     setsid nohup bash -c "
       set -u
