@@ -240,9 +240,13 @@ def _harmonic_energy(spec: np.ndarray, bin_hz: float, freqs: np.ndarray, floor: 
 
 def _refine_period(nsdf: np.ndarray, period: float, refine_lag: int) -> float:
     """Re-measure the period at the NSDF peaks near 2, 4, 8 ... periods, while they stay strong."""
+    if not (math.isfinite(period) and period >= 1.0):
+        return period
     base = nsdf[int(round(period))] if period < nsdf.size else 0.0
     n = 2
-    while n * period <= min(refine_lag, nsdf.size - 2):
+    # The period stays >= 1 sample (a refined lag of a near-zero peak could shrink it towards 0,
+    # and the loop bound n * period would then never be reached).
+    while n <= 64 and period >= 1.0 and n * period <= min(refine_lag, nsdf.size - 2):
         guess = n * period
         half = max(1.0, period / 4)
         lo, hi = int(math.floor(guess - half)), int(math.ceil(guess + half)) + 1

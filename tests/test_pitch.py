@@ -81,3 +81,14 @@ def test_estimate_fields_agree():
     assert est.midi_note == 57
     assert abs(hz_to_midi(est.hz) - est.midi) < 1e-9
     assert abs(midi_to_hz(69) - 440.0) < 1e-12
+
+
+def test_refine_period_terminates_on_degenerate_periods():
+    import numpy as np
+
+    from models.pitch import _refine_period
+
+    nsdf = np.zeros(2048)
+    nsdf[0] = 1.0
+    for period in (0.0, 0.3, float("nan"), 1.0):
+        _refine_period(nsdf, period, 1500)  # must return, not loop or overflow
