@@ -306,6 +306,8 @@ def load_state(out_dir: str | Path, name: str) -> tuple[dict[str, torch.Tensor],
     meta: dict[str, str] = {}
     for path in paths:
         t, m = read_tensors(path)
+        if meta and m.get("step") != meta.get("step"):
+            raise UserError(f"state {name} in {out_dir} mixes shards of steps {meta.get('step')} and {m.get('step')}")
         tensors.update(t)
         meta = m
     expected = int(meta.get("shard", "0/1").split("/")[1])

@@ -4,7 +4,9 @@
 #                                                 start the stages in the background (setsid), in order;
 #                                                 a stage is NAME or NAME:MINUTES, "a+b" runs two at once
 #   bash scripts/gpu/session.sh watch SECONDS     follow the logs for a while, then collect to $OUT
-#   bash scripts/gpu/session.sh collect           copy metrics, plots and weights to $OUT
+#   bash scripts/gpu/session.sh collect           copy metrics and plots to $OUT (logs.tgz)
+#   bash scripts/gpu/session.sh pack gan features/features.safetensors   resume state / files to $OUT
+# HG_DEADLINE (epoch seconds) caps every stage's minutes so nothing trains past it.
 # Stages: features, eval-classifiers, gan, hyper-pre, hyper-adv, vocoder; "a+b" runs two at once.
 # Everything lives under $HG (default /root/hg): runs/<stage>/, logs/, the dataset in /dev/shm.
 # A stage resumes from runs/<stage>/state-*.safetensors, which a previous session's state (carried
@@ -41,6 +43,11 @@ weights_dir() {  # earlier stages' outputs, gathered where later stages look for
 
 run_stage() {  # one stage in the foreground (called inside the background pipeline)
   local stage="$1" minutes="$2"
+  if [ -n "${HG_DEADLINE:-}" ]; then  # never train past the deadline (epoch s): the machine goes back at 30 min
+    local left=$(( (HG_DEADLINE - $(date +%s)) / 60 ))
+    [ "$left" -lt 1 ] && { echo "skip $stage: past the deadline" >>"$HG/logs/pipeline.log"; return 0; }
+    [ "$left" -lt "${minutes%.*}" ] && minutes="$left"
+  fi
   seed_state "$stage"
   local w; w="$(weights_dir)"
   local sets_var="HG_SET_${stage//-/_}"  # e.g. HG_SET_gan="batch_size=128 r1_gamma=1"
@@ -86,9 +93,17 @@ case "${1:-}" in
       $(cd "$HG" && ls runs/*/mels_0*.png 2>/dev/null | tail -n 4 || true)
     for f in "$HG"/logs/*.log; do echo "== $f"; tail -n 6 "$f"; done
     ;;
-  pack)  # bring back one stage's resume state and weights (<= 8 files)
+  pack)  # bring back resume states and weights: pack STAGE[/FILE] ... (<= 8 files in all)
     out="${OUT:-/tmp/out}"; mkdir -p "$out"
-    for f in "$HG"/runs/"$2"/state-*.safetensors; do cp "$f" "$out/"; done
+    shift
+    for item in "$@"; do
+      stage="${item%%/*}"
+      if [ "$item" = "$stage" ]; then
+        for f in "$HG"/runs/"$stage"/state-*.safetensors; do cp "$f" "$out/$stage-$(basename "$f")"; done
+      else
+        cp "$HG/runs/$item" "$out/"
+      fi
+    done
     ls -la "$out"
     ;;
   *) echo "usage: session.sh start STAGES... | watch SECONDS | collect | pack STAGE" >&2; exit 2 ;;
