@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
@@ -210,7 +210,7 @@ def render_parts(cfg: BuildConfig, plan: Plan, parts_dir: Path, progress: Callab
             k = 0
             remaining = set(futures)
             while remaining:
-                finished, remaining = wait(remaining, return_when=FIRST_EXCEPTION)
+                finished, remaining = wait(remaining, return_when=FIRST_COMPLETED)
                 for fut in finished:
                     if fut.exception() is not None:
                         for other in remaining:
