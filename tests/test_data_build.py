@@ -89,8 +89,10 @@ def test_splits_are_disjoint_by_instrument(built):
 
 
 def test_same_seed_gives_identical_bytes_with_any_worker_count(built, config, tmp_path):
-    again = build(replace(config, out=str(tmp_path / "again"), workers=2))
+    log: list[str] = []
+    again = build(replace(config, out=str(tmp_path / "again"), workers=2), progress=log.append)
     assert _files(built) == _files(again)
+    assert sum(m.startswith("[") for m in log) == 6, "each finished instrument is reported as it lands"
 
 
 def test_resume_after_a_crash_and_clear_font_errors(built, config, font, tmp_path):

@@ -110,6 +110,8 @@ def _manifest(cfg, plan, digest, instruments, labels, arrays, rejected, parts, s
         info = plan.fonts[name]
         sources[name] = dict(file=src.filename, package=src.package, licence=src.licence, sha256=info.sha256,
                              size_bytes=info.size_bytes, presets_skipped=plan.skipped[name])
+        if info.slimmed:
+            sources[name]["slimmed_from_sha256"] = info.origin_sha256
     agreement = {spec.name: round(float(p["agreement"]), 3) for spec, p in zip(plan.instruments, parts)}
     return dict(
         format=FORMAT, fingerprint=cfg.fingerprint(), plan=digest, mel=cfg.mel_cfg.to_json(), seed=cfg.seed,

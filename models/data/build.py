@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
@@ -126,7 +126,7 @@ class _Worker:
         return np.concatenate(out) if out else np.zeros((0, self.cfg.mel_cfg.n_mels, self.cfg.mel_cfg.n_frames), np.float16)
 
     def run(self, index: int, spec) -> dict:
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         raw = self.render(spec)
         keys = np.array([k for k, _ in spec.notes], np.int16)
         vels = np.array([v for _, v in spec.notes], np.int16)
@@ -150,7 +150,7 @@ class _Worker:
         np.savez(tmp, **part)
         tmp.replace(path)
         return dict(index=index, name=spec.name, kept=int(keep.sum()), rejected=int((~keep).sum()),
-                    seconds=time.perf_counter() - start)
+                    seconds=time.perf_counter() - start, cpu_s=time.process_time() - cpu_start)
 
 
 _WORKER: _Worker | None = None  # set in each pool process by _init_worker, never in the parent
@@ -185,21 +185,22 @@ def render_parts(cfg: BuildConfig, plan: Plan, parts_dir: Path, progress: Callab
     if done:
         progress(f"resuming: {done}/{total} instruments already rendered")
     start = time.perf_counter()
-    task_seconds = 0.0
+    task_seconds, cpu_seconds = 0.0, 0.0
     if not pending:
-        return dict(rendered=0, wall_s=0.0, task_s=0.0)
+        return dict(rendered=0, wall_s=0.0, task_s=0.0, cpu_s=0.0)
 
     def report(result: dict, k: int) -> None:
         elapsed = time.perf_counter() - start
         eta = elapsed / k * (len(pending) - k)
         progress(f"[{done + k}/{total}] {result['name']}: {result['kept']} notes, {result['rejected']} "
-                 f"rejected, {result['seconds']:.1f} s  (eta {eta:.0f} s)")
+                 f"rejected, {result['seconds']:.1f} s ({result['cpu_s']:.1f} s CPU)  (eta {eta:.0f} s)")
 
     if cfg.workers <= 1:
         worker = _Worker(cfg, str(parts_dir))
         for k, (i, spec) in enumerate(pending, 1):
             result = worker.run(i, spec)
             task_seconds += result["seconds"]
+            cpu_seconds += result["cpu_s"]
             report(result, k)
     else:
         ctx = get_context("spawn")  # fork after torch is imported is unsafe; spawn re-imports cleanly
@@ -209,7 +210,7 @@ def render_parts(cfg: BuildConfig, plan: Plan, parts_dir: Path, progress: Callab
             k = 0
             remaining = set(futures)
             while remaining:
-                finished, remaining = wait(remaining, return_when=FIRST_EXCEPTION)
+                finished, remaining = wait(remaining, return_when=FIRST_COMPLETED)
                 for fut in finished:
                     if fut.exception() is not None:
                         for other in remaining:
@@ -217,8 +218,10 @@ def render_parts(cfg: BuildConfig, plan: Plan, parts_dir: Path, progress: Callab
                         raise fut.exception()
                     k += 1
                     task_seconds += fut.result()["seconds"]
+                    cpu_seconds += fut.result()["cpu_s"]
                     report(fut.result(), k)
-    return dict(rendered=len(pending), wall_s=time.perf_counter() - start, task_s=task_seconds)
+    return dict(rendered=len(pending), notes=sum(len(s.notes) for _, s in pending),
+                wall_s=time.perf_counter() - start, task_s=task_seconds, cpu_s=cpu_seconds)
 
 
 def build(cfg: BuildConfig, progress: Callable[[str], None] = lambda _msg: None) -> Path:

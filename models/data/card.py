@@ -56,6 +56,11 @@ def render_card(manifest: dict, labels: dict) -> str:
         for reason, presets in src.get("presets_skipped", {}).items():
             if presets:
                 lines.append(f"- {name}, {reason.replace('_', ' ')}: {len(presets)}")
+    for name, src in manifest["sources"].items():
+        if src.get("slimmed_from_sha256"):
+            lines.append(f"- {name}: rendered from a copy slimmed to the rendered presets (`hypergan data "
+                         f"slim-fonts`) of the Debian font sha256 {src['slimmed_from_sha256'][:16]}...; its "
+                         f"duplicate and reference-mismatch presets were removed before (models/data/font_check.json)")
     lines += ["", "## Sources and licences", ""]
     rows = []
     for name, src in manifest["sources"].items():

@@ -12,8 +12,8 @@ import hashlib
 import struct
 from pathlib import Path
 
-from models.data.soundfont import (GEN_INSTRUMENT, GEN_SAMPLE_ID, PAD_POINTS, FontError, _chunks, _records,
-                                   read_font)
+from models.data.soundfont import (GEN_INSTRUMENT, GEN_SAMPLE_ID, PAD_POINTS, SLIM_NOTE, FontError, _chunks,
+                                   _records, read_font)
 from models.data.sf2write import _chunk, _list, _name
 
 PHDR, BAG, GEN, MOD, INST, SHDR = "<20sHHHIII", "<HH", "<HH", "<HHhHH", "<20sH", "<20sIIIIIBbHH"
@@ -94,7 +94,7 @@ def slim_font(src: str | Path, keep: set[tuple[int, int]], dst: str | Path) -> P
         # tinysoundfont's RIFF reader ignores pad bytes, so no chunk may need one: even out the data.
         smpl += b"\0"
     return _write(dst, data, top, new_phdr, pbag, pgen, pmod, new_inst, ibag, igen, imod, new_shdr, bytes(smpl),
-                  info.sha256)
+                  info.origin_sha256)
 
 
 def _write(dst, data, top, phdr, pbag, pgen, pmod, inst, ibag, igen, imod, shdr, smpl, origin_sha) -> Path:
@@ -110,7 +110,7 @@ def _write(dst, data, top, phdr, pbag, pgen, pmod, inst, ibag, igen, imod, shdr,
                  _chunk(b"imod", pack(MOD, imod) + bytes(10)), _chunk(b"igen", pack(GEN, igen) + bytes(4)),
                  _chunk(b"shdr", pack(SHDR, shdr)))
     info_off, info_size = top["LIST:INFO"]
-    note = f"slimmed by hypergan from sha256 {origin_sha}".encode()
+    note = f"{SLIM_NOTE}{origin_sha}".encode()
     note += b"\0" * (2 - len(note) % 2)  # NUL-terminated and of even length (see the pad note above)
     info = _chunk(b"LIST", data[info_off:info_off + info_size] + _chunk(b"ISBJ", note))
     body = b"sfbk" + info + _list(b"sdta", _chunk(b"smpl", smpl)) + pdta

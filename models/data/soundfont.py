@@ -20,6 +20,7 @@ GEN_KEY_RANGE = 43
 GEN_VEL_RANGE = 44
 GEN_SAMPLE_ID = 53
 SAMPLE_TYPE_ROM = 0x8000
+SLIM_NOTE = "slimmed by hypergan from sha256 "
 PAD_POINTS = 46  # zero sample points the spec asks for after every SF2 sample
 
 
@@ -69,6 +70,11 @@ class FontInfo:
     size_bytes: int
     is_sf3: bool
     presets: tuple[Preset, ...]
+    origin_sha256: str = ""  # for a font slimmed by models/data/slim.py: the original's sha256
+
+    @property
+    def slimmed(self) -> bool:
+        return bool(self.origin_sha256) and self.origin_sha256 != self.sha256
 
     def melodic(self) -> list[Preset]:
         """Presets outside the percussion bank, sorted by (program, bank)."""
@@ -211,7 +217,15 @@ def read_font(path: str | Path) -> FontInfo:
                 if key and vel:
                     zones.append(Zone(key[0], key[1], vel[0], vel[1], sample_id))
         presets.append(Preset(_name(name), bank, program, tuple(zones)))
-    return FontInfo(str(path), hashlib.sha256(data).hexdigest(), len(data), is_sf3, tuple(presets))
+    origin = ""
+    if "LIST:INFO" in top:
+        info_off, info_size = top["LIST:INFO"]
+        isbj = _chunks(data, info_off + 4, info_off + info_size, where).get("ISBJ")
+        note = data[isbj[0]:isbj[0] + isbj[1]].split(b"\0")[0].decode("latin-1") if isbj else ""
+        if note.startswith(SLIM_NOTE):
+            origin = note[len(SLIM_NOTE):].strip()
+    sha = hashlib.sha256(data).hexdigest()
+    return FontInfo(str(path), sha, len(data), is_sf3, tuple(presets), origin or sha)
 
 
 def _name(raw: bytes) -> str:

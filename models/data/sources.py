@@ -177,7 +177,7 @@ def plan_instruments(sources: list[str], velocities: tuple[int, ...], seed: int,
                             f"or a path to an .sf2/.sf3 file)")
         info = read_font(path)
         fonts[source.name] = info
-        dropped = (font_check or {}).get(info.sha256, {}).get("drop", {})
+        dropped = (font_check or {}).get(info.origin_sha256, {}).get("drop", {})
         specs, skipped[source.name] = _font_instruments(source, info, velocities, dropped)
         instruments.extend(specs)
     return Plan(instruments, fonts, skipped)

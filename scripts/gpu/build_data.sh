@@ -14,7 +14,12 @@ py="${PYTHON:-python3}"
 
 if ! PYTHONPATH="$site" "$py" -c "import tinysoundfont, soundfile" 2>/dev/null; then
   ls carry/wheels/*.whl >/dev/null 2>&1 || { echo "build_data: no carry/wheels (run scripts/gpu/fetch_wheels.sh and carry 'carry')" >&2; exit 2; }
-  "$py" -m pip install -q --no-index --no-deps --target "$site" carry/wheels/*.whl
+  if "$py" -m pip --version >/dev/null 2>&1; then
+    "$py" -m pip install -q --no-index --no-deps --target "$site" carry/wheels/*.whl
+  else  # no pip: these wheels need no build step, unpacking them is installing them
+    mkdir -p "$site"
+    for w in carry/wheels/*.whl; do "$py" -m zipfile -e "$w" "$site"; done
+  fi
 fi
 export PYTHONPATH="$site:$PWD${PYTHONPATH:+:$PYTHONPATH}"
 export OMP_NUM_THREADS=1  # one thread per worker process; the workers are the parallelism
