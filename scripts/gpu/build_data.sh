@@ -22,9 +22,10 @@ if ! PYTHONPATH="$site" "$py" -c "import tinysoundfont, soundfile" 2>/dev/null; 
   fi
 fi
 export PYTHONPATH="$site:$PWD${PYTHONPATH:+:$PYTHONPATH}"
+workers="${WORKERS:-$(nproc --all)}"  # before OMP_NUM_THREADS=1: GNU nproc honours it and would say 1
 export OMP_NUM_THREADS=1  # one thread per worker process; the workers are the parallelism
 
 start=$(date +%s)
-"$py" -m app.cli data build --out "$out" --font-dir carry/fonts --workers "${WORKERS:-$(nproc)}" "$@"
+"$py" -m app.cli data build --out "$out" --font-dir carry/fonts --workers "$workers" "$@"
 echo "build_data: $(( $(date +%s) - start )) s, $(du -sh "$out" | cut -f1) in $out"
 echo "$out"
