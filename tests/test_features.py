@@ -1,0 +1,96 @@
+"""f: shapes, h normalisation, gradient reversal, a few training steps, checkpoint round trip."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from models import checkpoint
+from models.features import FeatureConfig, FeatureExtractor
+from models.layers import grad_reverse
+from models.mel import SHIPPED_MEL, TINY_MEL
+
+torch.set_num_threads(1)
+
+
+def synthetic_notes(n_classes: int, per_class: int, seed: int = 0):
+    """Log-mels on TINY_MEL: a class-specific spectral envelope plus a pitch-like stripe and noise."""
+    g = torch.Generator().manual_seed(seed)
+    m, f = TINY_MEL.n_mels, TINY_MEL.n_frames
+    envelopes = torch.randn(n_classes, m, 1, generator=g) * 2
+    labels = torch.arange(n_classes).repeat_interleave(per_class)
+    midi = torch.randint(21, 109, (len(labels),), generator=g)
+    x = envelopes[labels] + torch.randn(len(labels), m, f, generator=g) * 0.5 - 4
+    x[torch.arange(len(labels)), (midi - 21) * m // 88] += 3
+    return x, labels, midi
+
+
+def test_shapes_and_normalised_h():
+    f = FeatureExtractor(FeatureConfig.tiny())
+    h = f(torch.randn(3, TINY_MEL.n_mels, TINY_MEL.n_frames) - 4)
+    assert h.shape == (3, 16)
+    assert torch.allclose(h.square().mean(1), torch.ones(3), atol=1e-4)
+    assert f.instrument_logits(h).shape == (3, 8)
+    assert f.pitch_logits(h).shape == (3, 88)
+
+
+def test_shipped_forward_batch_one():
+    f = FeatureExtractor(FeatureConfig.shipped(SHIPPED_MEL, n_instruments=10))
+    with torch.no_grad():
+        assert f(torch.randn(1, SHIPPED_MEL.n_mels, SHIPPED_MEL.n_frames) - 4).shape == (1, 256)
+
+
+@pytest.mark.parametrize("scale", [1.0, 0.3])
+def test_gradient_reversal_sign_and_scale(scale):
+    x = torch.randn(4, 5, requires_grad=True)
+    w = torch.randn(4, 5)
+    (grad_plain,) = torch.autograd.grad((x * w).sum(), x)
+    (grad_rev,) = torch.autograd.grad((grad_reverse(x, scale) * w).sum(), x)
+    assert torch.equal(grad_reverse(x, scale), x)
+    assert torch.allclose(grad_rev, -scale * grad_plain)
+
+
+def test_pitch_head_learns_while_f_gets_reversed_gradient():
+    torch.manual_seed(0)
+    f = FeatureExtractor(FeatureConfig.tiny())
+    h = torch.randn(4, 16, requires_grad=True)
+    midi = torch.tensor([0, 5, 10, 40])
+    F.cross_entropy(f.pitch_logits(h, 1.0), midi).backward()
+    grad_rev = h.grad.clone()
+    head_grad = f.pitch_head[0].weight.grad.clone()
+    h.grad = None
+    f.zero_grad()
+    F.cross_entropy(f.pitch_head(h), midi).backward()
+    assert torch.allclose(grad_rev, -h.grad)
+    assert torch.allclose(head_grad, f.pitch_head[0].weight.grad)  # the head itself is not reversed
+
+
+def test_training_steps_lower_the_loss():
+    torch.manual_seed(0)
+    x, labels, midi = synthetic_notes(n_classes=4, per_class=8)
+    f = FeatureExtractor(FeatureConfig.tiny(n_instruments=4))
+    opt = torch.optim.Adam(f.parameters(), lr=3e-3)
+
+    def loss_fn():
+        h = f(x)
+        return F.cross_entropy(f.instrument_logits(h), labels), F.cross_entropy(f.pitch_logits(h, 0.1), midi - 21)
+
+    with torch.no_grad():
+        first, _ = loss_fn()
+    for _ in range(30):
+        inst, pitch = loss_fn()
+        opt.zero_grad()
+        (inst + pitch).backward()
+        opt.step()
+    with torch.no_grad():
+        last, _ = loss_fn()
+    assert last < 0.5 * first
+
+
+def test_checkpoint_round_trip_bitwise(tmp_path):
+    torch.manual_seed(1)
+    f = FeatureExtractor(FeatureConfig.tiny()).eval()
+    checkpoint.save(tmp_path / "f.safetensors", f, {"step": 2})
+    f2, cfg, _ = checkpoint.load(tmp_path / "f.safetensors", FeatureExtractor)
+    x = torch.randn(2, TINY_MEL.n_mels, TINY_MEL.n_frames) - 4
+    assert cfg == f.cfg and torch.equal(f(x), f2.eval()(x))
