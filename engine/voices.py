@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.key_cache import KeySample
+from engine.key_cache import KeySample, nearest_key
 from engine.voice_events import ALL_NOTES_OFF, ALL_SOUND_OFF, BEND, NOTE_OFF, NOTE_ON, SUSTAIN, EventQueue
 
 __all__ = ["Envelope", "EventQueue", "KeyBank", "MixerConfig", "VoiceMixer"]
@@ -81,27 +81,34 @@ class KeyBank:
 
     ``entries[note]`` is ``(samples, step, loop_start, loop_len, loop_end, last_index)`` (numbers as
     Python floats, ready for the callback) or None when nothing is rendered. A note without its own
-    KeySample uses the nearest rendered key (ties: the lower one), stepped by the semitone ratio.
+    KeySample uses the nearest rendered key (``nearest_key``), stepped by the semitone ratio.
+    ``sources`` keeps each rendered key with its finite-checked samples, so rebuilding the bank as
+    keys land one by one checks each key once.
     """
 
     entries: tuple
-    rendered: frozenset
+    sources: dict
+
+    @property
+    def rendered(self) -> frozenset:
+        return frozenset(self.sources)
 
     @classmethod
-    def build(cls, keys: dict[int, KeySample], out_rate: int) -> "KeyBank":
-        rendered = sorted(k for k in keys if 0 <= k <= 127)
-        clean = {k: _finite(keys[k].samples) for k in rendered}
+    def build(cls, keys: dict[int, KeySample], out_rate: int, previous: "KeyBank | None" = None) -> "KeyBank":
+        keys = {k: ks for k, ks in keys.items() if 0 <= k <= 127}
+        old = previous.sources if previous is not None else {}
+        sources = {k: old[k] if k in old and old[k][0] is ks else (ks, _finite(ks.samples)) for k, ks in keys.items()}
+        clean = {id(ks): samples for ks, samples in sources.values()}
         entries = []
         for note in range(128):
-            if not rendered:
+            ks = nearest_key(keys, note)
+            if ks is None:
                 entries.append(None)
                 continue
-            src = min(rendered, key=lambda k: (abs(k - note), k))
-            ks = keys[src]
             step = 2.0 ** ((note - ks.root_note) / 12.0) * ks.sample_rate / out_rate
-            entries.append((clean[src], float(step), float(ks.loop_start), float(ks.loop_end - ks.loop_start),
+            entries.append((clean[id(ks)], float(step), float(ks.loop_start), float(ks.loop_end - ks.loop_start),
                             float(ks.loop_end), float(len(ks.samples) - 1)))
-        return cls(tuple(entries), frozenset(rendered))
+        return cls(tuple(entries), sources)
 
 
 def _finite(samples: np.ndarray) -> np.ndarray:
@@ -180,7 +187,7 @@ class VoiceMixer:
 
     def set_keys(self, keys: dict[int, KeySample]) -> KeyBank:
         """Build a KeyBank from ``keys`` on the caller's thread, then swap it in (one reference store)."""
-        bank = KeyBank.build(dict(keys), self.cfg.sample_rate)
+        bank = KeyBank.build(dict(keys), self.cfg.sample_rate, self._bank)
         self._bank = bank
         return bank
 
