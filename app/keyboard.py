@@ -101,6 +101,10 @@ class KeyboardWidget(QWidget):
                     p.setPen(COLORS["outline"])
                     p.setBrush(self._color(midi))
                     p.drawRect(self.key_rect(midi))
+        p.setPen(COLORS["outline"])
+        for c in range(24, HIGHEST + 1, 12):   # octave names on the C keys
+            r = self.key_rect(c)
+            p.drawText(QRectF(r.left(), r.bottom() - 30, r.width(), 14), Qt.AlignCenter, f"C{c // 12 - 1}")
         if self.root_note is not None and LOWEST <= self.root_note <= HIGHEST:
             r = self.key_rect(self.root_note)
             p.setPen(Qt.NoPen)

@@ -139,7 +139,7 @@ class MainWindow(QMainWindow):
         self.settings.set_sample_path(slot, self.instrument.paths.get(slot))
         first = self.instrument.samples.get("A", self.instrument.samples.get("B"))
         self.keyboard.set_root(getattr(first, "root_note", None) if first is not None else None)
-        self.mix.setEnabled(len(self.instrument.samples) == 2)
+        self.mix.setEnabled(len(self.instrument.samples) == 2 and self.instrument.engine is not None)
 
     def _open_audio(self, name: str, remember: bool = True) -> None:
         self.audio.open(name or None)

@@ -11,6 +11,7 @@ class RenderProgress(QWidget):
         self.bar.setRange(0, 88)
         self.bar.setFormat("%v / %m keys")
         self.bar.setMaximumWidth(220)
+        self.bar.setValue(0)
         self.message = QLabel()
         self.message.setWordWrap(True)
         box = QHBoxLayout(self)

@@ -69,11 +69,13 @@ class SampleSlot(QFrame):
         self.error.hide()
         self.wave_plot = pg.PlotWidget()
         self.mel_plot = pg.PlotWidget()
-        for plot, height in ((self.wave_plot, 70), (self.mel_plot, 90)):
-            plot.setFixedHeight(height)
+        self.wave_plot.setFixedHeight(70)
+        self.mel_plot.setMinimumHeight(90)
+        for plot in (self.wave_plot, self.mel_plot):
             plot.hideAxis("bottom")
             plot.hideAxis("left")
             plot.setMouseEnabled(False, False)
+            plot.getViewBox().setDefaultPadding(0.0)
             plot.hideButtons()
             plot.setMenuEnabled(False)
         self.wave_curve = self.wave_plot.plot(pen=pg.mkPen("#6fb1ff", width=1))
@@ -129,8 +131,11 @@ class SampleSlot(QFrame):
         self.pitch.setToolTip(f"MIDI {sample.midi:.2f}, confidence {confidence:.2f}")
         samples = sample.audio.samples
         self.wave_curve.setData(*waveform_envelope(samples))
-        self.wave_plot.setYRange(-1, 1, padding=0.05)
-        self.mel_image.setImage(display_mel(samples, sample.audio.sample_rate), autoLevels=True)
+        x, _ = self.wave_curve.getData()
+        self.wave_plot.setRange(xRange=(0, max(1.0, float(x[-1]))), yRange=(-1, 1), padding=0.02)
+        mel = display_mel(samples, sample.audio.sample_rate)   # [frames, mels]
+        self.mel_image.setImage(mel, autoLevels=True)
+        self.mel_plot.setRange(xRange=(0, mel.shape[0]), yRange=(0, mel.shape[1]), padding=0.0)
         self.clear_button.setEnabled(True)
 
     def show_error(self, message: str) -> None:
