@@ -69,6 +69,13 @@ class KeyboardWidget(QWidget):
         (self.held.add if down else self.held.discard)(midi)
         self.update()
 
+    # Bound methods (not lambdas) so that signals from the MIDI thread are queued to this widget's thread.
+    def show_note_on(self, midi: int, _velocity: int) -> None:
+        self.show_note(midi, True)
+
+    def show_note_off(self, midi: int) -> None:
+        self.show_note(midi, False)
+
     # -- geometry ------------------------------------------------------------------------------------
     def key_rect(self, midi: int) -> QRectF:
         width = self.width() / len(WHITE_KEYS)

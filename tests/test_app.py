@@ -6,6 +6,7 @@ pulling blocks from the voice mixer's callback, as the audio thread would.
 """
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -298,3 +299,27 @@ def test_real_audio_backend_lists_outputs_or_says_why():
 
 def test_this_pyside6_keeps_its_references():
     assert qt_refcount_problem() is None
+
+
+def test_midi_from_its_own_thread_plays_and_highlights_on_the_gui_thread(qtbot, tmp_path, engine, sounds,
+                                                                          monkeypatch):
+    from app.keyboard import KeyboardWidget
+
+    threads = []
+    original = KeyboardWidget.show_note
+    monkeypatch.setattr(KeyboardWidget, "show_note",
+                        lambda self, midi, down: threads.append(threading.current_thread()) or original(self, midi, down))
+    midi = FakeMidiBackend(["Keys"])
+    window = make_window(qtbot, tmp_path, engine, midi_backend=midi)
+    drop(window.slots["A"], sounds["c4"])
+    wait_rendered(qtbot, window)
+    import mido
+
+    sender = threading.Thread(target=midi.send, args=(mido.Message("note_on", note=64, velocity=90),))
+    sender.start()
+    sender.join()
+    qtbot.waitUntil(lambda: window.keyboard.held == {64}, timeout=2000)
+    assert threads == [threading.main_thread()]
+    pull(window, 2)
+    assert window.audio.mixer.active_notes() == [64]
+    window.shutdown()
