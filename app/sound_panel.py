@@ -2,19 +2,30 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QGridLayout, QLabel, QSlider, QWidget
 
 from engine.voices import Envelope
 
-# name, label, slider range, slider -> value, value -> slider, text
-_LOG_S = (lambda lo, hi: (lambda v: lo * (hi / lo) ** (v / 100), lambda x: 100 * math.log(x / lo) / math.log(hi / lo)))
+
+def log_scale(lo: float, hi: float) -> tuple[Callable[[int], float], Callable[[float], float]]:
+    """Slider position 0..100 <-> a value from ``lo`` to ``hi`` on a log scale (times)."""
+    ratio = math.log(hi / lo)
+    return (lambda v: lo * math.exp(ratio * v / 100)), (lambda x: 100 * math.log(x / lo) / ratio)
+
+
+def seconds(x: float) -> str:
+    return f"{1000 * x:.0f} ms" if x < 1 else f"{x:.2f} s"
+
+
+# name -> (label, slider position -> value, value -> slider position, value -> text)
 CONTROLS = {
-    "attack_s": ("Attack", *_LOG_S(0.001, 2.0), lambda x: f"{1000 * x:.0f} ms" if x < 1 else f"{x:.2f} s"),
-    "decay_s": ("Decay", *_LOG_S(0.05, 10.0), lambda x: f"{x:.2f} s"),
+    "attack_s": ("Attack", *log_scale(0.001, 2.0), seconds),
+    "decay_s": ("Decay", *log_scale(0.05, 10.0), seconds),
     "sustain": ("Sustain", lambda v: v / 100, lambda x: 100 * x, lambda x: f"{100 * x:.0f} %"),
-    "release_s": ("Release", *_LOG_S(0.01, 5.0), lambda x: f"{1000 * x:.0f} ms" if x < 1 else f"{x:.2f} s"),
+    "release_s": ("Release", *log_scale(0.01, 5.0), seconds),
 }
 
 

@@ -228,6 +228,7 @@ class VoiceMixer:
             if self._stage.count(IDLE) == len(self._stage):
                 outdata.fill(0.0)
                 self._volume_prev = self._volume
+                self._limiter_gain = 1.0   # silence: the next note starts unattenuated
                 return
             self._plan_block()
             self._render_voices()
