@@ -296,3 +296,16 @@ def test_allocation_measurement_catches_an_allocating_callback():
     mixer.set_keys({60: sine_key(60)})
     _, transient = callback_allocation(mixer, busy_feed(mixer), n_blocks=20)
     assert transient >= BLOCK * 4
+
+
+def test_key_bank_maps_missing_notes_to_the_nearest_key_and_checks_each_key_once():
+    from engine.voices import KeyBank
+
+    keys = {60: sine_key(60), 64: sine_key(64)}
+    bank = KeyBank.build(keys, SR)
+    assert bank.entries[62][1] == pytest.approx(2 ** (2 / 12))   # a tie goes to the lower key
+    assert bank.entries[63][0] is keys[64].samples and bank.entries[63][1] == pytest.approx(2 ** (-1 / 12))
+    assert bank.entries[0][0] is keys[60].samples and bank.entries[127][0] is keys[64].samples
+    grown = KeyBank.build({**keys, 67: sine_key(67)}, SR, previous=bank)
+    assert grown.sources[60][1] is bank.sources[60][1] and grown.rendered == frozenset({60, 64, 67})
+    assert KeyBank.build({}, SR).entries[60] is None
