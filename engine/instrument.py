@@ -8,13 +8,13 @@ Plain Python, no Qt; the GUI, the CLI and the tests drive it alike. Typical use:
 
 Per sample, ``h = f(x)``, ``x_init = G(h, 0, p_in)``, ``h_init = f(x_init)`` and the offsets
 ``H(h, h_init)`` are computed once and cached (memory LRU keyed by the audio's content hash,
-optionally on disk); rendering a key is then one G forward and one mel inversion.
+optionally on disk); rendering a key is then one G forward and one mel inversion. The offsets come
+from ``models.hyper.refine`` (H's passes exactly as in training).
 """
 from __future__ import annotations
 
 import hashlib
 import threading
-from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +30,7 @@ from engine.keys import ALL_KEYS, HIGHEST_KEY, LOWEST_KEY, KeyConfig, batches, f
 from engine.networks import NetworkClasses, load_networks
 from models.audio import Audio
 from models.errors import SilentAudioError, UserError
+from models.hyper import refine
 from models.mel import LogMel, MelInverter
 
 OnKey = Callable[[int, KeySample], None]
@@ -94,7 +95,6 @@ class Engine:
         self._log_mel = LogMel(self.mel_cfg).to(self.device)
         disk = Path(cache_dir) / self.nets.fingerprint if cache_dir is not None else None
         self.cache = TensorCache(cfg.cache_bytes, disk, self.device)
-        self.calls: Counter[str] = Counter()   # network forwards: "f", "G", "H", "inverter"
         self._generation = 0
         self._generation_lock = threading.Lock()
         self._resamplers: dict[int, torch.nn.Module] = {}
@@ -116,7 +116,7 @@ class Engine:
             from models.audio import load_audio
 
             path = Path(source)
-            audio, default_name = load_audio(path, c.sample_rate, max_duration_s=None), path.stem
+            audio, default_name = load_audio(path, c.sample_rate, max_duration_s=c.duration_s), path.stem
         samples = np.zeros(c.num_samples, np.float32)
         clip = audio.samples[: c.num_samples]
         samples[: len(clip)] = clip
@@ -140,7 +140,7 @@ class Engine:
         entry = self.cache.get(key)
         if entry is None:
             wave = torch.from_numpy(sample.audio.samples).to(self.device)[None]
-            entry = {"h": self._f(self._log_mel(wave))}
+            entry = {"h": self.nets.f(self._log_mel(wave))}
             self.cache.put(key, entry, persist=True)
         return entry["h"]
 
@@ -165,8 +165,7 @@ class Engine:
             entry = {"h": h}
             if self.nets.H is not None:
                 midi = torch.full((1,), root, dtype=torch.long, device=self.device)
-                x_init = self._G(h, midi, None)
-                deltas = self._H(h, self._f(x_init))
+                deltas = refine(self.nets.G, self.nets.f, self.nets.H, h, midi)   # {layer: [1, C_out, C_in]}
                 entry.update({f"delta.{name}": d for name, d in deltas.items()})
             self.cache.put(key, entry, persist=sample_b is None)
         deltas = {k[len("delta."):]: v for k, v in entry.items() if k.startswith("delta.")}
@@ -183,7 +182,6 @@ class Engine:
     def render_waves(self, cond: Conditioning, midi_notes: list[int], sample_rate: int) -> np.ndarray:
         """Waves ``[B, T]`` float32 at ``sample_rate`` (inverted, resampled; not yet level-matched or looped)."""
         mels = self.render_mels(cond, midi_notes)
-        self.calls["inverter"] += 1
         waves = self.nets.inverter(mels.float())                   # [B, num_samples] at the model rate
         if sample_rate != self.mel_cfg.sample_rate:
             waves = self._resampler(sample_rate)(waves)
@@ -232,17 +230,8 @@ class Engine:
     def _cancelled(self, generation: int, cancel: threading.Event | None) -> bool:
         return generation != self._generation or (cancel is not None and cancel.is_set())
 
-    def _f(self, log_mel: torch.Tensor) -> torch.Tensor:
-        self.calls["f"] += 1
-        return self.nets.f(log_mel)
-
-    def _H(self, h: torch.Tensor, h_init: torch.Tensor) -> dict[str, torch.Tensor]:
-        self.calls["H"] += 1
-        return self.nets.H(h, h_init)
-
     def _G(self, h: torch.Tensor, midi: torch.Tensor, deltas: dict[str, torch.Tensor] | None) -> torch.Tensor:
         """G(h, z = 0, midi; offsets) for a batch of keys sharing one timbre ``h [1, h_dim]``."""
-        self.calls["G"] += 1
         batch = midi.shape[0]
         z = torch.zeros(batch, self.nets.z_dim, device=self.device)
         if deltas is not None:

@@ -82,8 +82,9 @@ def apply_fades(samples: np.ndarray, sample_rate: int, cfg: KeyConfig) -> np.nda
 
 def finish_key(wave: np.ndarray, sample_rate: int, midi_note: int, cfg: KeyConfig = KeyConfig()) -> KeySample:
     """One inverted wave ``[T]`` at the output rate -> a level-matched, looped, faded :class:`KeySample`."""
-    y = match_loudness(np.asarray(wave, dtype=np.float32), sample_rate, cfg)
-    y, loop_start, loop_end = make_loop(y, sample_rate, midi_to_hz(midi_note), cfg.loop)
+    y, loop_start, loop_end = make_loop(np.asarray(wave, dtype=np.float32), sample_rate,
+                                        midi_to_hz(midi_note), cfg.loop)
+    y = match_loudness(y, sample_rate, cfg)   # after the loop's levelling, so the ceiling holds
     y = apply_fades(y, sample_rate, cfg)
     return KeySample(samples=y, sample_rate=sample_rate, root_note=int(midi_note),
                      loop_start=loop_start, loop_end=loop_end)

@@ -25,6 +25,7 @@ class LoopConfig:
     attack_s: float = 0.06      # the loop starts at least this long after the envelope's peak
     tail_s: float = 0.05        # kept clear at the end for the fade-out
     search: float = 0.6         # loop lengths tried: target ± this many (nominal) periods
+    max_flatten_db: float = 12.0  # the most level change across a loop that is flattened out
 
 
 def midi_to_hz(midi: float) -> float:
@@ -161,12 +162,35 @@ def crossfade_loop(samples: np.ndarray, start: int, end: int, crossfade: int) ->
     return y
 
 
+def flatten_decay(samples: np.ndarray, start: int, end: int, window: int, max_db: float = 12.0) -> np.ndarray:
+    """A copy whose level no longer falls (or rises) across ``[start, end)``.
+
+    The level around ``end`` is brought up to the level around ``start`` by a gain that grows
+    geometrically from 1 at ``start`` to ``r`` at ``end`` and stays ``r`` after it: a held note
+    sustains steadily instead of pulsing by the decay of each pass, and the tail still follows on
+    without a step. ``r`` is limited to ``max_db``.
+    """
+    x = np.asarray(samples, dtype=np.float32)
+    w = max(1, window)
+    level_start = np.sqrt(np.mean(np.square(x[max(0, start - w): start + w], dtype=np.float64)))
+    level_end = np.sqrt(np.mean(np.square(x[max(0, end - w): end + w], dtype=np.float64)))
+    if level_start <= 1e-9 or level_end <= 1e-9:
+        return x.copy()
+    limit = 10 ** (max_db / 20)
+    ratio = float(np.clip(level_start / level_end, 1 / limit, limit))
+    gain = np.ones(len(x), np.float64)
+    gain[start:end] = ratio ** (np.arange(end - start) / (end - start))
+    gain[end:] = ratio
+    return (x * gain).astype(np.float32)
+
+
 def make_loop(samples: np.ndarray, sample_rate: int, f0_hz: float,
               cfg: LoopConfig = LoopConfig()) -> tuple[np.ndarray, int, int]:
-    """Find and bake a loop: -> (new samples, loop_start, loop_end exclusive)."""
+    """Find, level and bake a loop: -> (new samples, loop_start, loop_end exclusive)."""
     start, end = find_loop(samples, sample_rate, f0_hz, cfg)
     fade = int(cfg.crossfade_s * sample_rate)
-    return crossfade_loop(samples, start, end, fade), start, end
+    flat = flatten_decay(samples, start, end, fade, cfg.max_flatten_db)
+    return crossfade_loop(flat, start, end, fade), start, end
 
 
 def seam_jump(samples: np.ndarray, start: int, end: int) -> tuple[float, float]:

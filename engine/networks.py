@@ -145,8 +145,8 @@ def load_networks(weights_dir: str | Path, device: torch.device, vocoder: str | 
     classes = classes or default_classes()
     f, _, f_meta = _load(weights / FEATURES, classes.features, device)
     G, g_cfg, g_meta = _load(weights / GENERATOR, classes.generator, device)
-    mel = _mel_of(weights / GENERATOR, g_meta)
-    if mel is None:
+    mel = _mel_of(weights / GENERATOR, g_meta) or getattr(g_cfg, "mel", None)
+    if not isinstance(mel, MelConfig):
         raise CheckpointError(f"{weights / GENERATOR} does not record its mel grid")
     if _mel_of(weights / FEATURES, f_meta) not in (None, mel):
         raise CheckpointError(f"{weights / FEATURES} and {weights / GENERATOR} use different mel grids")

@@ -95,6 +95,7 @@ class HyperNetworkConfig:
     h_dim: int = 8
     n_out: int = 6
     n_in: int = 8
+    n_passes: int = 1
 
 
 class HyperNetwork(torch.nn.Module):

@@ -47,7 +47,10 @@ def test_pluck_loop_has_no_level_dip(midi: int) -> None:
     frame = fade // 2
     rms = np.sqrt(np.mean(held[: len(held) // frame * frame].reshape(-1, frame) ** 2, axis=1))
     dips = 20 * np.log10(rms[1:-1] / np.maximum(rms[:-2], rms[2:]))
-    assert dips.min() > -3.0, dips.min()
+    assert dips.min() > -1.5, dips.min()
+    # Levelled: a held note does not pulse by the decay across each pass.
+    steps = 20 * np.log10(rms[1:] / rms[:-1])
+    assert np.abs(steps).max() < 1.5, steps
     seam, typical = seam_jump(y, start, end)
     assert seam <= 2 * typical
 
