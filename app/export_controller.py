@@ -38,7 +38,9 @@ class ExportController(QObject):
         self.choose_folder = choose_folder
         self.confirm_replace = confirm_replace
 
-    def export(self, keys: dict[int, KeySample], name: str, parent: QWidget | None = None) -> Path | None:
+    def export(self, keys: dict[int, KeySample], name: str, parent: QWidget | None = None,
+               release_s: float = 0.3) -> Path | None:
+        """Write the pack into a folder the user picks; ``release_s`` becomes the packs' release time."""
         if not keys:
             self.failed.emit("Nothing to export yet: drop a sound and let it render")
             return None
@@ -51,11 +53,11 @@ class ExportController(QObject):
         QApplication.setOverrideCursor(Qt.WaitCursor)
         try:
             try:
-                path = export_pack(keys, name, folder)
+                path = export_pack(keys, name, folder, release_s=release_s)
             except PackExistsError:
                 if not self.confirm_replace(parent, folder / safe_name(name)):
                     return None
-                path = export_pack(keys, name, folder, force=True)
+                path = export_pack(keys, name, folder, force=True, release_s=release_s)
         except UserError as exc:
             self.failed.emit(f"Export failed: {exc}")
             return None

@@ -104,7 +104,7 @@ class MainWindow(QMainWindow):
         self.sound.volumeChanged.connect(self.audio.set_volume)
         self.sound.volumeChanged.connect(lambda gain: setattr(self.settings, "volume", gain))
         self.export_button.clicked.connect(
-            lambda: self.exporter.export(inst.keys, inst.pack_name(), self))
+            lambda: self.exporter.export(inst.keys, inst.pack_name(), self, self.sound.envelope().release_s))
         self.exporter.exported.connect(lambda path: self.progress.set_message(f"Exported {path}"))
         self.exporter.failed.connect(self.progress.set_message)
 

@@ -230,6 +230,8 @@ def test_export_writes_a_pack_and_asks_before_replacing(qtbot, window, sounds, t
     pack = Path(done.args[0])
     assert pack == packs / "c4"
     assert (pack / "c4.sfz").is_file() and (pack / "c4.dspreset").is_file()
+    release = window.sound.envelope().release_s
+    assert f"ampeg_release={release:g}" in (pack / "c4.sfz").read_text()   # the window's release
     wavs = sorted((pack / "samples").glob("*.wav"))
     assert len(wavs) == 88 and sf.info(wavs[0]).subtype == "PCM_24"
     with qtbot.waitSignal(window.exporter.exported, timeout=30_000):
