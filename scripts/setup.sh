@@ -42,6 +42,9 @@ if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
   fi
   echo "$want" > "$stamp"
 fi
+# tinysoundfont renders the training set's SoundFonts (models/data). Not in pyproject: it declares
+# PyAudio (live playback only), which has no Linux wheel, so it is installed without dependencies.
+"$venv/bin/python" -c "import tinysoundfont" 2>/dev/null || "$venv/bin/pip" install -q --no-deps "tinysoundfont==0.3.7"
 
 case "${1:-}" in
   --start) shift; exec "$venv/bin/hypergan-sampler" "$@" ;;

@@ -1,0 +1,174 @@
+"""Audio out: the voice mixer, pulled by a sounddevice stream when there is a device (and idle otherwise).
+
+The hardware sits behind ``AudioBackend`` (list outputs, open a started stream) so tests drive the
+same ``AudioOutput`` with a fake backend and pull blocks from ``mixer.callback`` themselves.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from engine.key_cache import KeySample
+from engine.voice_events import EventQueue
+from engine.voices import Envelope, MixerConfig, VoiceMixer
+
+GUI, MIDI = 0, 1   # producer ids: one event queue each
+DEFAULT_RATE = 48000
+
+
+class AudioUnavailable(Exception):
+    """No usable audio output (no device, no PortAudio, the device refused the stream)."""
+
+
+@dataclass(frozen=True)
+class OutputDevice:
+    """One output the backend offers."""
+
+    name: str
+    sample_rate: int
+    channels: int
+    index: int | None = None
+
+
+class Stream(Protocol):
+    latency: float   # seconds, as the device reports it
+
+    def close(self) -> None: ...
+
+
+class AudioBackend(Protocol):
+    def outputs(self) -> list[OutputDevice]: ...
+
+    def open(self, device: OutputDevice, cfg: MixerConfig, callback: Callable) -> Stream: ...
+
+
+class SoundDeviceBackend:
+    """PortAudio through sounddevice; every failure becomes AudioUnavailable with PortAudio's words."""
+
+    def outputs(self) -> list[OutputDevice]:
+        try:
+            import sounddevice as sd
+
+            devices = sd.query_devices()
+        except Exception as exc:  # noqa: BLE001 - OSError when PortAudio is missing, PortAudioError, ...
+            raise AudioUnavailable(str(exc) or type(exc).__name__) from exc
+        return [OutputDevice(str(d["name"]), int(d["default_samplerate"]), min(2, int(d["max_output_channels"])), i)
+                for i, d in enumerate(devices) if int(d["max_output_channels"]) > 0]
+
+    def open(self, device: OutputDevice, cfg: MixerConfig, callback: Callable) -> Stream:
+        try:
+            import sounddevice as sd
+
+            stream = sd.OutputStream(device=device.index, samplerate=cfg.sample_rate, blocksize=cfg.block_size,
+                                     channels=cfg.channels, dtype="float32", latency="low", callback=callback)
+            stream.start()
+        except Exception as exc:  # noqa: BLE001
+            raise AudioUnavailable(str(exc) or type(exc).__name__) from exc
+        return stream
+
+
+class AudioOutput:
+    """Owns the VoiceMixer that the GUI and the MIDI thread talk to, and the stream that pulls it.
+
+    Opening a device builds a fresh mixer at the device's rate (fresh queues: events typed while no
+    stream ran are not replayed) and hands it the current keys, envelope and volume.
+    """
+
+    def __init__(self, backend: AudioBackend, block_size: int = 512, n_voices: int = 32) -> None:
+        self.backend = backend
+        self.block_size = block_size
+        self.n_voices = n_voices
+        self._keys: dict[int, KeySample] = {}
+        self._envelope = Envelope()
+        self._volume = 0.5
+        self.mixer = self._new_mixer(DEFAULT_RATE, 2)
+        self.device: OutputDevice | None = None
+        self.stream: Stream | None = None
+        self.available: list[OutputDevice] = []
+        self.status = "No audio output opened"
+
+    def _new_mixer(self, sample_rate: int, channels: int) -> VoiceMixer:
+        cfg = MixerConfig(sample_rate=sample_rate, block_size=self.block_size, channels=channels, n_voices=self.n_voices)
+        mixer = VoiceMixer(cfg, self._envelope)
+        mixer.set_volume(self._volume)
+        mixer.set_keys(self._keys)
+        return mixer
+
+    @property
+    def sample_rate(self) -> int:
+        return self.mixer.cfg.sample_rate
+
+    def devices(self) -> list[OutputDevice]:
+        """Outputs on offer ([] with ``status`` saying why when there is no audio at all)."""
+        try:
+            found = self.backend.outputs()
+        except AudioUnavailable as exc:
+            found = []
+            self.status = f"No audio output ({exc}): rendering and export still work"
+        else:
+            if not found:
+                self.status = "No audio output device found: rendering and export still work"
+        self.available = found
+        return found
+
+    def open(self, name: str | None = None) -> bool:
+        """Open the output called ``name`` (else the first); False, with ``status`` set, if none opens."""
+        self.close()
+        found = self.devices()
+        if not found:
+            return False
+        device = next((d for d in found if d.name == name), found[0])
+        self.mixer = self._new_mixer(device.sample_rate, device.channels)
+        try:
+            self.stream = self.backend.open(device, self.mixer.cfg, self.mixer.callback)
+        except AudioUnavailable as exc:
+            self.status = f"Audio output {device.name!r} failed: {exc}"
+            return False
+        self.device = device
+        self.status = f"Playing through {device.name}"
+        return True
+
+    def close(self) -> None:
+        stream, self.stream, self.device = self.stream, None, None
+        if stream is not None:
+            try:
+                stream.close()
+            except Exception:  # noqa: BLE001 - a vanished device may fail to close; it is gone anyway
+                pass
+            self.status = "Audio output closed"
+
+    @property
+    def latency_s(self) -> float | None:
+        """Device latency plus one block (events wait for the next callback), or None without a stream."""
+        if self.stream is None:
+            return None
+        return float(self.stream.latency) + self.block_size / self.sample_rate
+
+    def latency_text(self) -> str:
+        lat = self.latency_s
+        if lat is None:
+            return "latency: no output"
+        block_ms = 1000 * self.block_size / self.sample_rate
+        return (f"latency {1000 * lat:.1f} ms (device {1000 * (lat - self.block_size / self.sample_rate):.1f} ms"
+                f" + block {self.block_size} @ {self.sample_rate / 1000:g} kHz = {block_ms:.1f} ms)")
+
+    # -- what producers and the GUI call --------------------------------------------------------
+    def queue(self, producer: int) -> EventQueue:
+        """The current mixer's queue for ``producer`` (GUI or MIDI); read afresh for every event."""
+        return self.mixer.queue(producer)
+
+    def set_keys(self, keys: dict[int, KeySample]) -> None:
+        self._keys = dict(keys)
+        self.mixer.set_keys(self._keys)
+
+    def set_envelope(self, envelope: Envelope) -> None:
+        self._envelope = envelope
+        self.mixer.set_envelope(envelope)
+
+    def set_volume(self, gain: float) -> None:
+        self._volume = gain
+        self.mixer.set_volume(gain)
+
+    def read_peak(self) -> float:
+        return self.mixer.read_peak()

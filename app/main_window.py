@@ -1,0 +1,167 @@
+"""The sampler window. It builds the widgets and wires their signals; the logic lives elsewhere."""
+from __future__ import annotations
+
+from typing import Any
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QCloseEvent
+from PySide6.QtWidgets import QGroupBox, QHBoxLayout, QLabel, QMainWindow, QPushButton, QVBoxLayout, QWidget
+
+from app.audio_output import GUI, AudioOutput
+from app.device_panel import DevicePanel
+from app.export_controller import ExportController
+from app.instrument_controller import SLOTS, InstrumentController
+from app.keyboard import KeyboardWidget
+from app.level_meter import LevelMeter
+from app.midi_input import MidiBackend, MidiInput
+from app.mix_slider import MixSlider
+from app.render_progress import RenderProgress
+from app.sample_slot import SampleSlot
+from app.settings import AppSettings
+from app.sound_panel import SoundPanel
+
+
+class MainWindow(QMainWindow):
+    """Two slots, the mix slider, the keyboard, progress and export, devices, envelope and level."""
+
+    def __init__(self, engine: Any | None, engine_error: str, audio: AudioOutput, midi_backend: MidiBackend,
+                 settings: AppSettings, midi_poll_ms: int = 1000) -> None:
+        super().__init__()
+        self.setWindowTitle("HyperGANStrument Sampler")
+        self.settings = settings
+        self.audio = audio
+        self.instrument = InstrumentController(engine, audio, engine_error, self)
+        self.midi = MidiInput(midi_backend, lambda: self.audio.queue(1), midi_poll_ms, self)
+        self.exporter = ExportController(settings, parent=self)
+        self.banner = QLabel(f"<b>No model installed.</b> {engine_error} Sounds can be loaded and shown; "
+                             "rendering needs the trained weights (see the README)." if engine is None else "")
+        self.banner.setWordWrap(True)
+        self.banner.setStyleSheet("background: #5a3a10; color: #ffe0b0; padding: 6px;")
+        self.banner.setVisible(engine is None)
+        self.slots = {slot: SampleSlot(slot) for slot in SLOTS}
+        self.mix = MixSlider()
+        self.mix.setEnabled(False)
+        self.keyboard = KeyboardWidget()
+        self.progress = RenderProgress()
+        self.export_button = QPushButton("Export\u2026")
+        self.export_button.setEnabled(False)
+        self.export_button.setToolTip("Write the 88 keys as an SFZ + Decent Sampler pack (24-bit WAVs)")
+        self.devices = DevicePanel()
+        self.sound = SoundPanel()
+        self.meter = LevelMeter(self.audio.read_peak)
+        self._layout()
+        self._wire()
+
+    def _layout(self) -> None:
+        slots = QHBoxLayout()
+        for slot in self.slots.values():
+            slots.addWidget(slot)
+        render_row = QHBoxLayout()
+        render_row.addWidget(self.progress, 1)
+        render_row.addWidget(self.export_button)
+        devices_box, sound_box = QGroupBox("Devices"), QGroupBox("Sound")
+        QVBoxLayout(devices_box).addWidget(self.devices)
+        sound_layout = QVBoxLayout(sound_box)
+        sound_layout.addWidget(self.sound)
+        sound_layout.addWidget(self.meter)
+        bottom = QHBoxLayout()
+        bottom.addWidget(devices_box, 1)
+        bottom.addWidget(sound_box, 1)
+        central = QWidget()
+        box = QVBoxLayout(central)
+        box.addWidget(self.banner)
+        box.addLayout(slots)
+        box.addWidget(self.mix)
+        box.addWidget(self.keyboard)
+        box.addLayout(render_row)
+        box.addLayout(bottom)
+        self.setCentralWidget(central)
+
+    def _wire(self) -> None:
+        inst, kb = self.instrument, self.keyboard
+        for slot, widget in self.slots.items():
+            widget.fileChosen.connect(lambda path, s=slot: inst.load(s, path))
+            widget.cleared.connect(lambda s=slot: inst.clear(s))
+        inst.sampleChanged.connect(self._sample_changed)
+        inst.sampleFailed.connect(lambda slot, msg: self.slots[slot].show_error(msg))
+        inst.keysChanged.connect(kb.set_keys)
+        inst.keysChanged.connect(lambda *_: self.export_button.setEnabled(inst.complete))
+        inst.progress.connect(self.progress.set_progress)
+        inst.status.connect(self.progress.set_message)
+        self.mix.alphaChanged.connect(inst.set_alpha)
+        self.mix.alphaChanged.connect(lambda a: setattr(self.settings, "alpha", a))
+        kb.noteOn.connect(lambda note, vel: self.audio.queue(GUI).note_on(note, vel))
+        kb.noteOff.connect(lambda note: self.audio.queue(GUI).note_off(note))
+        self.midi.noteOn.connect(kb.show_note_on)
+        self.midi.noteOff.connect(kb.show_note_off)
+        self.midi.portsChanged.connect(lambda names: self.devices.set_midi_ports(names, self.midi.wanted))
+        self.midi.statusChanged.connect(self.devices.set_midi_status)
+        self.devices.midiPortChosen.connect(self._midi_port_chosen)
+        self.devices.midiChannelChosen.connect(self._midi_channel_chosen)
+        self.devices.audioDeviceChosen.connect(self._open_audio)
+        self.sound.envelopeChanged.connect(self.audio.set_envelope)
+        self.sound.envelopeChanged.connect(lambda env: setattr(self.settings, "envelope", env))
+        self.sound.volumeChanged.connect(self.audio.set_volume)
+        self.sound.volumeChanged.connect(lambda gain: setattr(self.settings, "volume", gain))
+        self.export_button.clicked.connect(
+            lambda: self.exporter.export(inst.keys, inst.pack_name(), self, self.sound.envelope().release_s))
+        self.exporter.exported.connect(lambda path: self.progress.set_message(f"Exported {path}"))
+        self.exporter.failed.connect(self.progress.set_message)
+
+    def start(self, restore_samples: bool = True) -> None:
+        """Restore settings, open devices, reload the last samples."""
+        s = self.settings
+        self.sound.set_envelope(s.envelope, notify=False)
+        self.sound.set_volume(s.volume, notify=False)
+        self.audio.set_envelope(s.envelope)
+        self.audio.set_volume(s.volume)
+        self.mix.set_alpha(s.alpha, notify=False)
+        self.instrument.alpha = s.alpha
+        self.devices.set_channel(s.midi_channel)
+        self.midi.set_channel(s.midi_channel)
+        self.midi.wanted = s.midi_port
+        self._open_audio(s.audio_device or "", remember=False)
+        self.midi.start()
+        self.progress.set_message("Drop a sound on A to play it" if self.instrument.engine is not None
+                                  else "No model installed: rendering is off")
+        if restore_samples:
+            for slot in self.slots:
+                path = s.sample_path(slot)
+                if path is not None and path.is_file():
+                    self.instrument.load(slot, path)
+        self.keyboard.setFocus(Qt.OtherFocusReason)
+
+    def _sample_changed(self, slot: str, sample: Any | None) -> None:
+        if sample is None:
+            self.slots[slot].show_empty()
+        else:
+            self.slots[slot].show_sample(sample)
+        self.settings.set_sample_path(slot, self.instrument.paths.get(slot))
+        first = self.instrument.samples.get("A", self.instrument.samples.get("B"))
+        self.keyboard.set_root(getattr(first, "root_note", None) if first is not None else None)
+        self.mix.setEnabled(len(self.instrument.samples) == 2 and self.instrument.engine is not None)
+
+    def _open_audio(self, name: str, remember: bool = True) -> None:
+        self.audio.open(name or None)
+        if remember and self.audio.device is not None:
+            self.settings.audio_device = self.audio.device.name
+        names = [d.name for d in self.audio.available]
+        self.devices.set_audio_devices(names, self.audio.device.name if self.audio.device else None)
+        self.devices.set_audio_status(self.audio.status, self.audio.latency_text())
+
+    def _midi_port_chosen(self, name: str | None) -> None:
+        self.settings.midi_port = name
+        self.midi.select(name)
+
+    def _midi_channel_chosen(self, channel: int) -> None:
+        self.settings.midi_channel = None if channel < 0 else channel
+        self.midi.set_channel(self.settings.midi_channel)
+
+    def shutdown(self) -> None:
+        self.midi.close()
+        self.instrument.shutdown()
+        self.audio.close()
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
+        self.shutdown()
+        super().closeEvent(event)

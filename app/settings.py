@@ -1,0 +1,110 @@
+"""What the sampler remembers between runs (QSettings): devices, last samples, mix, envelope, volume."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import QSettings
+
+from engine.voices import Envelope
+
+
+def default_settings() -> QSettings:
+    """The user's settings store (per-user, native format)."""
+    return QSettings("hypergan", "sampler")
+
+
+class AppSettings:
+    """Typed access to a QSettings store (tests pass an INI file in a temporary folder)."""
+
+    def __init__(self, store: QSettings) -> None:
+        self.store = store
+
+    def _get(self, key: str, default: object, kind: type) -> object:
+        try:
+            value = self.store.value(key, default, type=kind)
+        except (TypeError, ValueError):
+            return default
+        return default if value is None else value
+
+    def _set(self, key: str, value: object) -> None:
+        self.store.setValue(key, value)
+        self.store.sync()
+
+    # -- devices --------------------------------------------------------------------------------
+    @property
+    def audio_device(self) -> str | None:
+        return str(self._get("audio/device", "", str)) or None
+
+    @audio_device.setter
+    def audio_device(self, name: str | None) -> None:
+        self._set("audio/device", name or "")
+
+    @property
+    def midi_port(self) -> str | None:
+        """The chosen MIDI input; None = automatic (first real port), "" = off."""
+        if not self.store.contains("midi/port"):
+            return None
+        return str(self._get("midi/port", "", str))
+
+    @midi_port.setter
+    def midi_port(self, name: str | None) -> None:
+        if name is None:
+            self.store.remove("midi/port")
+            self.store.sync()
+        else:
+            self._set("midi/port", name)
+
+    @property
+    def midi_channel(self) -> int | None:
+        """0-15, or None for all channels."""
+        channel = int(self._get("midi/channel", -1, int))
+        return channel if 0 <= channel <= 15 else None
+
+    @midi_channel.setter
+    def midi_channel(self, channel: int | None) -> None:
+        self._set("midi/channel", -1 if channel is None else int(channel))
+
+    # -- samples and sound ------------------------------------------------------------------------
+    def sample_path(self, slot: str) -> Path | None:
+        text = str(self._get(f"samples/{slot}", "", str))
+        return Path(text) if text else None
+
+    def set_sample_path(self, slot: str, path: Path | None) -> None:
+        self._set(f"samples/{slot}", str(path) if path else "")
+
+    @property
+    def alpha(self) -> float:
+        return min(max(float(self._get("mix/alpha", 0.0, float)), 0.0), 1.0)
+
+    @alpha.setter
+    def alpha(self, value: float) -> None:
+        self._set("mix/alpha", float(value))
+
+    @property
+    def volume(self) -> float:
+        return min(max(float(self._get("sound/volume", 0.5, float)), 0.0), 1.0)
+
+    @volume.setter
+    def volume(self, value: float) -> None:
+        self._set("sound/volume", float(value))
+
+    @property
+    def envelope(self) -> Envelope:
+        d = Envelope()
+        return Envelope(*(float(self._get(f"sound/{name}", getattr(d, name), float))
+                          for name in ("attack_s", "decay_s", "sustain", "release_s")))
+
+    @envelope.setter
+    def envelope(self, env: Envelope) -> None:
+        for name in ("attack_s", "decay_s", "sustain", "release_s"):
+            self.store.setValue(f"sound/{name}", float(getattr(env, name)))
+        self.store.sync()
+
+    @property
+    def export_folder(self) -> Path | None:
+        text = str(self._get("export/folder", "", str))
+        return Path(text) if text else None
+
+    @export_folder.setter
+    def export_folder(self, folder: Path) -> None:
+        self._set("export/folder", str(folder))

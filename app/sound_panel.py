@@ -1,0 +1,91 @@
+"""ADSR envelope and master volume controls."""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import QGridLayout, QLabel, QSlider, QWidget
+
+from engine.voices import Envelope
+
+
+def log_scale(lo: float, hi: float) -> tuple[Callable[[int], float], Callable[[float], float]]:
+    """Slider position 0..100 <-> a value from ``lo`` to ``hi`` on a log scale (times)."""
+    ratio = math.log(hi / lo)
+    return (lambda v: lo * math.exp(ratio * v / 100)), (lambda x: 100 * math.log(x / lo) / ratio)
+
+
+def seconds(x: float) -> str:
+    return f"{1000 * x:.0f} ms" if x < 1 else f"{x:.2f} s"
+
+
+# name -> (label, slider position -> value, value -> slider position, value -> text)
+CONTROLS = {
+    "attack_s": ("Attack", *log_scale(0.001, 2.0), seconds),
+    "decay_s": ("Decay", *log_scale(0.05, 10.0), seconds),
+    "sustain": ("Sustain", lambda v: v / 100, lambda x: 100 * x, lambda x: f"{100 * x:.0f} %"),
+    "release_s": ("Release", *log_scale(0.01, 5.0), seconds),
+}
+
+
+def gain_to_db(gain: float) -> str:
+    return "-inf dB" if gain <= 0 else f"{20 * math.log10(gain):.1f} dB"
+
+
+class SoundPanel(QWidget):
+    """Emits ``envelopeChanged(Envelope)`` and ``volumeChanged(gain)`` (linear, 0..1)."""
+
+    envelopeChanged = Signal(object)
+    volumeChanged = Signal(float)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        grid = QGridLayout(self)
+        grid.setContentsMargins(0, 0, 0, 0)
+        self.sliders: dict[str, QSlider] = {}
+        self.labels: dict[str, QLabel] = {}
+        rows = list(CONTROLS.items()) + [("volume", ("Volume", lambda v: v / 100, lambda x: 100 * x, gain_to_db))]
+        for row, (name, (label, _, _, _)) in enumerate(rows):
+            slider = QSlider(Qt.Horizontal)
+            slider.setRange(0, 100)
+            value = QLabel()
+            value.setMinimumWidth(60)
+            grid.addWidget(QLabel(label), row, 0)
+            grid.addWidget(slider, row, 1)
+            grid.addWidget(value, row, 2)
+            self.sliders[name], self.labels[name] = slider, value
+            slider.valueChanged.connect(lambda _v, n=name: self._changed(n))
+        self._specs = dict(rows)
+        self.set_envelope(Envelope(), notify=False)
+        self.set_volume(0.5, notify=False)
+
+    def _value(self, name: str) -> float:
+        return self._specs[name][1](self.sliders[name].value())
+
+    def envelope(self) -> Envelope:
+        return Envelope(**{name: self._value(name) for name in CONTROLS})
+
+    def volume(self) -> float:
+        return self._value("volume")
+
+    def set_envelope(self, env: Envelope, notify: bool = True) -> None:
+        for name in CONTROLS:
+            self._set(name, getattr(env, name), notify)
+
+    def set_volume(self, gain: float, notify: bool = True) -> None:
+        self._set("volume", gain, notify)
+
+    def _set(self, name: str, value: float, notify: bool) -> None:
+        slider = self.sliders[name]
+        slider.blockSignals(not notify)
+        slider.setValue(int(round(min(max(self._specs[name][2](max(value, 1e-9)), 0), 100))))
+        slider.blockSignals(False)
+        self.labels[name].setText(self._specs[name][3](self._value(name)))
+
+    def _changed(self, name: str) -> None:
+        self.labels[name].setText(self._specs[name][3](self._value(name)))
+        if name == "volume":
+            self.volumeChanged.emit(self.volume())
+        else:
+            self.envelopeChanged.emit(self.envelope())

@@ -1,0 +1,245 @@
+"""The inference engine: a one-shot sound (or a mix of two) -> 88 playable keys.
+
+Plain Python, no Qt; the GUI, the CLI and the tests drive it alike. Typical use::
+
+    engine = Engine()                                  # shipped weights, CPU/CUDA/MPS
+    a = engine.load_sample("pluck.wav")               # load, trim, estimate pitch
+    keys = engine.render(a, on_key=lambda midi, key: ...)   # progressive: own key first
+
+Per sample, ``h = f(x)``, ``x_init = G(h, 0, p_in)``, ``h_init = f(x_init)`` and the offsets
+``H(h, h_init)`` are computed once and cached (memory LRU keyed by the audio's content hash,
+optionally on disk); rendering a key is then one G forward and one mel inversion. The offsets come
+from ``models.hyper.refine`` (H's passes exactly as in training).
+"""
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torchaudio
+
+from engine.cache import TensorCache
+from engine.device import configure_threads, resolve_device
+from engine.key_cache import KeySample
+from engine.keys import ALL_KEYS, HIGHEST_KEY, LOWEST_KEY, KeyConfig, batches, finish_key, progressive_order
+from engine.networks import NetworkClasses, load_networks
+from models.audio import Audio
+from models.errors import SilentAudioError, UserError
+from models.hyper import refine
+from models.mel import LogMel, MelInverter
+
+OnKey = Callable[[int, KeySample], None]
+
+
+def default_weights_dir() -> Path:
+    """The installed ``assets`` package folder, where the shipped weights live."""
+    import assets
+
+    return Path(assets.__file__).resolve().parent
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """Rendering settings; the networks' own settings travel in their weights."""
+
+    output_rate: int = 48000          # the audio device's rate: keys are resampled once, at render
+    max_batch: int = 16               # keys per G forward (batches grow 1, 2, 4, ... up to this)
+    cache_bytes: int = 256 << 20      # memory for cached h / offsets
+    griffin_lim_iters: int = 32
+    key: KeyConfig = field(default_factory=KeyConfig)
+
+
+@dataclass(frozen=True)
+class Sample:
+    """A loaded one-shot: mono audio at the model's rate, exactly one clip long, and its pitch."""
+
+    name: str
+    audio: Audio
+    midi: float                  # estimated (or given) pitch, fractional MIDI
+    confidence: float            # of the pitch estimate; 1.0 when given
+    content_hash: str            # of the clip's samples: the cache key
+
+    @property
+    def root_note(self) -> int:
+        """The key the sample is taken to sound at (``midi`` rounded, within 21..108)."""
+        return int(min(max(round(self.midi), LOWEST_KEY), HIGHEST_KEY))
+
+
+@dataclass(frozen=True)
+class Conditioning:
+    """What G needs for any key of one timbre: h ``[1, h_dim]`` and offsets ``{layer: [1, C_out, C_in]}``."""
+
+    h: torch.Tensor
+    deltas: dict[str, torch.Tensor] | None
+    root_note: int
+
+
+class Engine:
+    """Loads the networks once; turns samples into keys (see the module docstring)."""
+
+    def __init__(self, weights_dir: str | Path | None = None, device: str | torch.device = "auto",
+                 vocoder: str | MelInverter = "auto", cfg: EngineConfig = EngineConfig(),
+                 cache_dir: str | Path | None = None, num_threads: int | None = None,
+                 classes: NetworkClasses | None = None) -> None:
+        self.cfg = cfg
+        self.device = resolve_device(device)
+        self.num_threads = configure_threads(num_threads)
+        self.nets = load_networks(weights_dir or default_weights_dir(), self.device, vocoder, classes,
+                                  cfg.griffin_lim_iters)
+        self.mel_cfg = self.nets.mel
+        self._log_mel = LogMel(self.mel_cfg).to(self.device)
+        disk = Path(cache_dir) / self.nets.fingerprint if cache_dir is not None else None
+        self.cache = TensorCache(cfg.cache_bytes, disk, self.device)
+        self._generation = 0
+        self._generation_lock = threading.Lock()
+        self._resamplers: dict[int, torch.nn.Module] = {}
+
+    # -- samples -----------------------------------------------------------------------------
+    def load_sample(self, source: str | Path | Audio, name: str | None = None, midi: float | None = None) -> Sample:
+        """Load a one-shot (a file, or mono Audio at the model's rate) and estimate its pitch.
+
+        ``midi`` overrides the estimate. The clip is cut or zero-padded to the model's length.
+        Raises the AudioFileError family for unusable files.
+        """
+        c = self.mel_cfg
+        if isinstance(source, Audio):
+            if not source.is_mono:
+                raise UserError("give the engine mono audio (load_audio mixes files down)")
+            source.require_rate(c.sample_rate)
+            audio, default_name = source, "sample"
+        else:
+            from models.audio import load_audio
+
+            path = Path(source)
+            audio, default_name = load_audio(path, c.sample_rate, max_duration_s=c.duration_s), path.stem
+        samples = np.zeros(c.num_samples, np.float32)
+        clip = audio.samples[: c.num_samples]
+        samples[: len(clip)] = clip
+        if not np.any(np.abs(samples) > 1e-4):
+            raise SilentAudioError(f"{name or default_name}: the sound is silent")
+        audio = Audio(samples, c.sample_rate)
+        confidence = 1.0
+        if midi is None:
+            from models.pitch import estimate_pitch
+
+            estimate = estimate_pitch(audio)
+            midi, confidence = float(estimate.midi), float(estimate.confidence)
+        digest = hashlib.sha1(samples.tobytes() + str(c.sample_rate).encode()).hexdigest()
+        return Sample(name=name or default_name, audio=audio, midi=float(midi), confidence=confidence,
+                      content_hash=digest)
+
+    @torch.inference_mode()
+    def timbre(self, sample: Sample) -> torch.Tensor:
+        """h = f(x) of a sample ``[1, h_dim]``, cached by content hash."""
+        key = f"h:{sample.content_hash}"
+        entry = self.cache.get(key)
+        if entry is None:
+            wave = torch.from_numpy(sample.audio.samples).to(self.device)[None]
+            entry = {"h": self.nets.f(self._log_mel(wave))}
+            self.cache.put(key, entry, persist=True)
+        return entry["h"]
+
+    @torch.inference_mode()
+    def conditioning(self, sample_a: Sample, sample_b: Sample | None = None, alpha: float = 0.0) -> Conditioning:
+        """h and H's offsets for one sample or the mix ``(1 - alpha) h_A + alpha h_B``; cached."""
+        if not 0.0 <= float(alpha) <= 1.0:
+            raise UserError(f"alpha must be within [0, 1], got {alpha}")
+        if sample_b is None:
+            key = f"cond:{sample_a.content_hash}:{sample_a.root_note}"
+            root = sample_a.root_note
+        else:
+            alpha = float(alpha)
+            key = (f"mix:{sample_a.content_hash}:{sample_a.root_note}:{sample_b.content_hash}:"
+                   f"{sample_b.root_note}:{alpha!r}")
+            root = int(round((1 - alpha) * sample_a.root_note + alpha * sample_b.root_note))
+        entry = self.cache.get(key)
+        if entry is None:
+            h = self.timbre(sample_a)
+            if sample_b is not None:
+                h = (1 - alpha) * h + alpha * self.timbre(sample_b)
+            entry = {"h": h}
+            if self.nets.H is not None:
+                midi = torch.full((1,), root, dtype=torch.long, device=self.device)
+                deltas = refine(self.nets.G, self.nets.f, self.nets.H, h, midi)   # {layer: [1, C_out, C_in]}
+                entry.update({f"delta.{name}": d for name, d in deltas.items()})
+            self.cache.put(key, entry, persist=sample_b is None)
+        deltas = {k[len("delta."):]: v for k, v in entry.items() if k.startswith("delta.")}
+        return Conditioning(h=entry["h"], deltas=deltas if self.nets.H is not None else None, root_note=root)
+
+    # -- rendering ---------------------------------------------------------------------------
+    @torch.inference_mode()
+    def render_mels(self, cond: Conditioning, midi_notes: list[int]) -> torch.Tensor:
+        """Log-mels ``[B, n_mels, n_frames]`` of the given keys in one G forward."""
+        midi = torch.tensor(midi_notes, dtype=torch.long, device=self.device)
+        return self._G(cond.h, midi, cond.deltas)
+
+    @torch.inference_mode()
+    def render_waves(self, cond: Conditioning, midi_notes: list[int], sample_rate: int) -> np.ndarray:
+        """Waves ``[B, T]`` float32 at ``sample_rate`` (inverted, resampled; not yet level-matched or looped)."""
+        mels = self.render_mels(cond, midi_notes)
+        waves = self.nets.inverter(mels.float())                   # [B, num_samples] at the model rate
+        if sample_rate != self.mel_cfg.sample_rate:
+            waves = self._resampler(sample_rate)(waves)
+        return waves.float().cpu().numpy()
+
+    def render(self, sample_a: Sample, sample_b: Sample | None = None, alpha: float = 0.0,
+               keys: Iterable[int] = ALL_KEYS, on_key: OnKey | None = None,
+               cancel: threading.Event | None = None, sample_rate: int | None = None) -> dict[int, KeySample]:
+        """Render ``keys`` progressively (the sample's own key first, then outward) -> {midi: KeySample}.
+
+        ``on_key(midi, key)`` is called as each key lands, from this thread. A later call of
+        :meth:`render` (or :meth:`cancel_all`, or ``cancel.set()``) stops this one between keys; it
+        then returns the keys finished so far. Keys are stored at ``sample_rate`` (default: the
+        engine's ``output_rate``).
+        """
+        generation = self._next_generation()
+        keys = sorted(set(int(k) for k in keys))
+        bad = [k for k in keys if not LOWEST_KEY <= k <= HIGHEST_KEY]
+        if bad or not keys:
+            raise UserError(f"keys must be MIDI notes {LOWEST_KEY}-{HIGHEST_KEY}, got {bad or 'none'}")
+        rate = int(sample_rate or self.cfg.output_rate)
+        cond = self.conditioning(sample_a, sample_b, alpha)
+        done: dict[int, KeySample] = {}
+        for batch in batches(progressive_order(keys, cond.root_note), self.cfg.max_batch):
+            if self._cancelled(generation, cancel):
+                break
+            waves = self.render_waves(cond, batch, rate)
+            for midi, wave in zip(batch, waves):
+                if self._cancelled(generation, cancel):
+                    return done
+                done[midi] = finish_key(wave, rate, midi, self.cfg.key)
+                if on_key is not None:
+                    on_key(midi, done[midi])
+        return done
+
+    def cancel_all(self) -> None:
+        """Stop every render in progress (each returns what it has finished)."""
+        self._next_generation()
+
+    # -- internals ---------------------------------------------------------------------------
+    def _next_generation(self) -> int:
+        with self._generation_lock:
+            self._generation += 1
+            return self._generation
+
+    def _cancelled(self, generation: int, cancel: threading.Event | None) -> bool:
+        return generation != self._generation or (cancel is not None and cancel.is_set())
+
+    def _G(self, h: torch.Tensor, midi: torch.Tensor, deltas: dict[str, torch.Tensor] | None) -> torch.Tensor:
+        """G(h, z = 0, midi; offsets) for a batch of keys sharing one timbre ``h [1, h_dim]``."""
+        batch = midi.shape[0]
+        z = torch.zeros(batch, self.nets.z_dim, device=self.device)
+        if deltas is not None:
+            deltas = {name: d.expand(batch, -1, -1) for name, d in deltas.items()}  # [B, C_out, C_in], no copy
+        return self.nets.G(h.expand(batch, -1), z, midi, deltas=deltas)
+
+    def _resampler(self, sample_rate: int) -> torch.nn.Module:
+        if sample_rate not in self._resamplers:
+            self._resamplers[sample_rate] = torchaudio.transforms.Resample(
+                self.mel_cfg.sample_rate, sample_rate).to(self.device)
+        return self._resamplers[sample_rate]

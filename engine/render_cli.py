@@ -1,0 +1,123 @@
+"""``hypergan render``: turn a one-shot (or a mix of two) into an 88-key multisample pack."""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from models.errors import UserError
+
+EXAMPLES = """examples:
+  hypergan render pluck.wav --out packs/
+  hypergan render pluck.wav --mix organ.wav --alpha 0.3 --keys 36-96 --out packs/ --name pluckorgan
+  hypergan render voice.flac --out packs/ --format sfz,wav --vocoder griffinlim --force
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = EXAMPLES
+    parser.add_argument("sample", help="the one-shot sound (wav, flac, ogg, aiff, ...)")
+    parser.add_argument("--mix", metavar="SAMPLE_B", help="a second sound to blend with (timbre mix)")
+    parser.add_argument("--alpha", type=float, default=None,
+                        help="share of SAMPLE_B's timbre in [0, 1] (default 0.5 with --mix)")
+    parser.add_argument("--keys", default="21-108", help="MIDI keys: a range '21-108', a list '48,60,72' or both")
+    parser.add_argument("--out", required=True, help="folder to write the pack folder into")
+    parser.add_argument("--format", default="sfz,dspreset",
+                        help="instrument files: sfz, dspreset and/or wav (WAVs are always written)")
+    parser.add_argument("--weights", default=None, help="weights folder (default: the installed assets)")
+    parser.add_argument("--vocoder", choices=("auto", "griffinlim", "neural"), default="auto",
+                        help="mel inversion (auto: the neural vocoder if its weights exist)")
+    parser.add_argument("--name", default=None, help="pack name (default: from the sample file names)")
+    parser.add_argument("--force", action="store_true", help="replace an existing pack of the same name")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    parser.add_argument("--rate", type=int, default=48000, help="sample rate of the pack's WAVs (Hz)")
+    parser.add_argument("--root", type=float, default=None, help="the sample's pitch as MIDI (skip estimation)")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: one per core)")
+    parser.add_argument("--release", type=float, default=0.3, help="release time written to the pack (s)")
+
+
+def parse_keys(text: str) -> list[int]:
+    """'21-108' / '48,60,72' / '36-48,60' -> sorted MIDI notes within 21..108."""
+    keys: set[int] = set()
+    try:
+        for part in text.split(","):
+            part = part.strip()
+            if not part:
+                continue
+            lo, _, hi = part.partition("-")
+            lo_i, hi_i = int(lo), int(hi) if hi else int(lo)
+            if lo_i > hi_i:
+                raise ValueError
+            keys.update(range(lo_i, hi_i + 1))
+    except ValueError:
+        raise UserError(f"--keys {text!r}: use MIDI numbers like 21-108 or 48,60,72") from None
+    if not keys or min(keys) < 21 or max(keys) > 108:
+        raise UserError(f"--keys {text!r}: keys must lie within 21-108")
+    return sorted(keys)
+
+
+class Progress:
+    """A one-line progress bar on stderr."""
+
+    def __init__(self, total: int, width: int = 30) -> None:
+        self.total, self.width, self.done = total, width, 0
+        self.start = time.perf_counter()
+        self.first_s: float | None = None
+
+    def __call__(self, midi: int, _key: object) -> None:
+        self.done += 1
+        elapsed = time.perf_counter() - self.start
+        if self.first_s is None:
+            self.first_s = elapsed
+        filled = self.width * self.done // self.total
+        bar = "#" * filled + "-" * (self.width - filled)
+        print(f"\rrendering [{bar}] {self.done}/{self.total} keys  {elapsed:5.1f} s", end="",
+              file=sys.stderr, flush=True)
+
+    def finish(self) -> None:
+        print(file=sys.stderr, flush=True)
+
+
+def default_name(sample: Path, mix: Path | None, alpha: float) -> str:
+    if mix is None:
+        return sample.stem
+    return f"{sample.stem}_x_{mix.stem}_{round(100 * alpha):02d}"
+
+
+def run(args: argparse.Namespace) -> int:
+    from engine.export import check_formats, check_target, export_pack
+    from engine.instrument import Engine, EngineConfig
+
+    keys = parse_keys(args.keys)
+    formats = check_formats(args.format.split(","))
+    if args.alpha is not None and args.mix is None:
+        raise UserError("--alpha needs --mix SAMPLE_B")
+    alpha = 0.5 if args.alpha is None else args.alpha
+    if not 0.0 <= alpha <= 1.0:
+        raise UserError(f"--alpha must lie within [0, 1], got {alpha}")
+    if args.rate < 8000 or args.rate > 192000:
+        raise UserError(f"--rate {args.rate}: use a rate between 8000 and 192000 Hz")
+    sample_path = Path(args.sample)
+    mix_path = Path(args.mix) if args.mix else None
+    name = args.name or default_name(sample_path, mix_path, alpha)
+    check_target(args.out, name, args.force)      # fail before minutes of rendering, not after
+
+    engine = Engine(args.weights, device=args.device, vocoder=args.vocoder,
+                    cfg=EngineConfig(output_rate=args.rate), num_threads=args.threads)
+    a = engine.load_sample(sample_path, midi=args.root)
+    b = engine.load_sample(mix_path) if mix_path else None
+    for s in (a, b):
+        if s is not None:
+            how = "given" if s is a and args.root is not None else f"estimated, confidence {s.confidence:.2f}"
+            print(f"{s.name}: root key {s.root_note} ({how})", file=sys.stderr)
+    progress = Progress(len(keys))
+    rendered = engine.render(a, b, alpha, keys=keys, on_key=progress)
+    progress.finish()
+    pack = export_pack(rendered, name, args.out, formats=formats, force=args.force, release_s=args.release)
+    print(f"first key {progress.first_s or 0:.2f} s, {len(rendered)} keys in "
+          f"{time.perf_counter() - progress.start:.1f} s ({engine.nets.vocoder_name}, {engine.device})",
+          file=sys.stderr)
+    print(pack)
+    return 0

@@ -1,0 +1,269 @@
+"""S3 Hyper-Pre: train H with L_pre while G and f stay frozen (HyperGANStrument §3.2).
+
+For a real note x at pitch p: h = f(x); h_init = f(G(h, 0, p)); offsets = H(h, h_init). With
+probability ``p_recon`` the note is rebuilt at its own pitch (x' = x, p' = p) and the mel
+reconstruction term counts; otherwise the target is a kNN neighbour's note x' at pitch p' (IC-GAN
+sampling over f features) and only the timbre term counts:
+    L_pre = lambda_t ||h - f(x_fine)||^2 + lambda_r ||x - x_fine||^2 [own pitch only],
+    x_fine = G(h, 0, p'; theta * (1 + offsets)).
+The same pieces (batches, loss, probe) serve S4 (models/train/hyper_adv.py).
+"""
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from models import checkpoint
+from models.features import FeatureExtractor
+from models.generator import Generator
+from models.hyper import HyperConfig, HyperNetwork, refine, zero_z
+from models.train import common
+from models.train.features import embed
+from models.knn import build_neighbours
+from models.train.plots import mel_grid_png
+
+PROBE_KEYS = (28, 40, 52, 64, 76, 88, 100)
+
+
+@dataclass(frozen=True)
+class HyperPreTrainConfig:
+    batch_size: int = 32
+    lr: float = 2.5e-3            # the paper's; measured for our H in models/README.md
+    beta1: float = 0.9
+    beta2: float = 0.99
+    p_recon: float = 0.2          # chance of rebuilding the note at its own pitch
+    lambda_timbre: float = 1.0
+    lambda_recon: float = 100.0
+    timbre_relative: bool = True  # divide ||h - h_fine||^2 by mean ||h||^2 (f's scale is arbitrary)
+    knn_k: int = 50
+    skip_coarse: int = 2          # G's coarsest modulated layers get no offsets (HyperStyle)
+    grad_clip: float = 0.0        # 0 = off
+    log_every: int = 100
+    eval_every: int = 1000
+    save_every: int = 2000
+    seed: int = 0
+
+
+@dataclass
+class HyperBatch:
+    """h of the input notes, their own mels/pitches, and the targets x' / p' (x' = x when ``own``)."""
+
+    h: torch.Tensor       # [B, h_dim]
+    x: torch.Tensor       # [B, n_mels, n_frames]
+    p: torch.Tensor       # [B] MIDI
+    x_t: torch.Tensor     # [B, n_mels, n_frames]
+    p_t: torch.Tensor     # [B] MIDI
+    own: torch.Tensor     # [B] bool
+
+
+class HyperData:
+    """Training notes with their f features and kNN neighbours, sampled IC-GAN style."""
+
+    def __init__(self, notes: common.DeviceNotes, f: nn.Module, knn_k: int) -> None:
+        self.notes = notes
+        self.h = embed(f, notes)  # [N, h_dim]
+        f.eval()  # embed() leaves f in training mode
+        self.neighbours = build_neighbours(self.h, min(knn_k, len(self.h) - 1))  # [N, k]
+
+    def sample(self, batch_size: int, p_recon: float, gen: torch.Generator) -> HyperBatch:
+        dev = self.notes.device
+        i = torch.randint(len(self.notes), (batch_size,), generator=gen).to(dev)
+        pick = torch.randint(self.neighbours.shape[1], (batch_size,), generator=gen).to(dev)
+        own = (torch.rand(batch_size, generator=gen) < p_recon).to(dev)
+        j = torch.where(own, i, self.neighbours[i, pick])
+        x = self.notes.x(i)
+        return HyperBatch(self.h[i], x, self.notes.pitch[i], torch.where(own[:, None, None], x, self.notes.x(j)),
+                          self.notes.pitch[j], own)
+
+
+def pre_loss(h: torch.Tensor, h_fine: torch.Tensor, x: torch.Tensor, x_fine: torch.Tensor, own: torch.Tensor,
+             lambda_timbre: float, lambda_recon: float, relative: bool = True) -> dict[str, torch.Tensor]:
+    """L_pre per sample, averaged: lambda_t * timbre + lambda_r * recon (recon only where ``own``).
+
+    timbre: mean squared feature error (over ``mean ||h||^2 / h_dim`` when ``relative``); recon:
+    mean squared log-mel error. Both are logged unweighted (recon over own-pitch notes only).
+    """
+    timbre = (h_fine.float() - h.float()).square().mean(1)  # [B]
+    if relative:
+        timbre = timbre / h.float().square().mean().clamp_min(1e-6)
+    recon = (x_fine.float() - x.float()).square().mean((1, 2)) * own.float()  # [B]
+    total = (lambda_timbre * timbre + lambda_recon * recon).mean()
+    n_own = own.float().sum().clamp_min(1)
+    return {"loss_pre": total, "timbre": timbre.mean().detach(), "recon": (recon.sum() / n_own).detach()}
+
+
+def render_fine(G: nn.Module, f: nn.Module, H: HyperNetwork, b: HyperBatch) -> torch.Tensor:
+    """x_fine = G(h, 0, p'; offsets from H at the note's own pitch), ``[B, n_mels, n_frames]``."""
+    deltas = refine(G, f, H, b.h, b.p)
+    return G(b.h, zero_z(G, len(b.h), b.h.device), b.p_t, deltas)
+
+
+class HyperPreStep:
+    def __init__(self, G: nn.Module, f: nn.Module, H: nn.Module, cfg: HyperPreTrainConfig, device: torch.device):
+        self.G, self.f, self.H, self.cfg, self.device = G, f, H, cfg, device
+        self.opt = torch.optim.Adam(H.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+
+    def __call__(self, b: HyperBatch) -> dict[str, torch.Tensor]:
+        cfg = self.cfg
+        with common.autocast(self.device):
+            x_fine = render_fine(self.G, self.f, self.H, b)
+            h_fine = self.f(x_fine)
+        losses = pre_loss(b.h, h_fine, b.x, x_fine, b.own, cfg.lambda_timbre, cfg.lambda_recon, cfg.timbre_relative)
+        self.opt.zero_grad(set_to_none=True)
+        losses["loss_pre"].backward()
+        if cfg.grad_clip > 0:
+            losses["grad_norm"] = torch.nn.utils.clip_grad_norm_(self.H.parameters(), cfg.grad_clip)
+        self.opt.step()
+        return {k: v.detach() for k, v in losses.items()}
+
+
+class HyperProbe:
+    """Held-out (valid) instruments: reconstruction and timbre errors of G alone vs G + H, pitch
+    accuracy of G + H at other keys (if a pitch classifier is given), and a PNG mel grid."""
+
+    def __init__(self, data, f: nn.Module, G: nn.Module, weights: Path, device: torch.device, out: Path,
+                 n_notes: int = 256, seed: int = 4321) -> None:
+        self.f, self.G, self.device, self.out, self.log_min = f, G, device, Path(out), data.mel_cfg.log_min
+        notes = common.DeviceNotes(data, device, splits=(1,))
+        gen = torch.Generator().manual_seed(seed)
+        idx = torch.randperm(len(notes), generator=gen)[:n_notes].to(device)
+        self.x, self.p, self.pitched = notes.x(idx), notes.pitch[idx], notes.pitched[idx]
+        self.p_other = torch.randint(21, 109, (len(idx),), generator=gen).to(device)
+        with torch.no_grad(), common.autocast(device):
+            self.h = f(self.x).float()
+        path = Path(weights) / "pitch_classifier.safetensors"
+        self.pitch_net = None
+        if path.is_file():
+            from models.classifiers import PitchClassifier
+            self.pitch_net = checkpoint.load(path, PitchClassifier, device)[0].eval().requires_grad_(False)
+
+    @torch.no_grad()
+    def _render(self, H: HyperNetwork | None, h: torch.Tensor, p_ref: torch.Tensor, p: torch.Tensor,
+                chunk: int = 64) -> torch.Tensor:
+        out = []
+        for s in range(0, len(h), chunk):
+            hb, rb, pb = h[s:s + chunk], p_ref[s:s + chunk], p[s:s + chunk]
+            with common.autocast(self.device):
+                deltas = None if H is None else refine(self.G, self.f, H, hb, rb)
+                out.append(self.G(hb, zero_z(self.G, len(hb), self.device), pb, deltas).float())
+        return torch.cat(out)
+
+    @torch.no_grad()
+    def _timbre(self, mels: torch.Tensor) -> float:
+        with common.autocast(self.device):
+            h_fake = torch.cat([self.f(mels[s:s + 64]).float() for s in range(0, len(mels), 64)])
+        return float((h_fake - self.h).square().mean() / self.h.square().mean())
+
+    @torch.no_grad()
+    def __call__(self, H: HyperNetwork, step: int) -> dict[str, float]:
+        H.eval()
+        metrics: dict[str, float] = {}
+        for tag, net in (("g", None), ("gh", H)):
+            rec = self._render(net, self.h, self.p, self.p)
+            other = self._render(net, self.h, self.p, self.p_other)
+            metrics[f"valid_recon_{tag}"] = float((rec - self.x).square().mean())
+            metrics[f"valid_timbre_{tag}"] = self._timbre(rec)
+            metrics[f"valid_timbre_other_{tag}"] = self._timbre(other)
+            if self.pitch_net is not None and self.pitched.any():
+                with common.autocast(self.device):
+                    pred = self.pitch_net.logits(other[self.pitched]).float().argmax(1) + 21
+                metrics[f"valid_pitch_{tag}"] = float((pred == self.p_other[self.pitched]).float().mean())
+        self._grid(H, step)
+        H.train()
+        return metrics
+
+    def _grid(self, H: HyperNetwork, step: int, rows: int = 4) -> None:
+        """Per source: real, G recon, G+H recon, then G+H across PROBE_KEYS."""
+        keys = torch.tensor(PROBE_KEYS, device=self.device)
+        h = self.h[:rows]
+        cols = [self.x[:rows], self._render(None, h, self.p[:rows], self.p[:rows]),
+                self._render(H, h, self.p[:rows], self.p[:rows])]
+        sweep = self._render(H, h.repeat_interleave(len(keys), 0), self.p[:rows].repeat_interleave(len(keys)),
+                             keys.repeat(len(h)))
+        grid = torch.cat([torch.stack(cols, 1), sweep.view(len(h), len(keys), *sweep.shape[1:])], dim=1)
+        mel_grid_png(self.out / "mels_latest.png", grid, self.log_min)
+        mel_grid_png(self.out / f"mels_{step:07d}.png", grid, self.log_min)
+
+
+def load_frozen(weights: Path, device: torch.device) -> tuple[nn.Module, nn.Module]:
+    """f and G (the GAN stage's EMA generator) from ``weights``, in eval mode without gradients."""
+    f = checkpoint.load(weights / "features.safetensors", FeatureExtractor, device)[0]
+    G = checkpoint.load(weights / "generator.safetensors", Generator, device)[0]
+    return f.eval().requires_grad_(False), G.eval().requires_grad_(False)
+
+
+def hyper_config(G: nn.Module, h_dim: int, skip_coarse: int, tiny: bool, overrides: list[str]) -> HyperConfig:
+    """H's architecture for G's modulated layers (all but the ``skip_coarse`` coarsest and the to-mel)."""
+    make = HyperConfig.tiny if tiny else HyperConfig.shipped
+    return common.apply_overrides(make(G.modulated_layers(), h_dim, skip_coarse), overrides, "H")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:  # flags come from models.train.cli
+    pass
+
+
+def run(args: argparse.Namespace) -> int:
+    train(common.load_data(args.data), Path(args.out), common.RunOptions.from_args(args))
+    return 0
+
+
+def train(data, out: Path, opts: common.RunOptions) -> dict[str, float]:
+    """Train (or resume) H in ``out`` for the budget in ``opts``; writes ``hyper_pre.safetensors``."""
+    d = common.setup_distributed(opts.device)
+    if d.world_size > 1:
+        raise NotImplementedError("hyper-pre runs on one GPU (H is small; the cost is G and f)")
+    cfg = common.apply_overrides(HyperPreTrainConfig(), opts.overrides)
+    weights = Path(opts.weights or "assets")
+    f, G = load_frozen(weights, d.device)
+    notes = common.DeviceNotes(data, d.device, splits=(0,))
+    with torch.no_grad():
+        h_dim = int(f(notes.x(torch.arange(1, device=d.device))).shape[1])
+    h_cfg = hyper_config(G, h_dim, cfg.skip_coarse, opts.tiny, list(opts.overrides))
+    print(f"hyper-pre: {common.config_json(cfg)}\nH: {common.config_json(h_cfg)}")
+    if opts.dry_run:
+        return {}
+    out = Path(out)
+    common.seed_everything(cfg.seed)
+    common.configure_backends(d.device)
+    H = HyperNetwork(h_cfg).to(d.device)
+    step = 0
+    state = common.load_state(out, "state")
+    if state is not None:
+        common.restore(H, state[0], "H")
+        step = int(state[1]["step"])
+    elif opts.init:
+        H.load_state_dict(checkpoint.load(opts.init, HyperNetwork)[0].state_dict())
+    hyper_data = HyperData(notes, f, cfg.knn_k)
+    trainer = HyperPreStep(G, f, H, cfg, d.device)
+    probe = HyperProbe(data, f, G, weights, d.device, out)
+    log = common.MetricsLog(out / "metrics.jsonl")
+    avg = common.Averager()
+    budget = common.Budget(opts.minutes, opts.max_steps)
+    gen = torch.Generator().manual_seed(cfg.seed * 1000 + step)
+    start_step = step
+    meta_base = {"stage": "hyper-pre", "train_config": common.config_json(cfg), "mel": data.mel_cfg.to_json(),
+                 "features": str(weights / "features.safetensors"), "generator": str(weights / "generator.safetensors")}
+
+    def save() -> None:
+        meta = dict(meta_base, step=step)
+        common.save_state(out, "state", {"H": H}, meta)
+        checkpoint.save(out / "hyper_pre.safetensors", H, meta)
+
+    log.write(step, **probe(H, step))
+    while not budget.expired():
+        avg.add(**trainer(hyper_data.sample(cfg.batch_size, cfg.p_recon, gen)))
+        step += 1
+        if step % cfg.log_every == 0:
+            log.write(step, **avg.pop(), s_per_step=budget.elapsed_s / (step - start_step))
+        if step % cfg.eval_every == 0:
+            log.write(step, **probe(H, step))
+        if step % cfg.save_every == 0:
+            save()
+    save()
+    final = probe(H, step)
+    log.write(step, final=1, **final)
+    return final

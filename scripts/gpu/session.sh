@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# Runs on the lent GPU machine, from the repository root of the copy sent there.
+#   bash scripts/gpu/session.sh start STAGES...   install carried wheels, build/reuse the dataset,
+#                                                 start the stages in the background (setsid), in order;
+#                                                 a stage is NAME or NAME:MINUTES, "a+b" runs two at once
+#   bash scripts/gpu/session.sh watch SECONDS     follow the logs for a while, then collect to $OUT
+#   bash scripts/gpu/session.sh collect           copy metrics and plots to $OUT (logs.tgz)
+#   bash scripts/gpu/session.sh pack gan features/features.safetensors   resume state / files to $OUT
+# HG_DEADLINE (epoch seconds) caps every stage's minutes so nothing trains past it.
+# Stages: features, eval-classifiers, gan, hyper-pre, hyper-adv, vocoder; "a+b" runs two at once.
+# Everything lives under $HG (default /root/hg): runs/<stage>/, logs/, the dataset in /dev/shm.
+# A stage resumes from runs/<stage>/state-*.safetensors, which a previous session's state (carried
+# in state_local/<stage>/) seeds on a fresh machine.
+set -euo pipefail
+HG="${HG:-/root/hg}"
+DATA="${HG_DATA:-/dev/shm/hypergan_data}"
+MINUTES="${HG_MINUTES:-9}"
+mkdir -p "$HG/runs" "$HG/logs"
+SITE="${HYPERGAN_SITE:-/dev/shm/hypergan_site}"  # carried wheels, installed by build_data.sh
+export PYTHONPATH="$SITE:$PWD${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONUNBUFFERED=1
+
+seed_state() {  # copy carried state into the run folder if the machine has none yet
+  local stage="$1"
+  if [ -d "state_local/$stage" ] && ! ls "$HG/runs/$stage"/state-*.safetensors >/dev/null 2>&1; then
+    mkdir -p "$HG/runs/$stage"
+    cp state_local/"$stage"/* "$HG/runs/$stage/"
+  fi
+}
+
+weights_dir() {  # earlier stages' outputs, gathered where later stages look for them
+  mkdir -p "$HG/weights"
+  for f in "$HG"/runs/features/features.safetensors "$HG"/runs/eval-classifiers/*_classifier.safetensors \
+           "$HG"/runs/gan/generator.safetensors "$HG"/runs/gan/discriminator.safetensors \
+           "$HG"/runs/hyper-pre/hyper_pre.safetensors "$HG"/runs/hyper-adv/hyper.safetensors; do
+    [ -f "$f" ] && cp "$f" "$HG/weights/"
+  done
+  for f in state_local/weights/*.safetensors; do
+    [ -f "$f" ] && [ ! -f "$HG/weights/$(basename "$f")" ] && cp "$f" "$HG/weights/"
+  done
+  echo "$HG/weights"
+}
+
+run_stage() {  # one stage in the foreground (called inside the background pipeline)
+  local stage="$1" minutes="$2"
+  if [ -n "${HG_DEADLINE:-}" ]; then  # never train past the deadline (epoch s): the machine goes back at 30 min
+    local left=$(( (HG_DEADLINE - $(date +%s)) / 60 ))
+    [ "$left" -lt 1 ] && { echo "skip $stage: past the deadline" >>"$HG/logs/pipeline.log"; return 0; }
+    [ "$left" -lt "${minutes%.*}" ] && minutes="$left"
+  fi
+  seed_state "$stage"
+  local w; w="$(weights_dir)"
+  local sets_var="HG_SET_${stage//-/_}"  # e.g. HG_SET_gan="batch_size=128 r1_gamma=1"
+  python3 -m app.cli train "$stage" --data "$DATA" --out "$HG/runs/$stage" --weights "$w" \
+    --minutes "$minutes" ${!sets_var:+--set ${!sets_var}} >>"$HG/logs/$stage.log" 2>&1
+  weights_dir >/dev/null
+}
+
+case "${1:-}" in
+  start)
+    shift
+    # Builds the set from carried fonts and wheels, or reuses the finished build a held machine keeps.
+    HYPERGAN_DATA="$DATA" HYPERGAN_SITE="$SITE" bash scripts/gpu/build_data.sh ${HG_DATA_ARGS:-} \
+      >>"$HG/logs/data.log" 2>&1 || { tail -n 30 "$HG/logs/data.log"; exit 1; }
+    tail -n 3 "$HG/logs/data.log"
+    # The stages run detached so they outlive this call while the machine is held.
+    setsid nohup bash -c "
+      set -u
+      for group in $*; do
+        for s in \${group//+/ }; do
+          bash scripts/gpu/session.sh _stage \"\$s\" &
+        done
+        wait
+      done
+      echo pipeline-done >> $HG/logs/pipeline.log
+    " >/dev/null 2>&1 &
+    echo "started: $*"
+    ;;
+  _stage) name="${2%%:*}"; minutes="${2#*:}"; [ "$minutes" = "$2" ] && minutes="$MINUTES"
+          run_stage "$name" "$minutes" ;;
+  watch)
+    end=$((SECONDS + ${2:-500}))
+    while [ $SECONDS -lt $end ]; do
+      sleep 20
+      grep -q pipeline-done "$HG/logs/pipeline.log" 2>/dev/null && break
+    done
+    bash "$0" collect
+    ;;
+  collect)
+    out="${OUT:-/tmp/out}"; mkdir -p "$out"
+    nvidia-smi --query-gpu=name,memory.used,utilization.gpu --format=csv,noheader > "$HG/logs/gpu.txt" 2>&1 || true
+    tar -czf "$out/logs.tgz" -C "$HG" logs $(cd "$HG" && ls -d runs/*/metrics.jsonl runs/*/*.png 2>/dev/null | grep -v 'mels_0' || true) \
+      $(cd "$HG" && ls runs/*/mels_0*.png 2>/dev/null | tail -n 4 || true)
+    for f in "$HG"/logs/*.log; do echo "== $f"; tail -n 6 "$f"; done
+    ;;
+  pack)  # bring back resume states and weights: pack STAGE[/FILE] ... (<= 8 files in all)
+    out="${OUT:-/tmp/out}"; mkdir -p "$out"
+    shift
+    for item in "$@"; do
+      stage="${item%%/*}"
+      if [ "$item" = "$stage" ]; then
+        for f in "$HG"/runs/"$stage"/state-*.safetensors; do cp "$f" "$out/$stage-$(basename "$f")"; done
+      else
+        cp "$HG/runs/$item" "$out/"
+      fi
+    done
+    ls -la "$out"
+    ;;
+  *) echo "usage: session.sh start STAGES... | watch SECONDS | collect | pack STAGE" >&2; exit 2 ;;
+esac
