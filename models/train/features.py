@@ -24,7 +24,8 @@ class FeaturesTrainConfig:
     lr: float = 1e-3
     weight_decay: float = 1e-4
     pitch_weight: float = 1.0      # weight of the adversarial pitch loss
-    grl_scale: float = 1.0         # gradient-reversal strength seen by f
+    grl_scale: float = 1.0         # gradient-reversal strength seen by f ...
+    grl_ramp_steps: int = 1000     # ... reached linearly over these steps (a strong adversary at once stalls f)
     label_smoothing: float = 0.1
     gain_jitter_db: float = 6.0    # random level offset: log-mel shifts by a constant
     holdout_every: int = 20        # every n-th note of training instruments is held out (instrument accuracy)
@@ -54,12 +55,12 @@ def jitter_gain(x: torch.Tensor, max_db: float, floor: float, gen: torch.Generat
 
 
 def train_step(f_train, f: FeatureExtractor, opt, x, inst, pitch, cfg: FeaturesTrainConfig,
-               device) -> dict[str, torch.Tensor]:
-    """One step: instrument CE, plus pitch CE whose gradient reaches f reversed."""
+               device, grl_scale: float | None = None) -> dict[str, torch.Tensor]:
+    """One step: instrument CE, plus pitch CE whose gradient reaches f reversed (times ``grl_scale``)."""
     with common.autocast(device):
         h = f_train(x)
         inst_logits = f.instrument_logits(h)
-        pitch_logits = f.pitch_logits(h, cfg.grl_scale)
+        pitch_logits = f.pitch_logits(h, cfg.grl_scale if grl_scale is None else grl_scale)
     loss_inst = F.cross_entropy(inst_logits.float(), inst, label_smoothing=cfg.label_smoothing)
     loss_pitch = F.cross_entropy(pitch_logits.float(), pitch - 21)
     opt.zero_grad(set_to_none=True)
@@ -173,7 +174,9 @@ def train(data, out: Path, opts: common.RunOptions) -> dict[str, float]:
     while not budget.expired():
         idx = fit_idx[torch.randint(len(fit_idx), (cfg.batch_size,), generator=gen).to(d.device)]
         x = jitter_gain(train_notes.x(idx), cfg.gain_jitter_db, data.mel_cfg.log_min)
-        losses = train_step(f_train, f, opt, x, train_notes.instrument[idx], train_notes.pitch[idx], cfg, d.device)
+        ramp = min(1.0, step / cfg.grl_ramp_steps) if cfg.grl_ramp_steps > 0 else 1.0
+        losses = train_step(f_train, f, opt, x, train_notes.instrument[idx], train_notes.pitch[idx], cfg, d.device,
+                            grl_scale=cfg.grl_scale * ramp)
         avg.add(**losses)
         step += 1
         if step % cfg.log_every == 0 and d.is_main:
