@@ -14,6 +14,7 @@ from ``models.hyper.refine`` (H's passes exactly as in training).
 from __future__ import annotations
 
 import hashlib
+import math
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -48,7 +49,7 @@ class EngineConfig:
     """Rendering settings; the networks' own settings travel in their weights."""
 
     output_rate: int = 48000          # the audio device's rate: keys are resampled once, at render
-    max_batch: int = 16               # keys per G forward (batches grow 1, 2, 4, ... up to this)
+    max_batch: int | None = None      # keys per G forward (batches grow 1, 2, 4, ...); None: 16 CPU, 64 GPU
     cache_bytes: int = 256 << 20      # memory for cached h / offsets
     griffin_lim_iters: int = 32
     key: KeyConfig = field(default_factory=KeyConfig)
@@ -181,8 +182,11 @@ class Engine:
     @torch.inference_mode()
     def render_waves(self, cond: Conditioning, midi_notes: list[int], sample_rate: int) -> np.ndarray:
         """Waves ``[B, T]`` float32 at ``sample_rate`` (inverted, resampled; not yet level-matched or looped)."""
-        mels = self.render_mels(cond, midi_notes)
-        waves = self.nets.inverter(mels.float())                   # [B, num_samples] at the model rate
+        mels = self.render_mels(cond, midi_notes).float()
+        # Within what a full-scale signal can reach (an untrained G may overshoot and overflow exp).
+        mels = mels.clamp(self.mel_cfg.log_min, math.log(8.0 * self.mel_cfg.win_length))
+        waves = self.nets.inverter(mels)                           # [B, num_samples] at the model rate
+        waves = torch.nan_to_num(waves, nan=0.0, posinf=0.0, neginf=0.0)
         if sample_rate != self.mel_cfg.sample_rate:
             waves = self._resampler(sample_rate)(waves)
         return waves.float().cpu().numpy()
@@ -205,7 +209,8 @@ class Engine:
         rate = int(sample_rate or self.cfg.output_rate)
         cond = self.conditioning(sample_a, sample_b, alpha)
         done: dict[int, KeySample] = {}
-        for batch in batches(progressive_order(keys, cond.root_note), self.cfg.max_batch):
+        max_batch = self.cfg.max_batch or (16 if self.device.type == "cpu" else 64)
+        for batch in batches(progressive_order(keys, cond.root_note), max_batch):
             if self._cancelled(generation, cancel):
                 break
             waves = self.render_waves(cond, batch, rate)

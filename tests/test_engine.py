@@ -225,7 +225,7 @@ def test_memory_cache_is_bounded(weights: Path) -> None:
     assert 0 < len(engine.cache) < 12
 
 
-@pytest.mark.parametrize("damage", ["missing_dir", "missing_file", "corrupt", "wrong_class", "mismatch", "no_mel"])
+@pytest.mark.parametrize("damage", ["missing_dir", "missing_file", "corrupt", "wrong_class", "mismatch", "mel_mismatch"])
 def test_bad_weights_raise_checkpoint_error(weights: Path, tmp_path: Path, damage: str) -> None:
     from models.checkpoint import save
     from tests.test_engine_fakes import HyperNetwork, HyperNetworkConfig
@@ -241,9 +241,11 @@ def test_bad_weights_raise_checkpoint_error(weights: Path, tmp_path: Path, damag
         (folder / "generator.safetensors").write_bytes((folder / "features.safetensors").read_bytes())
     elif damage == "mismatch":  # offsets for a layer shape G does not have
         save(folder / "hyper.safetensors", HyperNetwork(HyperNetworkConfig(n_out=5)), {})
-    elif damage == "no_mel":
+    elif damage == "mel_mismatch":  # f trained on another grid than G
+        from dataclasses import replace
         from tests.test_engine_fakes import Generator, GeneratorConfig
-        save(folder / "generator.safetensors", Generator(GeneratorConfig()), {})
+        other = replace(TEST_MEL, hop_length=64)
+        save(folder / "generator.safetensors", Generator(GeneratorConfig(mel=other)), {"mel": other.to_json()})
     with pytest.raises(CheckpointError) as info:
         make_engine(folder)
     assert str(folder.name) in str(info.value) or "hypernetwork" in str(info.value)
@@ -265,3 +267,13 @@ def test_sample_root_note_rounds_and_clamps() -> None:
     audio = Audio(np.ones(10, np.float32), 16000)
     assert Sample("x", audio, 60.5, 1.0, "h").root_note in (60, 61)
     assert Sample("x", audio, 0.0, 1.0, "h").root_note == 21
+
+
+def test_overshooting_generator_still_gives_finite_keys(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An untrained G can emit log-mels far above any real signal (exp overflows): keys stay finite."""
+    real_forward = type(engine.nets.G).forward
+    monkeypatch.setattr(type(engine.nets.G), "forward",
+                        lambda self, *args, **kwargs: real_forward(self, *args, **kwargs) * 20 + 150)
+    keys = engine.render(engine.load_sample(tone(60), midi=60), keys=[60, 72])
+    for key in keys.values():
+        assert np.isfinite(key.samples).all() and np.abs(key.samples).max() <= 1.0
