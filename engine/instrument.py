@@ -25,10 +25,11 @@ import torch
 import torchaudio
 
 from engine.cache import TensorCache
-from engine.device import configure_threads, resolve_device
+from engine.device import configure_threads, cpu_cores, resolve_device
 from engine.key_cache import KeySample
 from engine.keys import ALL_KEYS, HIGHEST_KEY, LOWEST_KEY, KeyConfig, batches, finish_key, progressive_order
 from engine.networks import NetworkClasses, load_networks
+from engine.pipeline import prefetched
 from models.audio import Audio
 from models.errors import SilentAudioError, UserError
 from models.hyper import refine
@@ -49,7 +50,7 @@ class EngineConfig:
     """Rendering settings; the networks' own settings travel in their weights."""
 
     output_rate: int = 48000          # the audio device's rate: keys are resampled once, at render
-    max_batch: int | None = None      # keys per G forward (batches grow 1, 2, 4, ...); None: 16 CPU, 64 GPU
+    max_batch: int | None = None      # keys per G forward (batches grow 1, 2, 4, ...); None: 4 CPU, 64 GPU
     cache_bytes: int = 256 << 20      # memory for cached h / offsets
     griffin_lim_iters: int = 32
     key: KeyConfig = field(default_factory=KeyConfig)
@@ -89,7 +90,11 @@ class Engine:
                  classes: NetworkClasses | None = None) -> None:
         self.cfg = cfg
         self.device = resolve_device(device)
-        self.num_threads = configure_threads(num_threads)
+        # CPU threads the engine keeps busy: with two or more, G and the inversion run in two
+        # overlapping stages, each on num_threads // 2 intra-op threads (see engine/pipeline.py).
+        self.num_threads = int(num_threads or cpu_cores())
+        self.pipelined = self.num_threads >= 2
+        configure_threads(max(1, self.num_threads // 2))
         self.nets = load_networks(weights_dir or default_weights_dir(), self.device, vocoder, classes,
                                   cfg.griffin_lim_iters)
         self.mel_cfg = self.nets.mel
@@ -180,16 +185,19 @@ class Engine:
         return self._G(cond.h, midi, cond.deltas)
 
     @torch.inference_mode()
-    def render_waves(self, cond: Conditioning, midi_notes: list[int], sample_rate: int) -> np.ndarray:
-        """Waves ``[B, T]`` float32 at ``sample_rate`` (inverted, resampled; not yet level-matched or looped)."""
-        mels = self.render_mels(cond, midi_notes).float()
+    def invert(self, mels: torch.Tensor, sample_rate: int) -> np.ndarray:
+        """Log-mels ``[B, M, F]`` -> waves ``[B, T]`` float32 at ``sample_rate`` (not yet looped or levelled)."""
         # Within what a full-scale signal can reach (an untrained G may overshoot and overflow exp).
-        mels = mels.clamp(self.mel_cfg.log_min, math.log(8.0 * self.mel_cfg.win_length))
+        mels = mels.float().clamp(self.mel_cfg.log_min, math.log(8.0 * self.mel_cfg.win_length))
         waves = self.nets.inverter(mels)                           # [B, num_samples] at the model rate
         waves = torch.nan_to_num(waves, nan=0.0, posinf=0.0, neginf=0.0)
         if sample_rate != self.mel_cfg.sample_rate:
             waves = self._resampler(sample_rate)(waves)
         return waves.float().cpu().numpy()
+
+    def render_waves(self, cond: Conditioning, midi_notes: list[int], sample_rate: int) -> np.ndarray:
+        """Waves ``[B, T]`` of the given keys: one G forward, then :meth:`invert`."""
+        return self.invert(self.render_mels(cond, midi_notes), sample_rate)
 
     def render(self, sample_a: Sample, sample_b: Sample | None = None, alpha: float = 0.0,
                keys: Iterable[int] = ALL_KEYS, on_key: OnKey | None = None,
@@ -208,18 +216,26 @@ class Engine:
             raise UserError(f"keys must be MIDI notes {LOWEST_KEY}-{HIGHEST_KEY}, got {bad or 'none'}")
         rate = int(sample_rate or self.cfg.output_rate)
         cond = self.conditioning(sample_a, sample_b, alpha)
+        max_batch = self.cfg.max_batch or (4 if self.device.type == "cpu" else 64)
+        todo = list(batches(progressive_order(keys, cond.root_note), max_batch))
+        if self.pipelined:   # G of the next batch runs while this thread inverts the current one
+            mels = prefetched(lambda batch: self.render_mels(cond, batch), todo, threading.Event())
+        else:
+            mels = (self.render_mels(cond, batch) for batch in todo)
         done: dict[int, KeySample] = {}
-        max_batch = self.cfg.max_batch or (16 if self.device.type == "cpu" else 64)
-        for batch in batches(progressive_order(keys, cond.root_note), max_batch):
-            if self._cancelled(generation, cancel):
-                break
-            waves = self.render_waves(cond, batch, rate)
-            for midi, wave in zip(batch, waves):
+        try:
+            for batch in todo:
                 if self._cancelled(generation, cancel):
-                    return done
-                done[midi] = finish_key(wave, rate, midi, self.cfg.key)
-                if on_key is not None:
-                    on_key(midi, done[midi])
+                    break
+                waves = self.invert(next(mels), rate)
+                for midi, wave in zip(batch, waves):
+                    if self._cancelled(generation, cancel):
+                        return done
+                    done[midi] = finish_key(wave, rate, midi, self.cfg.key)
+                    if on_key is not None:
+                        on_key(midi, done[midi])
+        finally:
+            mels.close()
         return done
 
     def cancel_all(self) -> None:

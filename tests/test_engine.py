@@ -22,7 +22,8 @@ CFG = EngineConfig(output_rate=32000, max_batch=8, griffin_lim_iters=8)
 
 def make_engine(weights: Path, **kwargs) -> Engine:
     kwargs.setdefault("cfg", CFG)
-    return Engine(weights, device="cpu", vocoder="griffinlim", num_threads=1, classes=FAKE_CLASSES, **kwargs)
+    kwargs.setdefault("num_threads", 1)
+    return Engine(weights, device="cpu", vocoder="griffinlim", classes=FAKE_CLASSES, **kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -254,8 +255,10 @@ def test_bad_weights_raise_checkpoint_error(weights: Path, tmp_path: Path, damag
 def test_engine_sets_threads_and_device(weights: Path) -> None:
     before = torch.get_num_threads()
     try:
-        engine = Engine(weights, device="auto", vocoder="griffinlim", cfg=CFG, num_threads=2, classes=FAKE_CLASSES)
-        assert torch.get_num_threads() == 2 and engine.num_threads == 2
+        engine = Engine(weights, device="auto", vocoder="griffinlim", cfg=CFG, num_threads=4, classes=FAKE_CLASSES)
+        assert torch.get_num_threads() == 2 and engine.num_threads == 4 and engine.pipelined
+        engine = Engine(weights, device="auto", vocoder="griffinlim", cfg=CFG, num_threads=1, classes=FAKE_CLASSES)
+        assert torch.get_num_threads() == 1 and not engine.pipelined
         assert engine.device.type in ("cpu", "cuda", "mps")
     finally:
         torch.set_num_threads(before)
@@ -277,3 +280,34 @@ def test_overshooting_generator_still_gives_finite_keys(engine: Engine, monkeypa
     keys = engine.render(engine.load_sample(tone(60), midi=60), keys=[60, 72])
     for key in keys.values():
         assert np.isfinite(key.samples).all() and np.abs(key.samples).max() <= 1.0
+
+
+def test_pipelined_render_matches_sequential_and_cleans_up(engine: Engine, weights: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two stages (G in a worker thread, inversion here): same keys, same order, no thread left behind."""
+    piped = make_engine(weights, num_threads=2)
+    assert piped.pipelined and not engine.pipelined
+    threads_before = threading.active_count()
+    sample = engine.load_sample(tone(60), midi=60)
+    order: list[int] = []
+    got = piped.render(piped.load_sample(tone(60), midi=60), keys=range(50, 75),
+                       on_key=lambda midi, key: order.append(midi))
+    expected = engine.render(sample, keys=range(50, 75))
+    assert order == progressive_order(range(50, 75), 60)
+    for midi in expected:
+        np.testing.assert_array_equal(got[midi].samples, expected[midi].samples)
+    cancel = threading.Event()
+    partial = piped.render(piped.load_sample(tone(61), midi=61), cancel=cancel,
+                           on_key=lambda midi, key: cancel.set() if midi == 62 else None)
+    assert sorted(partial) == [61, 62]
+    real_forward = type(piped.nets.G).forward
+
+    def failing(self, h, z, midi, deltas=None):
+        if int(midi.max()) > 70:
+            raise RuntimeError("G failed")
+        return real_forward(self, h, z, midi, deltas)
+
+    monkeypatch.setattr(type(piped.nets.G), "forward", failing)
+    with pytest.raises(RuntimeError, match="G failed"):
+        piped.render(piped.load_sample(tone(60), midi=60), keys=range(60, 80))
+    assert threading.active_count() == threads_before
