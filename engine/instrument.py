@@ -29,7 +29,7 @@ from engine.device import configure_threads, cpu_cores, resolve_device
 from engine.key_cache import KeySample
 from engine.keys import ALL_KEYS, HIGHEST_KEY, LOWEST_KEY, KeyConfig, batches, finish_key, progressive_order
 from engine.networks import NetworkClasses, load_networks
-from engine.pipeline import prefetched
+from engine.pipeline import ordered_map
 from models.audio import Audio
 from models.errors import SilentAudioError, UserError
 from models.hyper import refine
@@ -90,11 +90,11 @@ class Engine:
                  classes: NetworkClasses | None = None) -> None:
         self.cfg = cfg
         self.device = resolve_device(device)
-        # CPU threads the engine keeps busy: with two or more, G and the inversion run in two
-        # overlapping stages, each on num_threads // 2 intra-op threads (see engine/pipeline.py).
+        # CPU threads the engine keeps busy: on CPU, that many single-threaded workers render
+        # batches side by side (see engine/pipeline.py); on a GPU one worker feeds it.
         self.num_threads = int(num_threads or cpu_cores())
-        self.pipelined = self.num_threads >= 2
-        configure_threads(max(1, self.num_threads // 2))
+        self.workers = self.num_threads if self.device.type == "cpu" else 1
+        configure_threads(1 if self.device.type == "cpu" else self.num_threads)
         self.nets = load_networks(weights_dir or default_weights_dir(), self.device, vocoder, classes,
                                   cfg.griffin_lim_iters)
         self.mel_cfg = self.nets.mel
@@ -218,24 +218,25 @@ class Engine:
         cond = self.conditioning(sample_a, sample_b, alpha)
         max_batch = self.cfg.max_batch or (4 if self.device.type == "cpu" else 64)
         todo = list(batches(progressive_order(keys, cond.root_note), max_batch))
-        if self.pipelined:   # G of the next batch runs while this thread inverts the current one
-            mels = prefetched(lambda batch: self.render_mels(cond, batch), todo, threading.Event())
+        # Several batches (G, inversion, resampling) at once on single-threaded workers; keys still
+        # land in progressive order. One worker: computed here, lazily.
+        if self.workers > 1:
+            waves_of = ordered_map(lambda batch: self.render_waves(cond, batch, rate), todo, self.workers)
         else:
-            mels = (self.render_mels(cond, batch) for batch in todo)
+            waves_of = (self.render_waves(cond, batch, rate) for batch in todo)
         done: dict[int, KeySample] = {}
         try:
             for batch in todo:
                 if self._cancelled(generation, cancel):
                     break
-                waves = self.invert(next(mels), rate)
-                for midi, wave in zip(batch, waves):
+                for midi, wave in zip(batch, next(waves_of)):
                     if self._cancelled(generation, cancel):
                         return done
                     done[midi] = finish_key(wave, rate, midi, self.cfg.key)
                     if on_key is not None:
                         on_key(midi, done[midi])
         finally:
-            mels.close()
+            waves_of.close()
         return done
 
     def cancel_all(self) -> None:

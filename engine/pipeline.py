@@ -1,62 +1,56 @@
-"""Two-stage overlap: compute the next batch (G) in a worker thread while this one inverts the last.
+"""Render batches on several single-threaded workers at once, delivering results in order.
 
-Why threads and not more intra-op threads: on a busy 2-core machine, torch ops split over two
-OpenMP threads ran 4-28x slower than on one (every parallel region waits at a barrier for a thread
-the OS has descheduled; bench/bench_render.py). Two single-threaded stages never wait on each other
-inside an op, and torch releases the GIL while it computes, so both cores still do work.
+Why worker threads and not more intra-op threads: on the busy 2-core dev machine, torch ops split
+over two OpenMP threads ran 4-28x slower than on one (every parallel region waits at a barrier for
+a thread the OS has descheduled; see bench/bench_render.py). Independent single-threaded workers
+never wait on each other inside an op, torch releases the GIL while it computes, and a whole batch
+(G, then inversion) per worker keeps the cores evenly loaded.
 """
 from __future__ import annotations
 
-import queue
 import threading
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
 import torch
 
 A = TypeVar("A")
 B = TypeVar("B")
-_DONE = object()
 
 
-def prefetched(fn: Callable[[A], B], items: Sequence[A], stop: threading.Event, depth: int = 1) -> Iterator[B]:
-    """Yield ``fn(item)`` for each item, in order, computing up to ``depth`` items ahead in a thread.
+def ordered_map(fn: Callable[[A], B], items: Sequence[A], workers: int, stop: threading.Event | None = None) -> Iterator[B]:
+    """Yield ``fn(item)`` for each item in order, computing up to ``workers`` items at once.
 
-    The worker runs under ``torch.inference_mode`` (a thread-local switch) and stops when ``stop``
-    is set or the consumer closes the iterator; an exception in ``fn`` is re-raised here.
+    Each call runs under ``torch.inference_mode`` (a thread-local switch). Items are started only
+    as results are taken (at most ``workers`` ahead), so closing the iterator or setting ``stop``
+    wastes at most the batches in flight; an exception in ``fn`` is re-raised here. The pool is
+    shut down (and waited for) when the iterator finishes or is closed.
     """
-    results: queue.Queue = queue.Queue(maxsize=depth)
+    stop = stop or threading.Event()
 
-    def put(value: object) -> bool:
-        while not stop.is_set():
-            try:
-                results.put(value, timeout=0.05)
-                return True
-            except queue.Full:
-                continue
-        return False
+    def call(item: A) -> B:
+        with torch.inference_mode():
+            return fn(item)
 
-    def work() -> None:
-        try:
-            with torch.inference_mode():
-                for item in items:
-                    if stop.is_set() or not put(fn(item)):
-                        return
-        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
-            put(exc)
-            return
-        put(_DONE)
-
-    worker = threading.Thread(target=work, name="engine-prefetch", daemon=True)
-    worker.start()
+    pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="engine-render")
+    pending: deque[Future] = deque()
+    queue = iter(items)
     try:
-        while True:
-            value = results.get()
-            if value is _DONE:
-                return
-            if isinstance(value, BaseException):
-                raise value
-            yield value
+        for item in queue:
+            pending.append(pool.submit(call, item))
+            if len(pending) >= workers:
+                break
+        while pending:
+            result = pending.popleft().result()
+            if not stop.is_set():
+                for item in queue:
+                    pending.append(pool.submit(call, item))
+                    break
+            yield result
     finally:
         stop.set()
-        worker.join()
+        for future in pending:
+            future.cancel()
+        pool.shutdown(wait=True)

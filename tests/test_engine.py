@@ -255,10 +255,9 @@ def test_bad_weights_raise_checkpoint_error(weights: Path, tmp_path: Path, damag
 def test_engine_sets_threads_and_device(weights: Path) -> None:
     before = torch.get_num_threads()
     try:
-        engine = Engine(weights, device="auto", vocoder="griffinlim", cfg=CFG, num_threads=4, classes=FAKE_CLASSES)
-        assert torch.get_num_threads() == 2 and engine.num_threads == 4 and engine.pipelined
-        engine = Engine(weights, device="auto", vocoder="griffinlim", cfg=CFG, num_threads=1, classes=FAKE_CLASSES)
-        assert torch.get_num_threads() == 1 and not engine.pipelined
+        engine = Engine(weights, device="cpu", vocoder="griffinlim", cfg=CFG, num_threads=3, classes=FAKE_CLASSES)
+        assert torch.get_num_threads() == 1 and engine.num_threads == 3 and engine.workers == 3
+        engine = Engine(weights, device="auto", vocoder="griffinlim", cfg=CFG, num_threads=2, classes=FAKE_CLASSES)
         assert engine.device.type in ("cpu", "cuda", "mps")
     finally:
         torch.set_num_threads(before)
@@ -282,11 +281,11 @@ def test_overshooting_generator_still_gives_finite_keys(engine: Engine, monkeypa
         assert np.isfinite(key.samples).all() and np.abs(key.samples).max() <= 1.0
 
 
-def test_pipelined_render_matches_sequential_and_cleans_up(engine: Engine, weights: Path,
+def test_parallel_render_matches_sequential_and_cleans_up(engine: Engine, weights: Path,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    """Two stages (G in a worker thread, inversion here): same keys, same order, no thread left behind."""
+    """Batches on two worker threads: same keys, same order, no thread left behind."""
     piped = make_engine(weights, num_threads=2)
-    assert piped.pipelined and not engine.pipelined
+    assert piped.workers == 2 and engine.workers == 1
     threads_before = threading.active_count()
     sample = engine.load_sample(tone(60), midi=60)
     order: list[int] = []
