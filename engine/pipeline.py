@@ -18,13 +18,15 @@ import torch
 
 A = TypeVar("A")
 B = TypeVar("B")
+_END = object()
 
 
 def ordered_map(fn: Callable[[A], B], items: Sequence[A], workers: int, stop: threading.Event | None = None) -> Iterator[B]:
     """Yield ``fn(item)`` for each item in order, computing up to ``workers`` items at once.
 
-    Each call runs under ``torch.inference_mode`` (a thread-local switch). Items are started only
-    as results are taken (at most ``workers`` ahead), so closing the iterator or setting ``stop``
+    Each call runs under ``torch.inference_mode`` (a thread-local switch). The first item runs
+    alone, so it is not slowed by its neighbours; later items start as results are taken (at most
+    ``workers`` in flight), so closing the iterator or setting ``stop``
     wastes at most the batches in flight; an exception in ``fn`` is re-raised here. The pool is
     shut down (and waited for) when the iterator finishes or is closed.
     """
@@ -37,17 +39,19 @@ def ordered_map(fn: Callable[[A], B], items: Sequence[A], workers: int, stop: th
     pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="engine-render")
     pending: deque[Future] = deque()
     queue = iter(items)
-    try:
-        for item in queue:
+
+    def refill(limit: int) -> None:
+        while len(pending) < limit and not stop.is_set():
+            item = next(queue, _END)
+            if item is _END:
+                return
             pending.append(pool.submit(call, item))
-            if len(pending) >= workers:
-                break
+
+    try:
+        refill(1)   # the first item runs alone: it is what the player is waiting for
         while pending:
             result = pending.popleft().result()
-            if not stop.is_set():
-                for item in queue:
-                    pending.append(pool.submit(call, item))
-                    break
+            refill(max(1, workers))
             yield result
     finally:
         stop.set()

@@ -310,3 +310,25 @@ def test_parallel_render_matches_sequential_and_cleans_up(engine: Engine, weight
     with pytest.raises(RuntimeError, match="G failed"):
         piped.render(piped.load_sample(tone(60), midi=60), keys=range(60, 80))
     assert threading.active_count() == threads_before
+
+
+def test_ordered_map_keeps_order_first_item_alone() -> None:
+    from engine.pipeline import ordered_map
+
+    lock, running, peaks = threading.Lock(), [0], []
+
+    def work(i: int) -> int:
+        with lock:
+            running[0] += 1
+            peaks.append((i, running[0]))
+        threading.Event().wait(0.02 if i % 2 else 0.005)   # later items can finish first
+        with lock:
+            running[0] -= 1
+        return i * i
+
+    assert list(ordered_map(work, range(8), workers=3)) == [i * i for i in range(8)]
+    assert peaks[0] == (0, 1) and max(p for _, p in peaks) <= 3 and max(p for _, p in peaks) >= 2
+    it = ordered_map(work, range(100), workers=2)
+    assert next(it) == 0
+    it.close()                                              # stops early: only items in flight ran
+    assert len(peaks) - 8 <= 3
