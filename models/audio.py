@@ -4,7 +4,6 @@ Also the first of the two named resampling points: ``load_audio`` brings any fil
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 import re
@@ -56,7 +55,6 @@ class Audio:
 class LoadConfig:
     """How ``load_audio`` turns a file into a one-shot (levels in dB relative to the file's peak)."""
 
-    max_duration_s: float = 4.0  # longer sounds are cut (with a short fade) after their onset
     trim_db: float = -40.0  # leading samples quieter than this are silence
     pre_roll_s: float = 0.002  # kept before the onset so the attack's first cycle survives the trim
     sound_db: float = -40.0  # the sound lasts from its first to its last sample above this
@@ -68,17 +66,15 @@ class LoadConfig:
     anti_phase_ratio: float = 0.5  # mix RMS below this x the channels' mean RMS: channels cancel
 
 
-def load_audio(path: str | os.PathLike, sample_rate: int, max_duration_s: float | None = None,
+def load_audio(path: str | os.PathLike, sample_rate: int, max_duration_s: float = 4.0,
                cfg: LoadConfig = LoadConfig()) -> Audio:
     """Read any file soundfile decodes into a mono one-shot at ``sample_rate``.
 
-    Downmixes to mono, trims leading silence, caps the length at ``max_duration_s`` (default
-    ``cfg.max_duration_s``), resamples and peak-normalises to ``cfg.peak``. Raises
+    Downmixes to mono, trims leading silence, caps the length at ``max_duration_s`` after the
+    onset (with a short fade), resamples and peak-normalises to ``cfg.peak``. Raises
     ``AudioFileError`` (missing file) or its subclasses ``EmptyAudioError``, ``CorruptAudioError``,
     ``SilentAudioError``, ``TooShortAudioError`` with a message fit for the user.
     """
-    if max_duration_s is not None:
-        cfg = dataclasses.replace(cfg, max_duration_s=max_duration_s)
     path = Path(path)
     channels, file_rate = _read_file(path, cfg)
     mono = _downmix(channels, cfg.anti_phase_ratio)
@@ -90,13 +86,13 @@ def load_audio(path: str | os.PathLike, sample_rate: int, max_duration_s: float 
         raise TooShortAudioError(f"{path.name} holds only {1000 * (end - onset) / file_rate:.0f} ms of sound; "
                                  f"a note needs at least {1000 * cfg.min_sound_s:.0f} ms")
     start = max(0, onset - int(cfg.pre_roll_s * file_rate))
-    keep = int(math.ceil(cfg.max_duration_s * file_rate))
+    keep = int(math.ceil(max_duration_s * file_rate))
     capped = mono.size - start > keep
     # A little extra past the cut so the resampler's filter sees real signal at the new end.
     clip = mono[start: start + keep + (int(0.01 * file_rate) if capped else 0)]
     out = resample(Audio(clip, file_rate), sample_rate).samples
     if capped:
-        out = out[: int(round(cfg.max_duration_s * sample_rate))].copy()
+        out = out[: int(round(max_duration_s * sample_rate))].copy()
         fade = min(out.size, int(cfg.fade_out_s * sample_rate))
         out[out.size - fade:] *= np.linspace(1.0, 0.0, fade, dtype=np.float32)
     return Audio(peak_normalise(out, cfg.peak), sample_rate)
