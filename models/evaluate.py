@@ -301,7 +301,6 @@ def run(args: argparse.Namespace) -> int:
     from models.generator import Generator
     from models.train.common import load_data
 
-    torch.set_grad_enabled(False)
     device = torch.device(args.device)
     load = lambda name, cls: checkpoint.load(_weight_path(args, name, True), cls, device)[0].eval()  # noqa: E731
     f, G = load("features", FeatureExtractor), load("generator", Generator)

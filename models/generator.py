@@ -43,6 +43,8 @@ class GeneratorConfig:
     channel_base: int = 3584      # channels at a level whose longer side is r: min(channel_max, channel_base // r)
     channel_max: int = 192
     noise_seed: int = 0           # seeds the "const" noise buffers (deterministic inference)
+    h_bias_init: float = 0.3      # init std of the per-layer timbre bias (1 would double each layer's variance)
+    out_gain: float = 0.2         # scales the summed to-mel skips: an untrained G starts near the data's range
 
     @property
     def n_levels(self) -> int:
@@ -107,7 +109,7 @@ class SynthesisLayer(nn.Module):
         self.register_buffer("noise_const", torch.randn(shape, generator=generator), persistent=False)
         self.bias = nn.Parameter(torch.zeros(out_ch))
         self.pitch_proj = nn.Conv1d(cfg.pitch_dim, out_ch, 1)
-        self.h_bias = EqualLinear(cfg.h_dim, out_ch, bias=False)
+        self.h_bias = EqualLinear(cfg.h_dim, out_ch, bias=False, init_scale=cfg.h_bias_init)
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, pitch: torch.Tensor, h: torch.Tensor,
                 delta: torch.Tensor | None, noise_mode: str, fused: bool) -> torch.Tensor:
@@ -224,4 +226,4 @@ class Generator(nn.Module):
         x = img = None
         for block in self.blocks:
             x, img = block(x, img, w, pitch, h, deltas or {}, noise_mode, fused)
-        return denormalize_log_mel(img[:, 0], self.cfg.mel)
+        return denormalize_log_mel(img[:, 0] * self.cfg.out_gain, self.cfg.mel)

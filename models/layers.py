@@ -68,9 +68,9 @@ class EqualLinear(nn.Module):
     """Linear layer with StyleGAN's equalised learning rate (weights scaled at run time)."""
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, bias_init: float = 0.0,
-                 lr_mult: float = 1.0, activation: bool = False) -> None:
+                 lr_mult: float = 1.0, activation: bool = False, init_scale: float = 1.0) -> None:
         super().__init__()
-        self.weight = nn.Parameter(torch.randn(out_features, in_features) / lr_mult)
+        self.weight = nn.Parameter(torch.randn(out_features, in_features) * (init_scale / lr_mult))
         self.bias = nn.Parameter(torch.full((out_features,), float(bias_init))) if bias else None
         self.weight_gain = lr_mult / math.sqrt(in_features)
         self.bias_gain = lr_mult
@@ -142,8 +142,9 @@ class ModulatedConv(nn.Module):
         x = x * styles[:, :, None, None].to(x.dtype)
         out = F.conv2d(x, self.weight.to(x.dtype), padding=self.kernel_size // 2)
         if self.demodulate:
-            wsq = self.weight.square().sum(dim=[2, 3])  # [C_out, C_in]
-            dcoefs = torch.rsqrt(styles.square() @ wsq.t() + 1e-8)  # [B, C_out]
+            # Elementwise in fp32: under autocast a matmul here would run in bf16.
+            wsq = self.weight.float().square().sum(dim=[2, 3])  # [C_out, C_in]
+            dcoefs = torch.rsqrt((styles.float().square()[:, None, :] * wsq[None]).sum(-1) + 1e-8)  # [B, C_out]
             out = out * dcoefs[:, :, None, None].to(out.dtype)
         return out
 

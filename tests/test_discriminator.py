@@ -98,3 +98,29 @@ def test_checkpoint_round_trip_bitwise(tmp_path):
     D2, cfg, _ = checkpoint.load(tmp_path / "D.safetensors", Discriminator)
     args = inputs(D.cfg, 2)
     assert cfg == D.cfg and torch.equal(D(*args), D2(*args))
+
+
+def test_training_steps_separate_real_from_fake():
+    torch.manual_seed(3)
+    D = Discriminator(DiscriminatorConfig.tiny())
+    real, midi, h = inputs(D.cfg, 4, seed=1)
+    fake = torch.randn_like(real) * 3 - 6
+    opt = torch.optim.Adam(D.parameters(), lr=1e-2, betas=(0.0, 0.99))
+
+    def loss_fn():
+        return (torch.nn.functional.softplus(-D(real, midi, h)) + torch.nn.functional.softplus(D(fake, midi, h))).mean()
+
+    first = loss_fn().item()
+    for _ in range(40):
+        loss = loss_fn()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss_fn().item() < 0.5 * first
+
+
+def test_autocast_bf16_runs():
+    D = Discriminator(DiscriminatorConfig.tiny())
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = D(*inputs(D.cfg, 2))
+    assert out.shape == (2,) and torch.isfinite(out.float()).all()

@@ -34,7 +34,8 @@ seed_state() {  # copy carried state into the run folder if the machine has none
 weights_dir() {  # earlier stages' outputs, gathered where later stages look for them
   mkdir -p "$HG/weights"
   for f in "$HG"/runs/features/features.safetensors "$HG"/runs/eval-classifiers/*_classifier.safetensors \
-           "$HG"/runs/gan/generator.safetensors "$HG"/runs/gan/discriminator.safetensors; do
+           "$HG"/runs/gan/generator.safetensors "$HG"/runs/gan/discriminator.safetensors \
+           "$HG"/runs/hyper-pre/hyper_pre.safetensors "$HG"/runs/hyper-adv/hyper.safetensors; do
     [ -f "$f" ] && cp "$f" "$HG/weights/"
   done
   for f in state_local/weights/*.safetensors; do

@@ -1,0 +1,128 @@
+"""Assemble finished per-instrument parts into the memory-mapped arrays, splits, card and manifest."""
+from __future__ import annotations
+
+import json
+import shutil
+from collections import Counter
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from models.data.dataset import (FORMAT, LABEL_DTYPES, SPLITS, InstrumentInfo, array_entry, instrument_dict,
+                                  write_manifest)
+from models.data.families import FAMILIES
+from models.data.filter import REASONS
+from models.data.sources import FONT_SOURCES, PROCEDURAL, Plan
+from models.data.splits import Member, assign_splits
+
+
+def _read_small(path: Path) -> dict:
+    with np.load(path, allow_pickle=False) as part:
+        return {k: part[k] for k in part.files if k not in ("mels", "audio")}
+
+
+def assemble(cfg, plan: Plan, out: Path, digest: str, timing: dict, progress: Callable[[str], None]) -> None:
+    parts_dir = out / "parts"
+    parts = [_read_small(parts_dir / f"{i:05d}.npz") for i in range(len(plan.instruments))]
+    splits = assign_splits([Member(s.group, s.family, s.source, s.samples) for s in plan.instruments], cfg.seed)
+    kept_idx = [i for i, p in enumerate(parts) if len(p["keys"])]
+    instruments = [InstrumentInfo(plan.instruments[i].name, plan.instruments[i].source, plan.instruments[i].preset,
+                                  plan.instruments[i].family, splits[i], bool(parts[i]["pitched"]))
+                   for i in kept_idx]
+    counts = [len(parts[i]["keys"]) for i in kept_idx]
+    n = int(sum(counts))
+    mel_cfg = cfg.mel_cfg
+    labels = {name: np.empty(n, dtype) for name, dtype in LABEL_DTYPES.items()}
+    mels = np.lib.format.open_memmap(out / "mels.npy.tmp", "w+", np.float16, (n, mel_cfg.n_mels, mel_cfg.n_frames))
+    audio = (np.lib.format.open_memmap(out / "audio.npy.tmp", "w+", np.int16, (n, mel_cfg.num_samples))
+             if cfg.keep_audio else None)
+    row = 0
+    for new_id, (i, count) in enumerate(zip(kept_idx, counts)):
+        spec, part = plan.instruments[i], parts[i]
+        sl = slice(row, row + count)
+        with np.load(parts_dir / f"{i:05d}.npz", allow_pickle=False) as full:
+            mels[sl] = full["mels"]
+            if audio is not None:
+                audio[sl] = full["audio"]
+        labels["pitch"][sl] = part["keys"]
+        labels["velocity"][sl] = part["velocities"]
+        labels["instrument"][sl] = new_id
+        labels["family"][sl] = FAMILIES.index(spec.family)
+        labels["split"][sl] = splits[i]
+        labels["pitch_estimate"][sl] = part["pitch_estimate"]
+        row += count
+    mels.flush()
+    del mels
+    (out / "mels.npy.tmp").replace(out / "mels.npy")
+    arrays = {"mels": {"shape": [n, mel_cfg.n_mels, mel_cfg.n_frames], "dtype": "float16"}}
+    if audio is not None:
+        audio.flush()
+        del audio
+        (out / "audio.npy.tmp").replace(out / "audio.npy")
+        arrays["audio"] = {"shape": [n, mel_cfg.num_samples], "dtype": "int16"}
+    elif (out / "audio.npy").exists():
+        (out / "audio.npy").unlink()
+    for name, arr in labels.items():
+        np.save(out / f"{name}.npy", arr)
+        arrays[name] = array_entry(arr)
+    rejected = _rejections(plan, parts)
+    (out / "rejected.json").write_text(json.dumps(rejected, indent=1, sort_keys=True) + "\n")
+    manifest = _manifest(cfg, plan, digest, instruments, labels, arrays, rejected, parts, splits)
+    from models.data.card import write_card
+
+    write_card(out, manifest, labels)
+    (out / "build_log.json").write_text(json.dumps(dict(timing, workers=cfg.workers), indent=1) + "\n")
+    write_manifest(out, manifest)
+    if not cfg.keep_parts:
+        shutil.rmtree(parts_dir)
+    per_split = manifest["counts"]["notes_per_split"]
+    progress(f"{out}: {n} notes from {len(instruments)} instruments ("
+             + ", ".join(f"{s} {per_split[s]}" for s in SPLITS) + ")")
+
+
+def _rejections(plan: Plan, parts: list[dict]) -> dict:
+    """reason -> instrument name -> [[key, velocity, measured pitch], ...]."""
+    out: dict[str, dict[str, list]] = {r: {} for r in REASONS}
+    for spec, part in zip(plan.instruments, parts):
+        for k, v, r, e in zip(part["rejected_keys"], part["rejected_velocities"], part["rejected_reasons"],
+                              part["rejected_estimates"]):
+            est = None if not np.isfinite(e) else round(float(e), 2)
+            out[str(r)].setdefault(spec.name, []).append([int(k), int(v), est])
+    return out
+
+
+def _manifest(cfg, plan, digest, instruments, labels, arrays, rejected, parts, splits) -> dict:
+    inst_source = np.array([i.source for i in instruments])
+    per_source = Counter()
+    for inst_id, count in zip(*np.unique(labels["instrument"], return_counts=True)):
+        per_source[instruments[int(inst_id)].source] += int(count)
+    sources = {}
+    for name in cfg.sources:
+        if name == PROCEDURAL:
+            sources[name] = dict(licence="generated by this project's code (models/data/procedural.py)",
+                                 count=cfg.procedural_count)
+            continue
+        src, info = FONT_SOURCES[name], plan.fonts[name]
+        sources[name] = dict(file=src.filename, package=src.package, licence=src.licence, sha256=info.sha256,
+                             size_bytes=info.size_bytes, presets_skipped=plan.skipped[name])
+    agreement = {spec.name: round(float(p["agreement"]), 3) for spec, p in zip(plan.instruments, parts)}
+    return dict(
+        format=FORMAT, fingerprint=cfg.fingerprint(), plan=digest, mel=cfg.mel_cfg.to_json(), seed=cfg.seed,
+        velocities=list(cfg.velocities), hold_fraction=cfg.hold_fraction, sources=sources,
+        families=list(FAMILIES), splits=list(SPLITS), arrays=arrays,
+        instruments=[instrument_dict(i) for i in instruments],
+        pitch_agreement=agreement,
+        counts=dict(
+            notes=int(len(labels["pitch"])), instruments=len(instruments),
+            instruments_without_notes=len(plan.instruments) - len(instruments),
+            notes_per_split={s: int((labels["split"] == k).sum()) for k, s in enumerate(SPLITS)},
+            instruments_per_split={s: int(sum(i.split == k for i in instruments)) for k, s in enumerate(SPLITS)},
+            notes_per_source=dict(sorted(per_source.items())),
+            instruments_per_source=dict(sorted(Counter(inst_source.tolist()).items())),
+            notes_per_family={f: int((labels["family"] == k).sum()) for k, f in enumerate(FAMILIES)},
+            instruments_per_family={f: int(sum(i.family == f for i in instruments)) for f in FAMILIES},
+            unpitched_instruments=int(sum(not i.pitched for i in instruments)),
+            rejected={r: int(sum(len(v) for v in rejected[r].values())) for r in rejected},
+        ),
+    )
