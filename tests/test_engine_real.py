@@ -76,7 +76,7 @@ class CallCounter:
 
 def test_real_networks_render_cache_and_mix(tiny_weights: Path, pluck_wav: Path) -> None:
     engine = Engine(tiny_weights, device="cpu", vocoder="griffinlim", num_threads=1,
-                    cfg=EngineConfig(output_rate=22050, griffin_lim_iters=8))
+                    cfg=EngineConfig(output_rate=22050, griffin_lim_iters=32))
     sample = engine.load_sample(pluck_wav)                 # load_audio + estimate_pitch
     assert sample.root_note == 52 and sample.confidence > 0.5
     assert sample.audio.samples.shape == (REAL_MEL.num_samples,)
