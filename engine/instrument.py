@@ -52,7 +52,8 @@ class EngineConfig:
     output_rate: int = 48000          # the audio device's rate: keys are resampled once, at render
     max_batch: int | None = None      # keys per G forward (batches grow 1, 2, 4, ...); None: 1 CPU, 64 GPU
     cache_bytes: int = 256 << 20      # memory for cached h / offsets
-    griffin_lim_iters: int = 32
+    griffin_lim_iters: int = 32       # the fallback inverter's iterations ...
+    griffin_lim_project: bool = True  # ... and its per-iteration mel projection (~40 % of its CPU time)
     key: KeyConfig = field(default_factory=KeyConfig)
 
 
@@ -96,7 +97,7 @@ class Engine:
         self.workers = self.num_threads if self.device.type == "cpu" else 1
         configure_threads(1 if self.device.type == "cpu" else self.num_threads)
         self.nets = load_networks(weights_dir or default_weights_dir(), self.device, vocoder, classes,
-                                  cfg.griffin_lim_iters)
+                                  dict(n_iter=cfg.griffin_lim_iters, project_mel=cfg.griffin_lim_project))
         self.mel_cfg = self.nets.mel
         self._log_mel = LogMel(self.mel_cfg).to(self.device)
         disk = Path(cache_dir) / self.nets.fingerprint if cache_dir is not None else None

@@ -335,3 +335,36 @@ def test_ordered_map_keeps_order_first_item_alone() -> None:
     assert next(it) == 0
     it.close()                                              # stops early: only items in flight ran
     assert len(peaks) - 8 <= 3
+
+
+def test_vocoder_choice(weights: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from models.checkpoint import save
+    from models.mel import GriffinLim
+    from tests.test_engine_fakes import FAKE_CLASSES_WITH_VOCODER, Vocoder, VocoderConfig
+
+    folder = tmp_path / "w"
+    shutil.copytree(weights, folder)
+
+    def build(vocoder: str, classes=FAKE_CLASSES_WITH_VOCODER) -> Engine:
+        return Engine(folder, device="cpu", vocoder=vocoder, cfg=CFG, num_threads=1, classes=classes)
+
+    assert build("auto").nets.vocoder_name == "griffinlim"           # no vocoder weights yet
+    with pytest.raises(CheckpointError, match="vocoder.safetensors"):
+        build("neural")
+    save(folder / "vocoder.safetensors", Vocoder(VocoderConfig()), {"mel": TEST_MEL.to_json()})
+    engine = build("auto")
+    assert engine.nets.vocoder_name == "neural" and isinstance(engine.nets.inverter, Vocoder)
+    keys = engine.render(engine.load_sample(tone(60), midi=60), keys=[60, 61])
+    assert engine.nets.inverter.calls == 2 and sorted(keys) == [60, 61]
+    assert isinstance(build("griffinlim").nets.inverter, GriffinLim)
+    with pytest.raises(CheckpointError, match="not part of this build"):
+        build("neural", classes=FAKE_CLASSES)
+    with pytest.raises(UserError, match="unknown vocoder"):
+        build("wavenet")
+    from dataclasses import replace
+    other = replace(TEST_MEL, n_mels=40)
+    save(folder / "vocoder.safetensors", Vocoder(VocoderConfig(mel=other)), {"mel": other.to_json()})
+    with pytest.raises(CheckpointError, match="mel grid"):
+        build("neural")
