@@ -88,19 +88,21 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--iters", type=int, default=32, help="Griffin-Lim iterations")
     parser.add_argument("--batch", type=int, default=None, help="largest key batch (default: the engine's)")
+    parser.add_argument("--no-project", action="store_true", help="Griffin-Lim without its mel projection")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
         write_shipped_weights(Path(tmp))
         t0, c0 = time.perf_counter(), time.process_time()
         engine = Engine(tmp, device=args.device, vocoder="griffinlim", num_threads=args.threads,
-                        cfg=EngineConfig(griffin_lim_iters=args.iters, max_batch=args.batch))
+                        cfg=EngineConfig(griffin_lim_iters=args.iters, max_batch=args.batch,
+                                         griffin_lim_project=not args.no_project))
         load_s = (time.perf_counter() - t0, time.process_time() - c0)
     nets, dev = engine.nets, engine.device
     print(f"device {dev} (engine threads {engine.num_threads}, workers {engine.workers}, "
           f"intra-op threads {torch.get_num_threads()}, {cpu_cores()} usable cores), "
           f"mel {SHIPPED_MEL.n_mels}x{SHIPPED_MEL.n_frames} @ {SHIPPED_MEL.sample_rate} Hz, "
-          f"Griffin-Lim {args.iters} iters, output 48 kHz, max batch {args.batch}, repeats {args.repeats}")
+          f"Griffin-Lim {args.iters} iters{' no projection' if args.no_project else ''}, output 48 kHz, max batch {args.batch}, repeats {args.repeats}")
     rows = [("load weights + dry run", load_s)]
 
     with torch.inference_mode():

@@ -145,6 +145,10 @@ def load_networks(weights_dir: str | Path, device: torch.device, vocoder: str | 
     weights = Path(weights_dir)
     if not weights.is_dir():
         raise CheckpointError(f"weights folder not found: {weights}")
+    missing = [name for name in (FEATURES, GENERATOR) if not (weights / name).is_file()]
+    if missing:
+        raise CheckpointError(f"weights not found in {weights}: {', '.join(missing)} "
+                              f"(pass --weights DIR, or train them: hypergan train features / gan)")
     classes = classes or default_classes()
     f, _, f_meta = _load(weights / FEATURES, classes.features, device)
     G, g_cfg, g_meta = _load(weights / GENERATOR, classes.generator, device)

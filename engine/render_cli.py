@@ -6,7 +6,7 @@ import sys
 import time
 from pathlib import Path
 
-from models.errors import UserError
+from models.errors import AudioFileError, UserError
 
 EXAMPLES = """examples:
   hypergan render pluck.wav --out packs/
@@ -105,6 +105,9 @@ def run(args: argparse.Namespace) -> int:
     sample_path = Path(args.sample)
     mix_path = Path(args.mix) if args.mix else None
     name = args.name or default_name(sample_path, mix_path, alpha)
+    for path in (sample_path, mix_path):
+        if path is not None and not path.is_file():
+            raise AudioFileError(f"no such file: {path}")
     check_target(args.out, name, args.force)      # fail before minutes of rendering, not after
 
     engine = Engine(args.weights, device=args.device, vocoder=args.vocoder,
