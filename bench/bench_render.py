@@ -110,6 +110,7 @@ def main() -> None:
         rows.append(("f(x), 1 sample", timed(lambda: nets.f(x), args.repeats)[0]))
         h = nets.f(x)
         midi = torch.full((1,), 60, dtype=torch.long, device=dev)
+        rows.append(("H(h, h_init) alone", timed(lambda: nets.H(h, h), args.repeats)[0]))
         rows.append(("offsets: G(h,0,p) -> f -> H", timed(lambda: refine(nets.G, nets.f, nets.H, h, midi),
                                                          args.repeats)[0]))
         cond = engine.conditioning(engine.load_sample(tone(60, 0), midi=60))
