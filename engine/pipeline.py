@@ -25,10 +25,9 @@ def ordered_map(fn: Callable[[A], B], items: Sequence[A], workers: int, stop: th
     """Yield ``fn(item)`` for each item in order, computing up to ``workers`` items at once.
 
     Each call runs under ``torch.inference_mode`` (a thread-local switch). The first item runs
-    alone, so it is not slowed by its neighbours; later items start as results are taken (at most
-    ``workers`` in flight), so closing the iterator or setting ``stop``
-    wastes at most the batches in flight; an exception in ``fn`` is re-raised here. The pool is
-    shut down (and waited for) when the iterator finishes or is closed.
+    alone, so nothing slows it down; then ``workers`` stay in flight, refilled as results are taken.
+    Closing the iterator or setting ``stop`` wastes at most the items in flight; an exception in
+    ``fn`` is re-raised here. The pool is shut down (and waited for) when the iterator ends or closes.
     """
     stop = stop or threading.Event()
 
