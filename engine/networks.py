@@ -44,10 +44,10 @@ def default_classes() -> NetworkClasses:
     except ImportError:
         HyperNetwork = None  # noqa: N806
     try:
-        from models.vocoder import Vocoder
-    except ImportError:
-        Vocoder = None  # noqa: N806
-    return NetworkClasses(FeatureExtractor, Generator, HyperNetwork, Vocoder)
+        from models.vocoder import NeuralVocoder
+    except ImportError:  # the vocoder branch not merged into this build
+        NeuralVocoder = None  # noqa: N806
+    return NetworkClasses(FeatureExtractor, Generator, HyperNetwork, NeuralVocoder)
 
 
 @dataclass(frozen=True)
