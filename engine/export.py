@@ -1,7 +1,7 @@
 """Multisample packs: 24-bit WAVs plus an SFZ and a Decent Sampler preset with the same mapping and loops.
 
 A pack is one folder ``<folder>/<name>/`` holding ``<name>.sfz``, ``<name>.dspreset`` and
-``samples/<name>_<midi>.wav``. It is written into a hidden temporary folder beside the target and
+``samples/<name>_<midi>.wav`` (each with a ``smpl`` chunk holding its root note and loop). It is written into a hidden temporary folder beside the target and
 renamed into place, so a failure leaves no half pack; an existing pack is replaced only with
 ``force``. Loop ends in both formats are inclusive sample indices (KeySample's are exclusive).
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import struct
 import tempfile
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Mapping
@@ -117,11 +118,47 @@ def check_target(folder: str | Path, name: str, force: bool = False) -> Path:
     return target
 
 
+def add_loop_chunk(path: Path, key: KeySample) -> None:
+    """Append a RIFF ``smpl`` chunk (root note, one forward loop, end inclusive) to a WAV file.
+
+    Samplers that read loops from the WAV itself (Decent Sampler without loop attributes, most DAW
+    samplers on drag and drop) then loop like the SFZ.
+    """
+    period_ns = round(1e9 / key.sample_rate)
+    chunk = struct.pack("<9I", 0, 0, period_ns, key.root_note, 0, 0, 0, 1, 0)
+    chunk += struct.pack("<6I", 0, 0, key.loop_start, key.loop_end - 1, 0, 0)
+    with open(path, "r+b") as fh:
+        header = fh.read(12)
+        if header[:4] != b"RIFF" or header[8:12] != b"WAVE":
+            raise ExportError(f"{path.name} is not a RIFF WAVE file")
+        fh.seek(0, os.SEEK_END)
+        if fh.tell() % 2:
+            fh.write(b"\0")                      # chunks start on even offsets
+        fh.write(b"smpl" + struct.pack("<I", len(chunk)) + chunk)
+        size = fh.tell() - 8
+        fh.seek(4)
+        fh.write(struct.pack("<I", size))
+
+
+def read_loop_chunk(path: Path) -> tuple[int, int, int] | None:
+    """(root note, loop start, loop end inclusive) from a WAV's ``smpl`` chunk, or None."""
+    data = Path(path).read_bytes()
+    pos = 12
+    while pos + 8 <= len(data):
+        tag, size = data[pos: pos + 4], struct.unpack("<I", data[pos + 4: pos + 8])[0]
+        if tag == b"smpl" and size >= 60:
+            fields = struct.unpack("<15I", data[pos + 8: pos + 68])
+            return fields[3], fields[11], fields[12]
+        pos += 8 + size + (size % 2)
+    return None
+
+
 def _write_pack(tmp: Path, zones_: list[Zone], name: str, formats: tuple[str, ...], release_s: float) -> None:
     (tmp / "samples").mkdir()
     for z in zones_:
         samples = np.clip(z.key.samples, -1.0, 1.0)
         sf.write(str(tmp / z.wav), samples, z.key.sample_rate, subtype="PCM_24", format="WAV")
+        add_loop_chunk(tmp / z.wav, z.key)
     if "sfz" in formats:
         (tmp / f"{name}.sfz").write_text(sfz_text(zones_, name, release_s), encoding="utf-8")
     if "dspreset" in formats:

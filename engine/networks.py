@@ -44,10 +44,10 @@ def default_classes() -> NetworkClasses:
     except ImportError:
         HyperNetwork = None  # noqa: N806
     try:
-        from models.vocoder import Vocoder
-    except ImportError:
-        Vocoder = None  # noqa: N806
-    return NetworkClasses(FeatureExtractor, Generator, HyperNetwork, Vocoder)
+        from models.vocoder import NeuralVocoder
+    except ImportError:  # the vocoder branch not merged into this build
+        NeuralVocoder = None  # noqa: N806
+    return NetworkClasses(FeatureExtractor, Generator, HyperNetwork, NeuralVocoder)
 
 
 @dataclass(frozen=True)
@@ -91,7 +91,7 @@ def fingerprint(paths: list[Path]) -> str:
 
 
 def _inverter(choice: str | MelInverter, weights: Path, mel: MelConfig, classes: NetworkClasses,
-              device: torch.device, griffin_lim_iters: int) -> tuple[MelInverter, str, list[Path]]:
+              device: torch.device, griffin_lim: dict[str, Any]) -> tuple[MelInverter, str, list[Path]]:
     if not isinstance(choice, str):
         if choice.cfg != mel:
             raise CheckpointError("the given mel inverter uses another mel grid than the generator")
@@ -108,7 +108,7 @@ def _inverter(choice: str | MelInverter, weights: Path, mel: MelConfig, classes:
         if _mel_of(path, meta) not in (None, mel):
             raise CheckpointError(f"{path} was trained on another mel grid than {weights / GENERATOR}")
         return net, "neural", [path]
-    return GriffinLim(mel, n_iter=griffin_lim_iters).to(device), "griffinlim", []
+    return GriffinLim(mel, **griffin_lim).to(device), "griffinlim", []
 
 
 @torch.inference_mode()
@@ -137,11 +137,18 @@ def _check_fit(f: torch.nn.Module, G: torch.nn.Module, H: torch.nn.Module | None
 
 
 def load_networks(weights_dir: str | Path, device: torch.device, vocoder: str | MelInverter = "auto",
-                  classes: NetworkClasses | None = None, griffin_lim_iters: int = 32) -> Networks:
-    """Load f, G, optional H and the mel inverter from ``weights_dir``; raise CheckpointError if unusable."""
+                  classes: NetworkClasses | None = None, griffin_lim: dict[str, Any] | None = None) -> Networks:
+    """Load f, G, optional H and the mel inverter from ``weights_dir``; raise CheckpointError if unusable.
+
+    ``griffin_lim``: keyword arguments for ``models.mel.GriffinLim`` when it is the inverter.
+    """
     weights = Path(weights_dir)
     if not weights.is_dir():
         raise CheckpointError(f"weights folder not found: {weights}")
+    missing = [name for name in (FEATURES, GENERATOR) if not (weights / name).is_file()]
+    if missing:
+        raise CheckpointError(f"weights not found in {weights}: {', '.join(missing)} "
+                              f"(pass --weights DIR, or train them: hypergan train features / gan)")
     classes = classes or default_classes()
     f, _, f_meta = _load(weights / FEATURES, classes.features, device)
     G, g_cfg, g_meta = _load(weights / GENERATOR, classes.generator, device)
@@ -161,6 +168,6 @@ def load_networks(weights_dir: str | Path, device: torch.device, vocoder: str | 
         H, _, _ = _load(weights / HYPER, classes.hyper, device)
         used.append(weights / HYPER)
     _check_fit(f, G, H, mel, z_dim, device)
-    inverter, vocoder_name, vocoder_files = _inverter(vocoder, weights, mel, classes, device, griffin_lim_iters)
+    inverter, vocoder_name, vocoder_files = _inverter(vocoder, weights, mel, classes, device, griffin_lim or {})
     return Networks(f=f, G=G, H=H, inverter=inverter, mel=mel, z_dim=z_dim, device=device,
                     fingerprint=fingerprint(used + vocoder_files), vocoder_name=vocoder_name)

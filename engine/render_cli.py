@@ -6,7 +6,7 @@ import sys
 import time
 from pathlib import Path
 
-from models.errors import UserError
+from models.errors import AudioFileError, UserError
 
 EXAMPLES = """examples:
   hypergan render pluck.wav --out packs/
@@ -72,12 +72,15 @@ class Progress:
         if self.first_s is None:
             self.first_s = elapsed
         filled = self.width * self.done // self.total
-        bar = "#" * filled + "-" * (self.width - filled)
-        print(f"\rrendering [{bar}] {self.done}/{self.total} keys  {elapsed:5.1f} s", end="",
-              file=sys.stderr, flush=True)
+        line = f"rendering [{'#' * filled}{'-' * (self.width - filled)}] {self.done}/{self.total} keys  {elapsed:5.1f} s"
+        if sys.stderr.isatty():
+            print("\r" + line, end="", file=sys.stderr, flush=True)
+        elif self.done == self.total or (10 * self.done) // self.total > (10 * (self.done - 1)) // self.total:
+            print(line, file=sys.stderr, flush=True)   # a log file gets a line per tenth
 
     def finish(self) -> None:
-        print(file=sys.stderr, flush=True)
+        if sys.stderr.isatty():
+            print(file=sys.stderr, flush=True)
 
 
 def default_name(sample: Path, mix: Path | None, alpha: float) -> str:
@@ -102,6 +105,9 @@ def run(args: argparse.Namespace) -> int:
     sample_path = Path(args.sample)
     mix_path = Path(args.mix) if args.mix else None
     name = args.name or default_name(sample_path, mix_path, alpha)
+    for path in (sample_path, mix_path):
+        if path is not None and not path.is_file():
+            raise AudioFileError(f"no such file: {path}")
     check_target(args.out, name, args.force)      # fail before minutes of rendering, not after
 
     engine = Engine(args.weights, device=args.device, vocoder=args.vocoder,

@@ -22,7 +22,8 @@ CFG = EngineConfig(output_rate=32000, max_batch=8, griffin_lim_iters=8)
 
 def make_engine(weights: Path, **kwargs) -> Engine:
     kwargs.setdefault("cfg", CFG)
-    return Engine(weights, device="cpu", vocoder="griffinlim", num_threads=1, classes=FAKE_CLASSES, **kwargs)
+    kwargs.setdefault("num_threads", 1)
+    return Engine(weights, device="cpu", vocoder="griffinlim", classes=FAKE_CLASSES, **kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -93,19 +94,22 @@ def test_render_is_progressive_and_keys_are_usable(engine: Engine) -> None:
     assert np.percentile(levels, 90) - np.percentile(levels, 10) < 1.0
 
 
-def test_rendered_keys_follow_pitch(engine: Engine) -> None:
-    """Each key's spectrum peaks at a harmonic of its own f0: every key reaches G with its own pitch.
+def test_every_key_reaches_G_with_its_own_pitch(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """G sees each key's MIDI note (z = 0, the sample's h); the root key's offsets come from p_in."""
+    seen: list[tuple[list[int], float]] = []
+    real_forward = type(engine.nets.G).forward
 
-    (Keys >= 57 only: the stand-in mel grid is coarse at low frequencies.)
-    """
+    def recording(self, h, z, midi, deltas=None):
+        seen.append((midi.tolist(), float(z.abs().max())))
+        return real_forward(self, h, z, midi, deltas)
+
+    monkeypatch.setattr(type(engine.nets.G), "forward", recording)
     sample = engine.load_sample(tone(57), midi=57)
-    keys = engine.render(sample, keys=[57, 64, 69, 76, 81, 88, 95])
-    for midi, key in keys.items():
-        spectrum = np.abs(np.fft.rfft(key.samples[: 16384] * np.hanning(16384)))
-        f_peak = np.argmax(spectrum) * key.sample_rate / 16384
-        f0 = 440 * 2 ** ((midi - 69) / 12)
-        ratio = f_peak / f0
-        assert abs(ratio - round(ratio)) < 0.05 and round(ratio) >= 1, (midi, f_peak, f0)
+    keys = engine.render(sample, keys=[45, 57, 69, 81])
+    assert seen[0] == ([57], 0.0)                        # x_init = G(h, 0, p_in) for H
+    rendered = [m for batch, _ in seen[1:] for m in batch]
+    assert rendered == progressive_order([45, 57, 69, 81], 57) and all(z == 0 for _, z in seen)
+    assert {m: k.root_note for m, k in keys.items()} == {45: 45, 57: 57, 69: 69, 81: 81}
 
 
 def test_second_render_skips_f_and_H(engine: Engine) -> None:
@@ -225,7 +229,7 @@ def test_memory_cache_is_bounded(weights: Path) -> None:
     assert 0 < len(engine.cache) < 12
 
 
-@pytest.mark.parametrize("damage", ["missing_dir", "missing_file", "corrupt", "wrong_class", "mismatch", "no_mel"])
+@pytest.mark.parametrize("damage", ["missing_dir", "missing_file", "corrupt", "wrong_class", "mismatch", "mel_mismatch"])
 def test_bad_weights_raise_checkpoint_error(weights: Path, tmp_path: Path, damage: str) -> None:
     from models.checkpoint import save
     from tests.test_engine_fakes import HyperNetwork, HyperNetworkConfig
@@ -241,9 +245,11 @@ def test_bad_weights_raise_checkpoint_error(weights: Path, tmp_path: Path, damag
         (folder / "generator.safetensors").write_bytes((folder / "features.safetensors").read_bytes())
     elif damage == "mismatch":  # offsets for a layer shape G does not have
         save(folder / "hyper.safetensors", HyperNetwork(HyperNetworkConfig(n_out=5)), {})
-    elif damage == "no_mel":
+    elif damage == "mel_mismatch":  # f trained on another grid than G
+        from dataclasses import replace
         from tests.test_engine_fakes import Generator, GeneratorConfig
-        save(folder / "generator.safetensors", Generator(GeneratorConfig()), {})
+        other = replace(TEST_MEL, hop_length=64)
+        save(folder / "generator.safetensors", Generator(GeneratorConfig(mel=other)), {"mel": other.to_json()})
     with pytest.raises(CheckpointError) as info:
         make_engine(folder)
     assert str(folder.name) in str(info.value) or "hypernetwork" in str(info.value)
@@ -252,8 +258,9 @@ def test_bad_weights_raise_checkpoint_error(weights: Path, tmp_path: Path, damag
 def test_engine_sets_threads_and_device(weights: Path) -> None:
     before = torch.get_num_threads()
     try:
+        engine = Engine(weights, device="cpu", vocoder="griffinlim", cfg=CFG, num_threads=3, classes=FAKE_CLASSES)
+        assert torch.get_num_threads() == 1 and engine.num_threads == 3 and engine.workers == 3
         engine = Engine(weights, device="auto", vocoder="griffinlim", cfg=CFG, num_threads=2, classes=FAKE_CLASSES)
-        assert torch.get_num_threads() == 2 and engine.num_threads == 2
         assert engine.device.type in ("cpu", "cuda", "mps")
     finally:
         torch.set_num_threads(before)
@@ -265,3 +272,99 @@ def test_sample_root_note_rounds_and_clamps() -> None:
     audio = Audio(np.ones(10, np.float32), 16000)
     assert Sample("x", audio, 60.5, 1.0, "h").root_note in (60, 61)
     assert Sample("x", audio, 0.0, 1.0, "h").root_note == 21
+
+
+def test_overshooting_generator_still_gives_finite_keys(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An untrained G can emit log-mels far above any real signal (exp overflows): keys stay finite."""
+    real_forward = type(engine.nets.G).forward
+    monkeypatch.setattr(type(engine.nets.G), "forward",
+                        lambda self, *args, **kwargs: real_forward(self, *args, **kwargs) * 20 + 150)
+    keys = engine.render(engine.load_sample(tone(60), midi=60), keys=[60, 72])
+    for key in keys.values():
+        assert np.isfinite(key.samples).all() and np.abs(key.samples).max() <= 1.0
+
+
+def test_parallel_render_matches_sequential_and_cleans_up(engine: Engine, weights: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Batches on two worker threads: same keys, same order, no thread left behind."""
+    piped = make_engine(weights, num_threads=2)
+    assert piped.workers == 2 and engine.workers == 1
+    threads_before = threading.active_count()
+    sample = engine.load_sample(tone(60), midi=60)
+    order: list[int] = []
+    got = piped.render(piped.load_sample(tone(60), midi=60), keys=range(50, 75),
+                       on_key=lambda midi, key: order.append(midi))
+    expected = engine.render(sample, keys=range(50, 75))
+    assert order == progressive_order(range(50, 75), 60)
+    for midi in expected:
+        np.testing.assert_array_equal(got[midi].samples, expected[midi].samples)
+    cancel = threading.Event()
+    partial = piped.render(piped.load_sample(tone(61), midi=61), cancel=cancel,
+                           on_key=lambda midi, key: cancel.set() if midi == 62 else None)
+    assert sorted(partial) == [61, 62]
+    real_forward = type(piped.nets.G).forward
+
+    def failing(self, h, z, midi, deltas=None):
+        if int(midi.max()) > 70:
+            raise RuntimeError("G failed")
+        return real_forward(self, h, z, midi, deltas)
+
+    monkeypatch.setattr(type(piped.nets.G), "forward", failing)
+    with pytest.raises(RuntimeError, match="G failed"):
+        piped.render(piped.load_sample(tone(60), midi=60), keys=range(60, 80))
+    assert threading.active_count() == threads_before
+
+
+def test_ordered_map_keeps_order_first_item_alone() -> None:
+    from engine.pipeline import ordered_map
+
+    lock, running, peaks = threading.Lock(), [0], []
+
+    def work(i: int) -> int:
+        with lock:
+            running[0] += 1
+            peaks.append((i, running[0]))
+        threading.Event().wait(0.02 if i % 2 else 0.005)   # later items can finish first
+        with lock:
+            running[0] -= 1
+        return i * i
+
+    assert list(ordered_map(work, range(8), workers=3)) == [i * i for i in range(8)]
+    assert peaks[0] == (0, 1) and max(p for _, p in peaks) <= 3 and max(p for _, p in peaks) >= 2
+    it = ordered_map(work, range(100), workers=2)
+    assert next(it) == 0
+    it.close()                                              # stops early: only items in flight ran
+    assert len(peaks) - 8 <= 3
+
+
+def test_vocoder_choice(weights: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from models.checkpoint import save
+    from models.mel import GriffinLim
+    from tests.test_engine_fakes import FAKE_CLASSES_WITH_VOCODER, Vocoder, VocoderConfig
+
+    folder = tmp_path / "w"
+    shutil.copytree(weights, folder)
+
+    def build(vocoder: str, classes=FAKE_CLASSES_WITH_VOCODER) -> Engine:
+        return Engine(folder, device="cpu", vocoder=vocoder, cfg=CFG, num_threads=1, classes=classes)
+
+    assert build("auto").nets.vocoder_name == "griffinlim"           # no vocoder weights yet
+    with pytest.raises(CheckpointError, match="vocoder.safetensors"):
+        build("neural")
+    save(folder / "vocoder.safetensors", Vocoder(VocoderConfig()), {"mel": TEST_MEL.to_json()})
+    engine = build("auto")
+    assert engine.nets.vocoder_name == "neural" and isinstance(engine.nets.inverter, Vocoder)
+    keys = engine.render(engine.load_sample(tone(60), midi=60), keys=[60, 61])
+    assert engine.nets.inverter.calls == 2 and sorted(keys) == [60, 61]
+    assert isinstance(build("griffinlim").nets.inverter, GriffinLim)
+    with pytest.raises(CheckpointError, match="not part of this build"):
+        build("neural", classes=FAKE_CLASSES)
+    with pytest.raises(UserError, match="unknown vocoder"):
+        build("wavenet")
+    from dataclasses import replace
+    other = replace(TEST_MEL, n_mels=40)
+    save(folder / "vocoder.safetensors", Vocoder(VocoderConfig(mel=other)), {"mel": other.to_json()})
+    with pytest.raises(CheckpointError, match="mel grid"):
+        build("neural")

@@ -131,3 +131,29 @@ def write_fake_weights(folder: Path, seed: int = 0, hyper: bool = True, mel: Mel
 
 def midi_to_hz(midi: float) -> float:
     return 440.0 * math.pow(2.0, (midi - 69.0) / 12.0)
+
+
+@dataclass(frozen=True)
+class VocoderConfig:
+    mel: MelConfig = field(default_factory=lambda: TEST_MEL)
+
+
+class Vocoder(torch.nn.Module):
+    """A stand-in neural inverter: log-mel [B, M, F] -> wave [B, num_samples] (a gain on Griffin-Lim)."""
+
+    Config = VocoderConfig
+
+    def __init__(self, cfg: VocoderConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.gain = torch.nn.Parameter(torch.ones(()))
+        from models.mel import GriffinLim
+        self.inner = GriffinLim(cfg.mel, n_iter=2)
+        self.calls = 0
+
+    def forward(self, log_mel: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        return self.gain * self.inner(log_mel)
+
+
+FAKE_CLASSES_WITH_VOCODER = NetworkClasses(FeatureExtractor, Generator, HyperNetwork, Vocoder)

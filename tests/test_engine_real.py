@@ -13,6 +13,7 @@ import soundfile as sf
 import torch
 
 from engine.instrument import Engine, EngineConfig
+from engine.loops import seam_jump
 from models.checkpoint import save
 from models.features import FeatureConfig, FeatureExtractor
 from models.generator import Generator, GeneratorConfig
@@ -76,7 +77,7 @@ class CallCounter:
 
 def test_real_networks_render_cache_and_mix(tiny_weights: Path, pluck_wav: Path) -> None:
     engine = Engine(tiny_weights, device="cpu", vocoder="griffinlim", num_threads=1,
-                    cfg=EngineConfig(output_rate=22050, griffin_lim_iters=8))
+                    cfg=EngineConfig(output_rate=22050, griffin_lim_iters=32))
     sample = engine.load_sample(pluck_wav)                 # load_audio + estimate_pitch
     assert sample.root_note == 52 and sample.confidence > 0.5
     assert sample.audio.samples.shape == (REAL_MEL.num_samples,)
@@ -88,6 +89,8 @@ def test_real_networks_render_cache_and_mix(tiny_weights: Path, pluck_wav: Path)
     for midi, key in first.items():
         np.testing.assert_array_equal(key.samples, again[midi].samples)
         assert key.sample_rate == 22050 and 0 < key.loop_start < key.loop_end <= len(key.samples)
+        seam, typical = seam_jump(key.samples, key.loop_start, key.loop_end)
+        assert seam <= 2 * typical + 1e-6, (midi, seam, typical)
     # The fitted G is tonal: the rendered key's spectrum peaks near a harmonic of its own f0.
     key = first[55]
     spectrum = np.abs(np.fft.rfft(key.samples[:8192] * np.hanning(8192)))

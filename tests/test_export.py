@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from engine.export import ExportError, PackExistsError, export_pack, zones
+from engine.export import ExportError, PackExistsError, export_pack, read_loop_chunk, zones
 from engine.key_cache import KeySample
 from engine.loops import make_loop, midi_to_hz
 from tests.conftest import harmonic_tone
@@ -65,6 +65,7 @@ def test_full_pack_round_trip(keys: dict[int, KeySample], tmp_path: Path) -> Non
         assert info.subtype == "PCM_24" and rate == RATE and data.ndim == 1
         assert 0 <= int(r["loop_start"]) < int(r["loop_end"]) < len(data)
         np.testing.assert_allclose(data, key.samples, atol=2.0 ** -22)
+        assert read_loop_chunk(pack / r["sample"]) == (midi, key.loop_start, key.loop_end - 1)
 
     root = ET.parse(pack / "Test_Pack.dspreset").getroot()
     assert root.tag == "DecentSampler"
