@@ -1,8 +1,9 @@
-"""``hypergan train STAGE``: each stage lives in its own module with ``add_arguments`` and ``run``."""
+"""``hypergan train STAGE``: each stage lives in its own module as ``train(data, out, opts)``."""
 from __future__ import annotations
 
 import argparse
 import importlib
+from pathlib import Path
 
 # stage -> (module, help)
 STAGES: dict[str, tuple[str, str]] = {
@@ -36,9 +37,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.set_defaults(_stage_module=module_name)
         add_common_arguments(p)
-        p.add_argument_group(name)  # stage-specific flags are added lazily below
 
 
 def run(args: argparse.Namespace) -> int:
+    from models.train import common
+
     module = importlib.import_module(args._stage_module)
-    return int(module.run(args) or 0)
+    module.train(common.load_data(args.data), Path(args.out), common.RunOptions.from_args(args))
+    return 0

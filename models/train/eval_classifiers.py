@@ -2,7 +2,6 @@
 classifier whose penultimate features give the feature MSE and FID of ``hypergan eval``."""
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,14 +64,6 @@ def evaluate(pitch_net, inst_net, train_notes, valid_notes, holdout) -> dict[str
         metrics.update(pitch_band_accuracy(pred, midi))
     return metrics
 
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
-
-
-def run(args: argparse.Namespace) -> int:
-    train(common.load_data(args.data), Path(args.out), common.RunOptions.from_args(args))
-    return 0
 
 
 def train(data, out: Path, opts: common.RunOptions) -> dict[str, float]:

@@ -5,8 +5,6 @@ features is trained through a gradient-reversal layer: f is pushed to carry timb
 """
 from __future__ import annotations
 
-import argparse
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -117,14 +115,6 @@ def evaluate(f: FeatureExtractor, train_notes, valid_notes, holdout, instrument_
                 h_train[probe_fit], train_notes.pitch[probe_fit] - 21, h_valid[pv], valid_notes.pitch[pv] - 21, 88)
     return metrics
 
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:  # flags come from models.train.cli
-    pass
-
-
-def run(args: argparse.Namespace) -> int:
-    train(common.load_data(args.data), Path(args.out), common.RunOptions.from_args(args))
-    return 0
 
 
 def train(data, out: Path, opts: common.RunOptions) -> dict[str, float]:

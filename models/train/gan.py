@@ -7,7 +7,6 @@ from ignoring h (measured in the probe: DESIGN §4).
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,14 +116,6 @@ def load_frozen_features(path: Path, device: torch.device) -> FeatureExtractor:
     f.eval().requires_grad_(False)
     return f
 
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
-
-
-def run(args: argparse.Namespace) -> int:
-    train(common.load_data(args.data), Path(args.out), common.RunOptions.from_args(args))
-    return 0
 
 
 def train(data, out: Path, opts: common.RunOptions) -> dict[str, float]:

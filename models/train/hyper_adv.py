@@ -7,7 +7,6 @@ where x' and p' are the kNN neighbour's note and pitch (or the note itself with 
 """
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,14 +83,6 @@ class HyperAdvStep:
                    d_fake=d_fake.mean().detach(), **{k: v.detach() for k, v in pre.items()})
         return out
 
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:  # flags come from models.train.cli
-    pass
-
-
-def run(args: argparse.Namespace) -> int:
-    train(common.load_data(args.data), Path(args.out), common.RunOptions.from_args(args))
-    return 0
 
 
 def train(data, out: Path, opts: common.RunOptions) -> dict[str, float]:

@@ -10,7 +10,6 @@ The same pieces (batches, loss, probe) serve S4 (models/train/hyper_adv.py).
 """
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -201,14 +200,6 @@ def hyper_config(G: nn.Module, h_dim: int, skip_coarse: int, tiny: bool, overrid
     make = HyperConfig.tiny if tiny else HyperConfig.shipped
     return common.apply_overrides(make(G.modulated_layers(), h_dim, skip_coarse), overrides, "H")
 
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:  # flags come from models.train.cli
-    pass
-
-
-def run(args: argparse.Namespace) -> int:
-    train(common.load_data(args.data), Path(args.out), common.RunOptions.from_args(args))
-    return 0
 
 
 def train(data, out: Path, opts: common.RunOptions) -> dict[str, float]:

@@ -1,0 +1,42 @@
+"""`hypergan train` from the command line on a tiny data set built by `hypergan data build`."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from app.cli import main
+from models import checkpoint
+from models.features import FeatureExtractor
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "data"
+    rc = main(["data", "build", "--out", str(out), "--sources", "procedural", "--procedural-count", "6",
+               "--mel", "tiny", "--workers", "1", "--velocities", "100"])
+    assert rc == 0
+    return out
+
+
+def test_train_features_from_the_cli(tiny_data, tmp_path):
+    out = tmp_path / "features"
+    rc = main(["train", "features", "--data", str(tiny_data), "--out", str(out), "--tiny", "--minutes", "0.03",
+               "--set", "batch_size=16", "log_every=5"])
+    assert rc == 0
+    f, cfg, meta = checkpoint.load(out / "features.safetensors", FeatureExtractor)
+    assert meta["stage"] == "features" and int(meta["step"]) > 0
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1].get("final") == 1.0
+
+
+def test_unknown_setting_is_a_clear_error(tiny_data, tmp_path, capsys):
+    rc = main(["train", "features", "--data", str(tiny_data), "--out", str(tmp_path), "--tiny", "--set", "bogus=1"])
+    assert rc == 2
+    assert "unknown setting 'bogus'" in capsys.readouterr().err
+
+
+def test_missing_data_is_a_clear_error(tmp_path, capsys):
+    rc = main(["train", "gan", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o")])
+    assert rc == 2
+    assert "no dataset" in capsys.readouterr().err
