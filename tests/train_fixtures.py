@@ -14,7 +14,7 @@ class FakeInstrument:
     name: str
     source: str = "synthetic"
     preset: int = 0
-    family: int = 0
+    family: str = "a"
     split: int = 0
     pitched: bool = True
 
@@ -59,7 +59,7 @@ def tiny_noteset(n_instruments: int = 6, keys: range = range(45, 81, 3), mel: Me
     mels = LogMel(mel)(audio).numpy().astype(np.float16)
     inst = np.array([r[0] for r in rows], np.int32)
     split = np.where(inst >= n_instruments - valid_instruments, 1, 0).astype(np.int8)
-    instruments = [FakeInstrument(f"synth{i}", family=i % 3, split=int(i >= n_instruments - valid_instruments))
+    instruments = [FakeInstrument(f"synth{i}", family="abc"[i % 3], split=int(i >= n_instruments - valid_instruments))
                    for i in range(n_instruments)]
     return FakeNoteSet(mels=mels, audio=(audio.numpy() * 32767).astype(np.int16),
                        pitch=np.array([r[1] for r in rows], np.int16), velocity=np.full(len(rows), 100, np.int16),

@@ -25,7 +25,6 @@ class FeaturesTrainConfig:
     weight_decay: float = 1e-4
     pitch_weight: float = 1.0      # weight of the adversarial pitch loss
     grl_scale: float = 1.0         # gradient-reversal strength seen by f
-    family_weight: float = 0.5
     label_smoothing: float = 0.1
     gain_jitter_db: float = 6.0    # random level offset: log-mel shifts by a constant
     holdout_every: int = 20        # every n-th note of training instruments is held out (instrument accuracy)
@@ -35,36 +34,9 @@ class FeaturesTrainConfig:
     seed: int = 0
 
 
-class GradReverse(torch.autograd.Function):
-    """Identity forward; gradient multiplied by ``-scale`` backward."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, scale: float) -> torch.Tensor:  # type: ignore[override]
-        ctx.scale = scale
-        return x.view_as(x)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
-        return -ctx.scale * grad, None
-
-
-class FeatureHeads(torch.nn.Module):
-    """Training-only heads on h: instrument, family, and the gradient-reversed pitch adversary."""
-
-    def __init__(self, h_dim: int, n_instruments: int, n_families: int, n_pitches: int = 88) -> None:
-        super().__init__()
-        self.instrument = torch.nn.Linear(h_dim, n_instruments)
-        self.family = torch.nn.Linear(h_dim, n_families)
-        self.pitch = torch.nn.Sequential(torch.nn.Linear(h_dim, 256), torch.nn.LeakyReLU(0.2),
-                                         torch.nn.Linear(256, n_pitches))
-
-    def forward(self, h: torch.Tensor, grl_scale: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        return self.instrument(h), self.family(h), self.pitch(GradReverse.apply(h, grl_scale))
-
-
-def feature_net_config(mel, tiny: bool):
+def feature_net_config(mel, n_instruments: int, tiny: bool):
     cfg_cls = FeatureExtractor.Config
-    return cfg_cls.tiny(mel) if tiny else cfg_cls.shipped(mel)
+    return cfg_cls.tiny(mel, n_instruments) if tiny else cfg_cls.shipped(mel, n_instruments)
 
 
 def holdout_mask(n: int, every: int, device: torch.device) -> torch.Tensor:
@@ -81,29 +53,31 @@ def jitter_gain(x: torch.Tensor, max_db: float, floor: float, gen: torch.Generat
     return torch.maximum(x + shift, torch.full_like(x, floor))
 
 
-def train_step(f, heads, opt, x, inst, fam, pitch, cfg: FeaturesTrainConfig, device) -> dict[str, torch.Tensor]:
+def train_step(f_train, f: FeatureExtractor, opt, x, inst, pitch, cfg: FeaturesTrainConfig,
+               device) -> dict[str, torch.Tensor]:
+    """One step: instrument CE, plus pitch CE whose gradient reaches f reversed."""
     with common.autocast(device):
-        h = f(x)
-        inst_logits, fam_logits, pitch_logits = heads(h.float(), cfg.grl_scale)
+        h = f_train(x)
+        inst_logits = f.instrument_logits(h)
+        pitch_logits = f.pitch_logits(h, cfg.grl_scale)
     loss_inst = F.cross_entropy(inst_logits.float(), inst, label_smoothing=cfg.label_smoothing)
-    loss_fam = F.cross_entropy(fam_logits.float(), fam, label_smoothing=cfg.label_smoothing)
     loss_pitch = F.cross_entropy(pitch_logits.float(), pitch - 21)
-    loss = loss_inst + cfg.family_weight * loss_fam + cfg.pitch_weight * loss_pitch
     opt.zero_grad(set_to_none=True)
-    loss.backward()
+    (loss_inst + cfg.pitch_weight * loss_pitch).backward()
     opt.step()
-    return {"loss_inst": loss_inst, "loss_family": loss_fam, "loss_pitch_adv": loss_pitch}
+    return {"loss_inst": loss_inst, "loss_pitch_adv": loss_pitch}
 
 
 @torch.no_grad()
 def embed(f, notes: common.DeviceNotes, batch_size: int = 512) -> torch.Tensor:
     """h for every note of ``notes`` -> [N, h_dim] float32."""
+    was_training = f.training
     f.eval()
     out = []
     for idx in notes.batches(batch_size):
         with common.autocast(notes.device):
             out.append(f(notes.x(idx)).float())
-    f.train()
+    f.train(was_training)
     return torch.cat(out)
 
 
@@ -124,16 +98,18 @@ def linear_probe_accuracy(h_train: torch.Tensor, y_train: torch.Tensor, h_test: 
 
 
 @torch.no_grad()
-def evaluate(f, heads, train_notes, valid_notes, holdout, n_families: int) -> dict[str, float]:
-    """Instrument accuracy on held-out notes of training instruments, family accuracy of unseen
-    instruments, and a linear pitch probe on frozen h (near chance = pitch-invariant)."""
+def evaluate(f: FeatureExtractor, train_notes, valid_notes, holdout, instrument_family: torch.Tensor) -> dict[str, float]:
+    """Instrument accuracy on held-out notes of training instruments; family accuracy of unseen
+    instruments (the family of the training instrument f names); a linear pitch probe on frozen h
+    (near chance 1/88 = pitch-invariant)."""
     h_train = embed(f, train_notes)
-    inst_pred = heads.instrument(h_train).argmax(1)
+    inst_pred = f.instrument_logits(h_train).argmax(1)
     metrics = {"inst_acc_holdout": float((inst_pred == train_notes.instrument)[holdout].float().mean())}
     probe_fit = ~holdout
     if len(valid_notes):
         h_valid = embed(f, valid_notes)
-        metrics["family_acc_unseen"] = float((heads.family(h_valid).argmax(1) == valid_notes.family).float().mean())
+        family_pred = instrument_family[f.instrument_logits(h_valid).argmax(1)]
+        metrics["family_acc_unseen"] = float((family_pred == valid_notes.family).float().mean())
         pv = valid_notes.pitched
         if pv.any():
             metrics["pitch_probe_acc"] = linear_probe_accuracy(
@@ -154,7 +130,7 @@ def train(data, out: Path, opts: common.RunOptions) -> dict[str, float]:
     """Train (or resume) in ``out`` for the budget in ``opts``; returns the final metrics."""
     d = common.setup_distributed(opts.device)
     cfg = common.apply_overrides(FeaturesTrainConfig(), opts.overrides)
-    net_cfg = feature_net_config(data.mel_cfg, opts.tiny)
+    net_cfg = feature_net_config(data.mel_cfg, len(data.instruments), opts.tiny)
     net_cfg = common.apply_overrides(net_cfg, opts.overrides, prefix="net")
     if d.is_main:
         print(f"features: {common.config_json(cfg)}\nnet: {common.config_json(net_cfg)}")
@@ -169,21 +145,18 @@ def train(data, out: Path, opts: common.RunOptions) -> dict[str, float]:
     fit_idx = torch.nonzero(~holdout).squeeze(1)
 
     f = FeatureExtractor(net_cfg).to(d.device)
-    h_dim = int(f(train_notes.x(torch.arange(2, device=d.device))).shape[1])
-    heads = FeatureHeads(h_dim, len(data.instruments), len(data.families)).to(d.device)
+    instrument_family = torch.tensor([data.families.index(i.family) for i in data.instruments], device=d.device)
     step = 0
     state = common.load_state(out, "state")
     if state is not None:
         tensors, meta = state
         common.restore(f, tensors, "f")
-        common.restore(heads, tensors, "heads")
         step = int(meta["step"])
     elif opts.init:
         f.load_state_dict(checkpoint.load(opts.init, FeatureExtractor)[0].state_dict())
     start_step = step
-    f_train, heads_train = common.wrap_ddp(f, d), common.wrap_ddp(heads, d)
-    params = list(f.parameters()) + list(heads.parameters())
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
+    f_train = common.wrap_ddp(f, d)
+    opt = torch.optim.AdamW(f.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
     log = common.MetricsLog(out / "metrics.jsonl", enabled=d.is_main)
     avg = common.Averager()
     budget = common.Budget(opts.minutes, opts.max_steps)
@@ -194,23 +167,22 @@ def train(data, out: Path, opts: common.RunOptions) -> dict[str, float]:
         if not d.is_main:
             return
         meta = dict(meta_base, step=step)
-        common.save_state(out, "state", {"f": f, "heads": heads}, meta)
+        common.save_state(out, "state", {"f": f}, meta)
         checkpoint.save(out / "features.safetensors", f, meta)
 
     while not budget.expired():
         idx = fit_idx[torch.randint(len(fit_idx), (cfg.batch_size,), generator=gen).to(d.device)]
         x = jitter_gain(train_notes.x(idx), cfg.gain_jitter_db, data.mel_cfg.log_min)
-        losses = train_step(f_train, heads_train, opt, x, train_notes.instrument[idx], train_notes.family[idx],
-                            train_notes.pitch[idx], cfg, d.device)
+        losses = train_step(f_train, f, opt, x, train_notes.instrument[idx], train_notes.pitch[idx], cfg, d.device)
         avg.add(**losses)
         step += 1
         if step % cfg.log_every == 0 and d.is_main:
             log.write(step, **avg.pop(), notes_per_s=(step - start_step) * cfg.batch_size / max(budget.elapsed_s, 1e-6))
         if step % cfg.eval_every == 0 and d.is_main:
-            log.write(step, **evaluate(f, heads, train_notes, valid_notes, holdout, len(data.families)))
+            log.write(step, **evaluate(f, train_notes, valid_notes, holdout, instrument_family))
         if step % cfg.save_every == 0:
             save()
     save()
-    final = evaluate(f, heads, train_notes, valid_notes, holdout, len(data.families)) if d.is_main else {}
+    final = evaluate(f, train_notes, valid_notes, holdout, instrument_family) if d.is_main else {}
     log.write(step, final=1, **final)
     return final

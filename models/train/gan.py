@@ -19,6 +19,7 @@ from models import checkpoint
 from models.discriminator import Discriminator, r1_penalty
 from models.features import FeatureExtractor
 from models.generator import Generator
+from models.knn import build_neighbours
 from models.train import common
 from models.train.features import embed
 from models.train.gan_eval import GanProbe
@@ -42,20 +43,6 @@ class GanTrainConfig:
     eval_every: int = 2000
     save_every: int = 2000
     seed: int = 0
-
-
-@torch.no_grad()
-def knn_neighbours(h: torch.Tensor, k: int, chunk: int = 4096) -> torch.Tensor:
-    """Indices ``[N, k]`` of the k nearest neighbours of each row (cosine), excluding itself."""
-    u = F.normalize(h.float(), dim=1)
-    k = min(k, len(u) - 1)
-    out = []
-    for start in range(0, len(u), chunk):
-        sim = u[start:start + chunk] @ u.T                         # [chunk, N]
-        rows = torch.arange(start, min(start + chunk, len(u)), device=u.device)
-        sim[rows - start, rows] = -2.0
-        out.append(sim.topk(k, dim=1).indices)
-    return torch.cat(out)
 
 
 def net_configs(mel, h_dim: int, tiny: bool, overrides: list[str]):
@@ -170,7 +157,7 @@ def train(data, out: Path, opts: common.RunOptions) -> dict[str, float]:
         G.load_state_dict(checkpoint.load(opts.init, Generator)[0].state_dict())
         G_ema.load_state_dict(G.state_dict())
     start_step = step
-    neighbours = knn_neighbours(h_all, cfg.knn_k)
+    neighbours = build_neighbours(h_all, cfg.knn_k)
     trainer = GanStep(common.wrap_ddp(G, d), common.wrap_ddp(D, d), f, cfg, d.device)
     probe = GanProbe(data, f, weights, d.device, out) if d.is_main else None
     log = common.MetricsLog(out / "metrics.jsonl", enabled=d.is_main)
