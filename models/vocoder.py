@@ -1,0 +1,283 @@
+"""Neural mel inversion (the default ``MelInverter``): a Vocos-style iSTFT-head vocoder.
+
+A ConvNeXt backbone reads the log-mel at its own frame rate and predicts, per frame, the
+log-magnitude and the phase of a short STFT whose hop equals the mel hop; one inverse STFT gives
+the wave. Everything runs at the frame rate (256 frames for a 2 s note), which is why it is
+~100x cheaper than upsampling vocoders (HiFi-GAN) and than Griffin-Lim's dozens of STFT pairs.
+
+Also here: the multi-resolution STFT distance (training loss and evaluation metric) and the
+adversarial critics used only in training (multi-period and multi-resolution discriminators).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from models.layers import normalize_log_mel
+from models.mel import SHIPPED_MEL, TINY_MEL, MelConfig
+
+
+@dataclass(frozen=True)
+class VocoderConfig:
+    """Architecture of ``NeuralVocoder``; the iSTFT hop is the mel hop (one STFT frame per mel frame)."""
+
+    mel: MelConfig = SHIPPED_MEL
+    dim: int = 192                # backbone channels
+    intermediate_dim: int = 576   # ConvNeXt MLP width
+    n_layers: int = 6
+    kernel_size: int = 7          # depthwise conv over frames
+    input_kernel: int = 7         # first conv, n_mels -> dim
+    n_fft: int = 512              # iSTFT head window (4x the hop at the shipped grid, as in Vocos)
+
+    def __post_init__(self) -> None:
+        if self.n_fft < self.mel.hop_length or self.n_fft % 2:
+            raise ValueError(f"n_fft {self.n_fft} must be even and >= the mel hop {self.mel.hop_length}")
+
+    @property
+    def hop_length(self) -> int:
+        return self.mel.hop_length
+
+    @property
+    def n_freqs(self) -> int:
+        return self.n_fft // 2 + 1
+
+    @property
+    def max_log_magnitude(self) -> float:
+        """Log of the largest STFT magnitude a wave in [-1, 1] can have (sum of the Hann window)."""
+        return math.log(self.n_fft / 2)
+
+    @classmethod
+    def shipped(cls, mel: MelConfig = SHIPPED_MEL) -> "VocoderConfig":
+        return cls(mel=mel, n_fft=4 * mel.hop_length)
+
+    @classmethod
+    def tiny(cls, mel: MelConfig = TINY_MEL) -> "VocoderConfig":
+        return cls(mel=mel, dim=32, intermediate_dim=64, n_layers=2, n_fft=4 * mel.hop_length)
+
+
+class ConvNeXtBlock(nn.Module):
+    """Depthwise conv over time -> LayerNorm -> MLP (GELU) -> layer scale, residual. ``[B, C, T]``."""
+
+    def __init__(self, dim: int, intermediate_dim: int, kernel_size: int, layer_scale: float) -> None:
+        super().__init__()
+        self.dwconv = nn.Conv1d(dim, dim, kernel_size, padding=kernel_size // 2, groups=dim)
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.pw1 = nn.Linear(dim, intermediate_dim)
+        self.pw2 = nn.Linear(intermediate_dim, dim)
+        self.gamma = nn.Parameter(torch.full((dim,), layer_scale))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.dwconv(x).transpose(1, 2)  # [B, T, C]
+        y = self.pw2(F.gelu(self.pw1(self.norm(y)))) * self.gamma
+        return x + y.transpose(1, 2)
+
+
+class NeuralVocoder(nn.Module):
+    """Log-mel ``[B, n_mels, F]`` (or ``[n_mels, F]``) -> wave ``[B, hop * (F - 1)]`` at the mel's rate.
+
+    For a full clip (F = ``mel.n_frames``) the output has ``mel.num_samples`` samples, like
+    ``GriffinLim``. For inference use ``load_vocoder`` (eval mode, no gradients recorded).
+    """
+
+    Config = VocoderConfig
+    # Without autograd on the CPU, big batches run in chunks of this many clips: activations of
+    # ~16 clips stay in cache, ~25 % faster than one 88-clip batch (bench/bench_vocoder.py).
+    cpu_chunk = 16
+
+    def __init__(self, cfg: VocoderConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.embed = nn.Conv1d(cfg.mel.n_mels, cfg.dim, cfg.input_kernel, padding=cfg.input_kernel // 2)
+        self.norm_in = nn.LayerNorm(cfg.dim, eps=1e-6)
+        self.blocks = nn.ModuleList(
+            ConvNeXtBlock(cfg.dim, cfg.intermediate_dim, cfg.kernel_size, 1.0 / cfg.n_layers)
+            for _ in range(cfg.n_layers))
+        self.norm_out = nn.LayerNorm(cfg.dim, eps=1e-6)
+        self.head = nn.Linear(cfg.dim, 2 * cfg.n_freqs)
+        self.register_buffer("window", torch.hann_window(cfg.n_fft), persistent=False)
+        self.apply(_init_weights)
+
+    def spectrum(self, log_mel: torch.Tensor) -> torch.Tensor:
+        """Predicted complex STFT ``[B, n_freqs, F]`` (float32) of the wave behind ``log_mel``."""
+        c = self.cfg
+        x = normalize_log_mel(log_mel.clamp_min(c.mel.log_min), c.mel)
+        x = self.embed(x)  # [B, dim, F]
+        x = self.norm_in(x.transpose(1, 2)).transpose(1, 2)
+        for block in self.blocks:
+            x = block(x)
+        x = self.head(self.norm_out(x.transpose(1, 2))).float()  # [B, F, 2 * n_freqs]
+        log_mag, phase = x.transpose(1, 2).chunk(2, dim=1)  # [B, n_freqs, F] each
+        # Clamping the log keeps exp() finite in bf16 training; no real wave exceeds the bound.
+        mag = torch.exp(log_mag.clamp(max=c.max_log_magnitude))
+        return torch.polar(mag, phase)
+
+    def forward(self, log_mel: torch.Tensor) -> torch.Tensor:
+        squeeze = log_mel.dim() == 2
+        if squeeze:
+            log_mel = log_mel[None]
+        recording = torch.is_grad_enabled() and self.head.weight.requires_grad
+        if log_mel.device.type == "cpu" and not recording and log_mel.shape[0] > self.cpu_chunk:
+            wave = torch.cat([self(part) for part in log_mel.split(self.cpu_chunk)])
+            return wave[0] if squeeze else wave
+        c = self.cfg
+        spec = self.spectrum(log_mel)
+        wave = torch.istft(spec, c.n_fft, c.hop_length, c.n_fft, self.window, center=True,
+                           length=c.hop_length * (log_mel.shape[-1] - 1))
+        return wave[0] if squeeze else wave
+
+
+def _init_weights(m: nn.Module) -> None:
+    if isinstance(m, (nn.Conv1d, nn.Linear)):
+        nn.init.trunc_normal_(m.weight, std=0.02)
+        nn.init.zeros_(m.bias)
+
+
+def load_vocoder(path: str | Path, device: str | torch.device = "cpu") -> NeuralVocoder:
+    """A trained vocoder ready to invert mels: eval mode, frozen (no autograd graph is recorded)."""
+    from models import checkpoint
+
+    net, _, _ = checkpoint.load(path, NeuralVocoder, device)
+    return net.eval().requires_grad_(False)
+
+
+# ---------------------------------------------------------------- spectral distances
+DEFAULT_RESOLUTIONS: tuple[tuple[int, int], ...] = ((256, 64), (512, 128), (1024, 256), (2048, 512))
+
+
+def stft_magnitude(wave: torch.Tensor, n_fft: int, hop_length: int, floor: float = 1e-5) -> torch.Tensor:
+    """|STFT| ``[B, n_fft // 2 + 1, frames]`` in float32 with a Hann window; smooth at zero (for gradients)."""
+    window = torch.hann_window(n_fft, device=wave.device)
+    spec = torch.stft(wave.float(), n_fft, hop_length, n_fft, window, center=True, return_complex=True)
+    return torch.sqrt(spec.real.square() + spec.imag.square() + floor * floor)
+
+
+def multi_resolution_stft(reference: torch.Tensor, estimate: torch.Tensor,
+                          resolutions: tuple[tuple[int, int], ...] = DEFAULT_RESOLUTIONS,
+                          floor: float = 1e-5) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-clip spectral convergence and log-magnitude L1, averaged over resolutions -> (``[B]``, ``[B]``).
+
+    Waves ``[B, T]``. SC = ‖|S| − |Ŝ|‖_F / ‖|S|‖_F; LM = mean |log |S| − log |Ŝ||. The MR-STFT
+    distance reported in evaluations is their sum (Parallel WaveGAN's loss).
+    """
+    sc = torch.zeros(reference.shape[0], device=reference.device)
+    lm = torch.zeros_like(sc)
+    for n_fft, hop in resolutions:
+        ref = stft_magnitude(reference, n_fft, hop, floor)
+        est = stft_magnitude(estimate, n_fft, hop, floor)
+        sc = sc + (ref - est).flatten(1).norm(dim=1) / ref.flatten(1).norm(dim=1).clamp_min(1e-8)
+        lm = lm + (ref.log() - est.log()).abs().flatten(1).mean(dim=1)
+    return sc / len(resolutions), lm / len(resolutions)
+
+
+# ---------------------------------------------------------------- adversarial critics (training only)
+@dataclass(frozen=True)
+class VocoderCriticConfig:
+    """Multi-period (HiFi-GAN) and multi-resolution (UnivNet, as in Vocos) discriminators, slimmed."""
+
+    mel: MelConfig = SHIPPED_MEL
+    periods: tuple[int, ...] = (2, 3, 5, 7, 11)
+    period_channels: tuple[int, ...] = (16, 64, 128, 128)
+    resolutions: tuple[tuple[int, int], ...] = field(default=((256, 64), (512, 128), (1024, 256)))
+    resolution_channels: int = 32
+
+    @classmethod
+    def tiny(cls, mel: MelConfig = TINY_MEL) -> "VocoderCriticConfig":
+        return cls(mel=mel, periods=(2, 3), period_channels=(8, 16), resolutions=((128, 32), (256, 64)),
+                   resolution_channels=8)
+
+
+class PeriodCritic(nn.Module):
+    """HiFi-GAN's sub-discriminator: the wave folded to ``[B, 1, T / p, p]``, 2-D convs along time."""
+
+    def __init__(self, period: int, channels: tuple[int, ...]) -> None:
+        super().__init__()
+        self.period = period
+        chans = (1,) + tuple(channels)
+        self.convs = nn.ModuleList(
+            nn.utils.parametrizations.weight_norm(nn.Conv2d(a, b, (5, 1), (3, 1), padding=(2, 0)))
+            for a, b in zip(chans[:-1], chans[1:]))
+        self.out = nn.utils.parametrizations.weight_norm(nn.Conv2d(chans[-1], 1, (3, 1), padding=(1, 0)))
+
+    def forward(self, wave: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        B, T = wave.shape
+        pad = (-T) % self.period
+        x = F.pad(wave, (0, pad), mode="reflect" if pad < T else "constant")
+        x = x.reshape(B, 1, (T + pad) // self.period, self.period)
+        feats = []
+        for conv in self.convs:
+            x = F.leaky_relu(conv(x), 0.1)
+            feats.append(x)
+        x = self.out(x)
+        feats.append(x)
+        return x.flatten(1), feats
+
+
+class ResolutionCritic(nn.Module):
+    """UnivNet's sub-discriminator on one linear magnitude spectrogram ``[B, 1, freqs, frames]``."""
+
+    def __init__(self, n_fft: int, hop_length: int, channels: int) -> None:
+        super().__init__()
+        self.n_fft, self.hop_length = n_fft, hop_length
+        wn = nn.utils.parametrizations.weight_norm
+        self.convs = nn.ModuleList([
+            wn(nn.Conv2d(1, channels, (7, 5), padding=(3, 2))),
+            wn(nn.Conv2d(channels, channels, (5, 3), (2, 1), padding=(2, 1))),
+            wn(nn.Conv2d(channels, channels, (5, 3), (2, 1), padding=(2, 1))),
+            wn(nn.Conv2d(channels, channels, (3, 3), (2, 1), padding=(1, 1))),
+            wn(nn.Conv2d(channels, channels, 3, padding=1)),
+        ])
+        self.out = wn(nn.Conv2d(channels, 1, 3, padding=1))
+
+    def forward(self, wave: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        # Compressed magnitude keeps quiet partials visible to the critic.
+        x = stft_magnitude(wave, self.n_fft, self.hop_length).pow(0.3)[:, None]  # [B, 1, freqs, frames]
+        feats = []
+        for conv in self.convs:
+            x = F.leaky_relu(conv(x), 0.1)
+            feats.append(x)
+        x = self.out(x)
+        feats.append(x)
+        return x.flatten(1), feats
+
+
+class VocoderCritic(nn.Module):
+    """All sub-discriminators: wave ``[B, T]`` -> (list of logits ``[B, *]``, list of feature-map lists)."""
+
+    Config = VocoderCriticConfig
+
+    def __init__(self, cfg: VocoderCriticConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.critics = nn.ModuleList(
+            [PeriodCritic(p, cfg.period_channels) for p in cfg.periods]
+            + [ResolutionCritic(n, h, cfg.resolution_channels) for n, h in cfg.resolutions])
+
+    def forward(self, wave: torch.Tensor) -> tuple[list[torch.Tensor], list[list[torch.Tensor]]]:
+        logits, feats = [], []
+        for critic in self.critics:
+            lg, ft = critic(wave)
+            logits.append(lg)
+            feats.append(ft)
+        return logits, feats
+
+
+def hinge_critic_loss(real: list[torch.Tensor], fake: list[torch.Tensor]) -> torch.Tensor:
+    """Sum over critics of mean(relu(1 - D(real))) + mean(relu(1 + D(fake))) (Vocos, MelGAN)."""
+    return sum(F.relu(1 - r.float()).mean() + F.relu(1 + f.float()).mean() for r, f in zip(real, fake))
+
+
+def hinge_generator_loss(fake: list[torch.Tensor]) -> torch.Tensor:
+    return sum(F.relu(1 - f.float()).mean() for f in fake)
+
+
+def feature_matching_loss(real: list[list[torch.Tensor]], fake: list[list[torch.Tensor]]) -> torch.Tensor:
+    """Mean L1 between critic feature maps of real and generated waves, summed over critics."""
+    total = torch.zeros((), device=fake[0][0].device)
+    for fr, ff in zip(real, fake):
+        total = total + sum((a.detach().float() - b.float()).abs().mean() for a, b in zip(fr, ff)) / len(ff)
+    return total
