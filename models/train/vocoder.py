@@ -67,14 +67,17 @@ def net_configs(mel: MelConfig, tiny: bool, overrides: tuple[str, ...]):
 class TrainAudio:
     """Training-split audio (int16) on the device; full clips at a random gain with their log-mels."""
 
-    def __init__(self, data, device: torch.device, splits: tuple[int, ...] = (0,)) -> None:
+    def __init__(self, data, device: torch.device, splits: tuple[int, ...] = (0,), with_mels: bool = False) -> None:
         if data.audio is None:
             raise UserError("the dataset holds no audio; rebuild it with `hypergan data build --keep-audio`")
         self.index = np.nonzero(np.isin(np.asarray(data.split), splits))[0]
         if len(self.index) == 0:
             raise UserError(f"the dataset has no notes in splits {splits}")
         self.audio = torch.from_numpy(np.ascontiguousarray(np.asarray(data.audio)[self.index])).to(device)
-        self.mels = torch.from_numpy(np.ascontiguousarray(np.asarray(data.mels)[self.index])).to(device)
+        # The stored mels (what f saw in training) are needed only to render G's inputs.
+        self.mels = None
+        if with_mels:
+            self.mels = torch.from_numpy(np.ascontiguousarray(np.asarray(data.mels)[self.index])).to(device)
         self.pitch = torch.from_numpy(np.asarray(data.pitch)[self.index].astype(np.int64)).to(device)
         self.device = device
 
@@ -130,8 +133,8 @@ class VocoderStep:
 
     def reconstruction(self, fake: torch.Tensor, real: torch.Tensor) -> dict[str, torch.Tensor]:
         mel_l1 = (self.log_mel(fake) - self.log_mel(real)).abs().mean()
-        sc, lm = multi_resolution_stft(real, fake)
-        return {"mel_l1": mel_l1, "sc": sc.mean(), "log_mag": lm.mean()}
+        sc, lm = multi_resolution_stft(real, fake, pooled=True)
+        return {"mel_l1": mel_l1, "sc": sc, "log_mag": lm}
 
     def __call__(self, step: int, mel: torch.Tensor, real: torch.Tensor) -> dict[str, torch.Tensor]:
         cfg, C = self.cfg, self.C
@@ -257,7 +260,7 @@ def train(data, out: Path, opts: common.RunOptions) -> dict[str, float]:
     out = Path(out)
     common.seed_everything(cfg.seed + d.rank)
     common.configure_backends(d.device)
-    audio = TrainAudio(data, d.device)
+    audio = TrainAudio(data, d.device, with_mels=cfg.gen_fraction > 0)
     V, C = NeuralVocoder(v_cfg).to(d.device), VocoderCritic(c_cfg).to(d.device)
     step = 0
     state = common.load_state(out, "state")
