@@ -107,48 +107,98 @@ class MelInverter(Protocol):
 
 
 class GriffinLim(torch.nn.Module):
-    """Mel inversion: pseudo-inverse to linear magnitude, then fast Griffin-Lim with momentum.
+    """Mel inversion: non-negative least squares to linear magnitude, then fast Griffin-Lim.
 
-    The fallback and baseline inverter; a neural vocoder implements the same call.
+    The fallback and baseline inverter; a neural vocoder implements the same call. Three choices,
+    each measured (``bench/bench_inversion.py``, models/README.md "Mel grid"):
+    - mel -> linear by ``nnls_iter`` multiplicative NNLS updates, started from each band's mean
+      spread over its triangle (the clamped pseudo-inverse left negative lobes and lost energy);
+    - zero initial phase (lower spectral convergence than random phase at equal iterations);
+    - ``project_mel``: every iteration re-distributes each mel band's energy over its linear bins in
+      proportion to the current consistent spectrogram, so harmonics sharpen instead of staying
+      smeared across wide high bands.
+    The filterbank is applied sparsely (a linear bin lies under at most two triangles); the batch
+    runs in chunks of ``chunk`` notes: tensors above glibc's 32 MB mmap threshold are page-faulted
+    afresh on every allocation, which more than doubled the wall time at 16 notes a chunk.
     """
 
-    def __init__(self, cfg: MelConfig, n_iter: int = 32, momentum: float = 0.99, seed: int = 0) -> None:
+    def __init__(self, cfg: MelConfig, n_iter: int = 32, momentum: float = 0.99, nnls_iter: int = 10,
+                 project_mel: bool = True, project_every: int = 1, chunk: int = 4) -> None:
         super().__init__()
         self.cfg = cfg
         self.n_iter = n_iter
         self.momentum = momentum
-        self.seed = seed
+        self.nnls_iter = nnls_iter
+        self.project_mel = project_mel
+        self.project_every = project_every
+        self.chunk = chunk
         analysis = LogMel(cfg)
+        fb = analysis.fb  # [n_freqs, n_mels]
+        if int((fb > 0).sum(dim=1).max()) > 2:
+            raise ValueError("GriffinLim expects triangular mel filters (at most two per linear bin)")
+        weight, index = fb.topk(2, dim=1)  # [n_freqs, 2]
         self.register_buffer("window", analysis.window.clone(), persistent=False)
-        self.register_buffer("fb_pinv", torch.linalg.pinv(analysis.fb), persistent=False)  # [n_mels, n_freqs]
+        self.register_buffer("fb_index", index, persistent=False)
+        self.register_buffer("fb_weight", weight, persistent=False)
+        self.register_buffer("band_area", fb.sum(dim=0).clamp_min(1e-12), persistent=False)  # [n_mels]
+
+    def to_mel(self, linear: torch.Tensor) -> torch.Tensor:
+        """Linear magnitude ``[B, n_freqs, F]`` -> mel magnitude ``[B, n_mels, F]`` (= fbᵀ · linear)."""
+        out = linear.new_zeros(linear.shape[0], self.cfg.n_mels, linear.shape[2])
+        out.index_add_(1, self.fb_index[:, 0], linear * self.fb_weight[:, 0, None])
+        out.index_add_(1, self.fb_index[:, 1], linear * self.fb_weight[:, 1, None])
+        return out
+
+    def from_mel(self, mel: torch.Tensor) -> torch.Tensor:
+        """Adjoint of ``to_mel``: ``[B, n_mels, F]`` -> ``[B, n_freqs, F]`` (= fb · mel)."""
+        return (mel.index_select(1, self.fb_index[:, 0]) * self.fb_weight[:, 0, None]
+                + mel.index_select(1, self.fb_index[:, 1]) * self.fb_weight[:, 1, None])
+
+    def mel_magnitude(self, log_mel: torch.Tensor) -> torch.Tensor:
+        """Log-mel -> linear-amplitude mel ``[B, M, F]``; floor-level bins become exactly 0."""
+        mel = torch.exp(log_mel.float())
+        return torch.where(log_mel <= self.cfg.log_min + 1e-3, torch.zeros_like(mel), mel)
 
     def linear_magnitude(self, log_mel: torch.Tensor) -> torch.Tensor:
         """Log-mel ``[B, M, F]`` -> non-negative linear magnitude ``[B, n_freqs, F]``."""
-        mel = torch.exp(log_mel.float())
-        mel = torch.where(log_mel <= self.cfg.log_min + 1e-3, torch.zeros_like(mel), mel)
-        return torch.matmul(mel.transpose(1, 2), self.fb_pinv).transpose(1, 2).clamp_min(0.0)
+        mel = self.mel_magnitude(log_mel)
+        linear = self.from_mel(mel / self.band_area[:, None])
+        target = self.from_mel(mel)
+        for _ in range(self.nnls_iter):
+            # Lee-Seung update for min ‖fbᵀ·s − mel‖², s ≥ 0: stays non-negative, lowers the error.
+            linear = linear * target / self.from_mel(self.to_mel(linear)).clamp_min(1e-12)
+        return linear
 
     @torch.no_grad()
     def forward(self, log_mel: torch.Tensor) -> torch.Tensor:
         squeeze = log_mel.dim() == 2
         if squeeze:
             log_mel = log_mel[None]
+        waves = [self._invert(part) for part in torch.split(log_mel, self.chunk)]
+        wave = torch.cat(waves)
+        return wave[0] if squeeze else wave
+
+    def _invert(self, log_mel: torch.Tensor) -> torch.Tensor:
+        """One chunk ``[b, M, F]`` -> ``[b, num_samples]``."""
         c = self.cfg
-        mag = self.linear_magnitude(log_mel)
-        gen = torch.Generator(device="cpu").manual_seed(self.seed)
-        phase = torch.rand(mag.shape, generator=gen).to(mag.device) * (2 * math.pi)
-        angles = torch.polar(torch.ones_like(mag), phase)
-        prev = torch.zeros_like(angles)
+        mel = self.mel_magnitude(log_mel)
+        mag = self.linear_magnitude(log_mel)  # [b, n_freqs, F]
         stft_args = dict(n_fft=c.n_fft, hop_length=c.hop_length, win_length=c.win_length,
                          window=self.window, center=True)
-        for _ in range(self.n_iter):
-            wave = torch.istft(mag * angles, length=c.num_samples, **stft_args)
-            rebuilt = torch.stft(wave, return_complex=True, **stft_args)
-            angles = rebuilt - (self.momentum / (1 + self.momentum)) * prev
-            angles = angles / angles.abs().clamp_min(1e-16)
+        spec = mag.to(torch.complex64)  # zero initial phase
+        prev = None
+        keep = self.momentum / (1 + self.momentum)  # fast Griffin-Lim (Perraudin et al. 2013)
+        for i in range(self.n_iter):
+            wave = torch.istft(spec, length=c.num_samples, **stft_args)
+            rebuilt = torch.stft(wave, return_complex=True, **stft_args)  # [b, n_freqs, F]
+            if self.project_mel and i % self.project_every == 0:
+                rebuilt_mag = rebuilt.abs()
+                ratio = mel / self.to_mel(rebuilt_mag).clamp_min(1e-12)
+                mag = rebuilt_mag.mul_(self.from_mel(ratio))
+            step = rebuilt if prev is None else torch.sub(rebuilt, prev, alpha=keep)
+            spec = torch.sgn(step).mul_(mag)  # unit phasors times the target magnitude
             prev = rebuilt
-        wave = torch.istft(mag * angles, length=c.num_samples, **stft_args)
-        return wave[0] if squeeze else wave
+        return torch.istft(spec, length=c.num_samples, **stft_args)
 
 
 def spectral_convergence(reference: torch.Tensor, estimate: torch.Tensor, cfg: MelConfig) -> float:

@@ -1,7 +1,7 @@
 """Pitch of a one-shot: which MIDI key a dropped sound was played at.
 
 A McLeod-style normalised square-difference function (NSDF, a normalised autocorrelation that is
-not biased towards short lags) over one analysis window after the attack. The first strong key
+not biased towards short lags) over windows at and after the attack; the clearest wins. The first strong key
 maximum gives the period (the usual guard against octave-down errors), a harmonic-sum check on
 the spectrum guards against octave-up errors, and the peak at a multiple of the period refines it
 (short periods at high keys are only a few samples long). numpy only, any sample rate.
