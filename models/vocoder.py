@@ -21,7 +21,7 @@ import torchaudio
 from torch import nn
 
 from models.layers import normalize_log_mel
-from models.mel import SHIPPED_MEL, TINY_MEL, MelConfig
+from models.mel import SHIPPED_MEL, TINY_MEL, GriffinLim, MelConfig
 
 
 PHASE_MODES = ("locked", "direct")
@@ -39,9 +39,12 @@ class VocoderConfig:
     input_kernel: int = 7         # first conv, n_mels -> dim
     n_fft: int = 1024             # iSTFT head window (8x the hop at the shipped grid)
     phase: str = "locked"         # "locked": phase-locked vocoder phase from the magnitude; "direct": Vocos
-    phase_offset: bool = True     # "locked": plus a learned per-frame phase offset (zero at init)
+    phase_offset: bool = False    # "locked": plus a learned per-frame phase offset (zero at init)
     magnitude_prior: bool = True  # predict log-magnitude as a residual over the mel's pseudo-inverse
     refine_iters: int = 1         # Griffin-Lim steps on the head's grid after the first inverse STFT
+    mel_projections: int = 1      # then rescale the wave's STFT so its mel matches the input mel
+    # refine_iters and mel_projections hold no weights: a checkpoint runs with other counts too
+    # (more = closer to the input mel, ~0.4 s of CPU per 88 notes each; models/README.md).
 
     def __post_init__(self) -> None:
         if self.n_fft < self.mel.hop_length or self.n_fft % 2:
@@ -102,9 +105,10 @@ class NeuralVocoder(nn.Module):
     """
 
     Config = VocoderConfig
-    # Without autograd on the CPU, big batches run in chunks of this many clips: activations of
-    # ~16 clips stay in cache, ~25 % faster than one 88-clip batch (bench/bench_vocoder.py).
-    cpu_chunk = 16
+    # Without autograd on the CPU, big batches run in chunks of this many clips: tensors stay below
+    # glibc's 32 MB mmap threshold (no fresh page faults per allocation) and nearer the cache;
+    # 88 notes took 2.7 s of CPU in chunks of 4 against 4.0 s in chunks of 16.
+    cpu_chunk = 4
 
     def __init__(self, cfg: VocoderConfig) -> None:
         super().__init__()
@@ -120,7 +124,7 @@ class NeuralVocoder(nn.Module):
         # Phase advance per hop of a sinusoid at each bin's centre frequency, wrapped to [0, 2pi).
         k = torch.arange(cfg.n_freqs, dtype=torch.float64)
         advance = torch.remainder(2 * math.pi * k * cfg.hop_length / cfg.n_fft, 2 * math.pi)
-        self.register_buffer("bin_advance", advance.float()[:, None], persistent=False)  # [n_freqs, 1]
+        self.register_buffer("bin_advance", advance.float(), persistent=False)  # [n_freqs]
         with warnings.catch_warnings():  # a head coarser than the mel grid leaves some low filters empty
             warnings.simplefilter("ignore", UserWarning)
             fb = torchaudio.functional.melscale_fbanks(cfg.n_freqs, cfg.mel.f_min, cfg.mel.f_max, cfg.mel.n_mels,
@@ -128,12 +132,19 @@ class NeuralVocoder(nn.Module):
         # A sinusoid's STFT peak grows with the window's sum: rescale mel magnitudes to this head's window.
         gain = cfg.n_fft / cfg.mel.win_length
         self.register_buffer("mel_pinv", torch.linalg.pinv(fb) * gain, persistent=False)  # [n_mels, n_freqs]
+        if cfg.mel_projections:
+            # Griffin-Lim's sparse filterbank (to_mel / from_mel) and window; it holds no weights.
+            self.mel_ops = GriffinLim(cfg.mel, n_iter=0)
         self.apply(_init_weights)
         if cfg.magnitude_prior:  # a zero head starts from the analytic spectrum and learns residuals
             nn.init.zeros_(self.head.weight)
 
     def spectrum(self, log_mel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Predicted STFT magnitude and phase ``[B, n_freqs, F]`` (float32) of the wave behind ``log_mel``."""
+        """Predicted STFT magnitude and phase ``[B, n_freqs, F]`` (float32) of the wave behind ``log_mel``.
+
+        The head works frames-first (``[B, F, n_freqs]``): every per-frame step (peaks, slopes) then
+        runs along contiguous memory, which is most of this method's CPU time.
+        """
         c = self.cfg
         log_mel = log_mel.float().clamp_min(c.mel.log_min)
         x = normalize_log_mel(log_mel, c.mel)
@@ -141,11 +152,11 @@ class NeuralVocoder(nn.Module):
         x = self.norm_in(x.transpose(1, 2)).transpose(1, 2)
         for block in self.blocks:
             x = block(x)
-        x = self.head(self.norm_out(x.transpose(1, 2))).float().transpose(1, 2)  # [B, (2|3) * n_freqs, F]
+        x = self.head(self.norm_out(x.transpose(1, 2))).float()  # [B, F, head_channels]
         if c.head_channels == c.n_freqs:
             log_mag, phase = x, None
         else:
-            log_mag, phase = x.chunk(2, dim=1)  # [B, n_freqs, F] each
+            log_mag, phase = x.chunk(2, dim=-1)  # [B, F, n_freqs] each
         if c.magnitude_prior:
             log_mag = log_mag + self.prior_log_magnitude(log_mel)
         if c.phase == "locked":
@@ -156,31 +167,31 @@ class NeuralVocoder(nn.Module):
                 locked = self.locked_phase(log_mag.detach())
             phase = locked if phase is None else locked + phase
         # Clamping the log keeps exp() finite in bf16 training; no real wave exceeds the bound.
-        return torch.exp(log_mag.clamp(max=c.max_log_magnitude)), phase
+        mag = torch.exp(log_mag.clamp(max=c.max_log_magnitude))
+        return mag.transpose(1, 2), phase.transpose(1, 2)
 
     def locked_phase(self, log_mag: torch.Tensor) -> torch.Tensor:
-        """Phase ``[B, n_freqs, F]`` of a phase-locked vocoder (Laroche & Dolson 1999) for ``log_mag``.
+        """Phase of a phase-locked vocoder (Laroche & Dolson 1999) for ``log_mag [B, F, n_freqs]`` (frames first).
 
         Each bin's phase advance per hop is the frequency of the peak it sits on (``peak_advance``),
         integrated over frames; in every frame each bin then takes the phase of its nearest spectral
         peak, minus pi per bin of distance (the centred Hann window's main lobe alternates sign), so
-        the bins of one partial stay coherent. No iterations: one pass, ~Griffin-Lim 32's spectral
-        convergence when the magnitude is right.
+        the bins of one partial stay coherent. One pass, no iterations.
         """
-        K = log_mag.shape[1]
-        integrated = torch.cumsum(self.peak_advance(log_mag), dim=-1)  # [B, K, F]
-        below = F.pad(log_mag[:, :-1], (0, 0, 1, 0), value=-math.inf)
-        above = F.pad(log_mag[:, 1:], (0, 0, 0, 1), value=-math.inf)
+        K = log_mag.shape[-1]
+        integrated = torch.cumsum(self.peak_advance(log_mag), dim=-2)  # [B, F, K]
+        below = F.pad(log_mag[..., :-1], (1, 0), value=-math.inf)
+        above = F.pad(log_mag[..., 1:], (0, 1), value=-math.inf)
         is_peak = (log_mag >= below) & (log_mag > above)
-        k = torch.arange(K, device=log_mag.device, dtype=torch.int32).view(1, K, 1).expand_as(log_mag)
+        k = torch.arange(K, device=log_mag.device, dtype=torch.int32).expand_as(log_mag)
         far = torch.full_like(k, 4 * K)
-        lower = torch.cummax(torch.where(is_peak, k, -far), dim=1).values  # nearest peak at or below
-        upper = torch.cummin(torch.where(is_peak, k, far).flip(1), dim=1).values.flip(1)
+        lower = torch.cummax(torch.where(is_peak, k, -far), dim=-1).values  # nearest peak at or below
+        upper = torch.cummin(torch.where(is_peak, k, far).flip(-1), dim=-1).values.flip(-1)
         peak = torch.where(k - lower <= upper - k, lower, upper).clamp(0, K - 1)
-        return torch.gather(integrated, 1, peak.long()) - math.pi * (k - peak).float()
+        return torch.gather(integrated, -1, peak.long()) - math.pi * (k - peak).float()
 
     def peak_advance(self, log_mag: torch.Tensor) -> torch.Tensor:
-        """Phase advance per hop ``[B, n_freqs, F]`` of the partial each bin belongs to.
+        """Phase advance per hop ``[B, F, n_freqs]`` of the partial each bin belongs to (frames first).
 
         For a Gaussian window (Hann ~ Gaussian with gamma = 0.25645 n_fft^2, Prusa et al. 2017) a
         sinusoid's log-magnitude is a parabola in frequency, so its slope at bin k points at the peak:
@@ -188,19 +199,19 @@ class NeuralVocoder(nn.Module):
         its frequency (phase locking, as in a phase vocoder) instead of beating at their own.
         """
         c = self.cfg
-        slope = F.pad(log_mag[:, 2:] - log_mag[:, :-2], (0, 0, 1, 1))  # [B, n_freqs, F]
+        slope = F.pad(log_mag[..., 2:] - log_mag[..., :-2], (1, 1))
         shift = slope * (1.0 / (4 * math.pi * 0.25645))  # in bins, n_fft^2 / gamma = 1 / 0.25645
         shift = shift.clamp(-2.0, 2.0)  # the Hann main lobe is 4 bins wide
         return self.bin_advance + shift * (2 * math.pi * c.hop_length / c.n_fft)
 
     def prior_log_magnitude(self, log_mel: torch.Tensor) -> torch.Tensor:
-        """Log of the mel's least-squares linear magnitude on this head's grid ``[B, n_freqs, F]``
+        """Log of the mel's least-squares linear magnitude on this head's grid, ``[B, F, n_freqs]``
         (Griffin-Lim's magnitude), floored at the mel floor."""
         c = self.cfg
         mel = torch.exp(log_mel)
         mel = torch.where(log_mel <= c.mel.log_min + 1e-3, torch.zeros_like(mel), mel)
         with torch.autocast(mel.device.type, enabled=False):
-            lin = torch.matmul(mel.transpose(1, 2), self.mel_pinv).transpose(1, 2)
+            lin = torch.matmul(mel.transpose(1, 2), self.mel_pinv)  # [B, F, n_freqs]
         return torch.log(lin.clamp_min(c.mel.log_floor))
 
     def forward(self, log_mel: torch.Tensor) -> torch.Tensor:
@@ -222,7 +233,27 @@ class NeuralVocoder(nn.Module):
             rebuilt = torch.stft(wave, return_complex=True, **stft)
             unit = rebuilt * torch.rsqrt(rebuilt.real.square() + rebuilt.imag.square() + 1e-12)
             wave = torch.istft(mag * unit, length=length, **stft)
+        for _ in range(c.mel_projections):
+            wave = self.project_to_mel(wave, log_mel)
         return wave[0] if squeeze else wave
+
+    def project_to_mel(self, wave: torch.Tensor, log_mel: torch.Tensor) -> torch.Tensor:
+        """Rescale ``wave [B, T]``'s STFT on the mel's own grid so that its mel bands match ``log_mel``.
+
+        Band ratios target / current, spread back to the linear bins through the filterbank and
+        applied to the complex STFT, phase kept; bands at the floor are silenced (Griffin-Lim's
+        ``project_mel`` step, once). It fixes band energies that the head's coarser grid gets wrong.
+        """
+        m, ops = self.cfg.mel, self.mel_ops
+        spec = torch.stft(wave, m.n_fft, m.hop_length, m.win_length, ops.window, center=True, return_complex=True)
+        current = ops.to_mel(spec.abs())  # [B, n_mels, F]
+        target = log_mel.float()
+        # Capped at +40 dB: a band the wave left empty must not turn a rounding error into a tone.
+        log_ratio = (target - torch.log(current.clamp_min(m.log_floor))).clamp(max=math.log(100.0))
+        ratio = torch.where(target <= m.log_min + 1e-3, torch.zeros_like(log_ratio), torch.exp(log_ratio))
+        gain = ops.from_mel(ratio)  # [B, n_freqs, F]
+        scaled = torch.view_as_complex(torch.view_as_real(spec) * gain[..., None])  # real x complex, cheaply
+        return torch.istft(scaled, m.n_fft, m.hop_length, m.win_length, ops.window, center=True, length=wave.shape[-1])
 
 
 def _init_weights(m: nn.Module) -> None:

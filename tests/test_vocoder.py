@@ -173,13 +173,13 @@ def test_locked_phase_rebuilds_a_held_tone_between_bins_from_its_magnitude():
     tone = torch.from_numpy(harmonic_tone(57.3, duration_s=1.0, n_harmonics=8, decay_s=2.0))[None]  # 225 Hz
     window = torch.hann_window(cfg.n_fft)
     spec = torch.stft(tone, cfg.n_fft, cfg.hop_length, cfg.n_fft, window, center=True, return_complex=True)
-    phase = V.locked_phase(torch.log(spec.abs().clamp_min(1e-5)))
+    phase = V.locked_phase(torch.log(spec.abs().clamp_min(1e-5)).transpose(1, 2)).transpose(1, 2)
     wave = torch.istft(torch.polar(spec.abs(), phase), cfg.n_fft, cfg.hop_length, cfg.n_fft, window, center=True,
                        length=tone.shape[-1])
     sc, _ = multi_resolution_stft(tone, wave)
     assert sc.item() < 0.2
     assert estimate_pitch(Audio(wave[0].numpy(), 16000)).midi_note == 57
-    bin_centres = torch.polar(spec.abs(), V.bin_advance * torch.arange(spec.shape[-1]))  # no locking, no peak IF
+    bin_centres = torch.polar(spec.abs(), V.bin_advance[:, None] * torch.arange(spec.shape[-1]))  # no locking, no peak IF
     wave_naive = torch.istft(bin_centres, cfg.n_fft, cfg.hop_length, cfg.n_fft, window, center=True,
                              length=tone.shape[-1])
     assert multi_resolution_stft(tone, wave_naive)[0].item() > 2 * sc.item()
@@ -196,3 +196,15 @@ def test_untrained_shipped_vocoder_is_already_an_analytic_inverter():
     with torch.no_grad():
         wave = V(LogMel(mel)(tone[None, :mel.num_samples]))
     assert estimate_pitch(Audio(wave[0].numpy(), mel.sample_rate)).midi_note == 45
+
+
+def test_mel_projection_makes_the_wave_match_the_requested_mel():
+    torch.manual_seed(0)
+    mel = TINY_MEL
+    V = NeuralVocoder(VocoderConfig.tiny(mel))
+    tone = torch.from_numpy(harmonic_tone(64, duration_s=mel.num_samples / mel.sample_rate + 0.01))[None, :mel.num_samples]
+    target = LogMel(mel)(tone)
+    off = tone * 0.3 + 0.01 * torch.randn_like(tone)  # wrong level, added noise
+    before = (LogMel(mel)(off) - target).abs().mean()
+    after = (LogMel(mel)(V.project_to_mel(off, target)) - target).abs().mean()
+    assert after < 0.5 * before

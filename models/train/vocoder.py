@@ -34,12 +34,12 @@ class VocoderTrainConfig:
     batch_size: int = 64
     crop_frames: int = 64         # mel frames per training crop (64 x hop 128 = 0.51 s at 16 kHz)
     attack_prob: float = 0.25     # share of crops that start at the note onset (the tails are mostly quiet)
-    lr: float = 5e-4              # Vocos: AdamW 5e-4, betas (0.8, 0.9), for vocoder and critics alike
+    lr: float = 1e-3              # AdamW, betas (0.8, 0.9) as in Vocos (5e-4 there, batch 16)
     critic_lr: float = 5e-4
     beta1: float = 0.8
     beta2: float = 0.9
     weight_decay: float = 0.01
-    warmup_steps: int = 500
+    warmup_steps: int = 200
     mel_weight: float = 15.0      # L1 of natural-log mels on the data's grid
     stft_weight: float = 15.0     # spectral convergence + log-magnitude L1, four resolutions
     adv_weight: float = 1.0
