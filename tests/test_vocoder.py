@@ -12,8 +12,8 @@ from models.errors import CheckpointError
 from models.generator import Generator
 from models.mel import SHIPPED_MEL, TINY_MEL, GriffinLim, LogMel
 from models.train.vocoder import VocoderStep, VocoderTrainConfig, corrupt, crop
-from models.vocoder import (NeuralVocoder, VocoderConfig, VocoderCritic, feature_matching_loss,
-                            hinge_critic_loss, hinge_generator_loss, load_vocoder, multi_resolution_stft)
+from models.vocoder import NeuralVocoder, VocoderConfig, load_vocoder, multi_resolution_stft
+from models.vocoder_critic import VocoderCritic, feature_matching_loss, hinge_critic_loss, hinge_generator_loss
 from tests.conftest import harmonic_tone
 
 

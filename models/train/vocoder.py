@@ -24,8 +24,8 @@ from models import checkpoint
 from models.errors import UserError
 from models.mel import GriffinLim, LogMel, MelConfig
 from models.train import common
-from models.vocoder import (NeuralVocoder, VocoderCritic, feature_matching_loss, hinge_critic_loss,
-                            hinge_generator_loss, multi_resolution_stft)
+from models.vocoder import NeuralVocoder, multi_resolution_stft
+from models.vocoder_critic import VocoderCritic, feature_matching_loss, hinge_critic_loss, hinge_generator_loss
 from models.vocoder_eval import VocoderEvalConfig, evaluate_real, load_synth
 
 
@@ -46,8 +46,8 @@ class VocoderTrainConfig:
     fm_weight: float = 2.0
     adv_start: int = 2000         # reconstruction-only steps before the critics join
     gain_db: float = 12.0         # random level in [-gain_db, 0] dB (notes are peak-normalised)
-    aug_prob: float = 0.5         # share of inputs corrupted like a generator's output
-    noise_std: float = 0.5        # max std of additive noise on the log-mel (natural-log units)
+    aug_prob: float = 0.25        # share of inputs corrupted like a generator's output
+    noise_std: float = 0.3        # max std of additive noise on the log-mel (natural-log units)
     blur_max: float = 0.3         # max side weight of a 3-tap blur along frequency and along time
     gen_fraction: float = 0.0     # share of inputs rendered by G (+ H) from the note (needs --weights)
     log_every: int = 100
