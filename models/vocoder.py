@@ -44,7 +44,7 @@ class VocoderConfig:
     n_layers: int = 6
     kernel_size: int = 7          # depthwise conv over frames
     input_kernel: int = 7         # first conv, n_mels -> dim
-    n_fft: int = 1024             # iSTFT head window (8x the hop at the shipped grid)
+    n_fft: int = 2048             # iSTFT head window: the mel's own (1024 cannot resolve keys 21-23)
     phase: str = "locked"         # "locked": phase-locked vocoder phase from the magnitude; "direct": Vocos
     phase_offset: bool = False    # "locked": plus a learned per-frame phase offset (zero at init)
     magnitude_prior: bool = True  # predict log-magnitude as a residual over the mel's pseudo-inverse
@@ -80,11 +80,11 @@ class VocoderConfig:
 
     @classmethod
     def shipped(cls, mel: MelConfig = SHIPPED_MEL) -> "VocoderConfig":
-        return cls(mel=mel, n_fft=8 * mel.hop_length)
+        return cls(mel=mel, n_fft=mel.n_fft)
 
     @classmethod
     def tiny(cls, mel: MelConfig = TINY_MEL) -> "VocoderConfig":
-        return cls(mel=mel, dim=32, intermediate_dim=64, n_layers=2, n_fft=4 * mel.hop_length)
+        return cls(mel=mel, dim=32, intermediate_dim=64, n_layers=2, n_fft=mel.n_fft)
 
 
 class ConvNeXtBlock(nn.Module):

@@ -42,6 +42,16 @@ def test_full_clip_gives_num_samples_like_griffin_lim(cfg):
     assert GriffinLim(mel, n_iter=1)(x[:1]).shape[-1] == wave.shape[-1]
 
 
+@pytest.mark.parametrize("changes", [dict(phase="direct", magnitude_prior=False), dict(phase_offset=True),
+                                     dict(refine_iters=0, mel_projections=0)], ids=["vocos", "offset", "bare"])
+def test_variants_build_and_keep_the_length(changes):
+    cfg = dataclasses.replace(VocoderConfig.tiny(), **changes)
+    V = NeuralVocoder(cfg)
+    assert V.head.out_features == cfg.head_channels
+    wave = V(torch.randn(2, cfg.mel.n_mels, cfg.mel.n_frames) - 4)
+    assert wave.shape == (2, cfg.mel.num_samples) and torch.isfinite(wave).all()
+
+
 def test_shipped_vocoder_fits_the_size_budget(tmp_path):
     V = NeuralVocoder(VocoderConfig.shipped())
     path = tmp_path / "vocoder.safetensors"
