@@ -1,0 +1,314 @@
+"""Neural mel inversion (the default ``MelInverter``): an iSTFT-head vocoder with a locked phase.
+
+A ConvNeXt backbone (Vocos) reads the log-mel at its own frame rate and predicts, per frame, the
+log-magnitude of an STFT whose hop is the mel hop, as a residual over the mel's pseudo-inverse.
+The phase is not predicted: it is a phase-locked vocoder's phase derived from that magnitude
+(each partial's frequency from the slope of the log-magnitude, integrated over frames; bins locked
+to their spectral peak). Vocos predicts the phase directly; a convolution gives equal outputs for
+equal frames, so its phase cannot rotate through a held note, and on our one-shots it scored 24 %
+pitch accuracy where Griffin-Lim scored 99 % (models/README.md "Vocoder"). One inverse STFT, then
+``refine_iters`` Griffin-Lim steps on the head's grid and ``mel_projections`` steps that rescale
+the wave's mel bands to the input mel. Everything runs at the frame rate (256 frames for 2 s).
+
+Also here: the multi-resolution STFT distance (training loss and evaluation metric). The critics
+used only in training are in ``models/vocoder_critic.py``.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+import torchaudio
+from torch import nn
+
+from models.layers import normalize_log_mel
+from models.mel import SHIPPED_MEL, TINY_MEL, GriffinLim, MelConfig
+
+
+PHASE_MODES = ("locked", "direct")
+# A Hann window of n samples behaves like a Gaussian exp(-pi t^2 / gamma), gamma = GAMMA_HANN n^2 (PGHI).
+GAMMA_HANN = 0.25645
+
+
+@dataclass(frozen=True)
+class VocoderConfig:
+    """Architecture of ``NeuralVocoder``; the iSTFT hop is the mel hop (one STFT frame per mel frame)."""
+
+    mel: MelConfig = SHIPPED_MEL
+    dim: int = 192                # backbone channels
+    intermediate_dim: int = 576   # ConvNeXt MLP width
+    n_layers: int = 6
+    kernel_size: int = 7          # depthwise conv over frames
+    input_kernel: int = 7         # first conv, n_mels -> dim
+    n_fft: int = 2048             # iSTFT head window: the mel's own (1024 cannot resolve keys 21-23)
+    phase: str = "locked"         # "locked": phase-locked vocoder phase from the magnitude; "direct": Vocos
+    phase_offset: bool = False    # "locked": plus a learned per-frame phase offset (zero at init)
+    magnitude_prior: bool = True  # predict log-magnitude as a residual over the mel's pseudo-inverse
+    refine_iters: int = 1         # Griffin-Lim steps on the head's grid after the first inverse STFT
+    mel_projections: int = 2      # then rescale the wave's STFT so its mel matches the input mel
+    # refine_iters and mel_projections hold no weights: a checkpoint runs with other counts too
+    # (more = closer to the input mel, ~0.4 s of CPU per 88 notes each; models/README.md).
+
+    def __post_init__(self) -> None:
+        if self.n_fft < self.mel.hop_length or self.n_fft % 2:
+            raise ValueError(f"n_fft {self.n_fft} must be even and >= the mel hop {self.mel.hop_length}")
+        if self.phase not in PHASE_MODES:
+            raise ValueError(f"phase must be one of {PHASE_MODES}, got {self.phase!r}")
+
+    @property
+    def hop_length(self) -> int:
+        return self.mel.hop_length
+
+    @property
+    def n_freqs(self) -> int:
+        return self.n_fft // 2 + 1
+
+    @property
+    def max_log_magnitude(self) -> float:
+        """Log of the largest STFT magnitude a wave in [-1, 1] can have (sum of the Hann window)."""
+        return math.log(self.n_fft / 2)
+
+    @property
+    def head_channels(self) -> int:
+        """Outputs per frame: log-magnitude, plus a phase (direct) or a phase offset (locked)."""
+        with_phase = self.phase == "direct" or self.phase_offset
+        return (2 if with_phase else 1) * self.n_freqs
+
+    @classmethod
+    def shipped(cls, mel: MelConfig = SHIPPED_MEL) -> "VocoderConfig":
+        return cls(mel=mel, n_fft=mel.n_fft)
+
+    @classmethod
+    def tiny(cls, mel: MelConfig = TINY_MEL) -> "VocoderConfig":
+        return cls(mel=mel, dim=32, intermediate_dim=64, n_layers=2, n_fft=mel.n_fft)
+
+
+class ConvNeXtBlock(nn.Module):
+    """Depthwise conv over time -> LayerNorm -> MLP (GELU) -> layer scale, residual. ``[B, C, T]``."""
+
+    def __init__(self, dim: int, intermediate_dim: int, kernel_size: int, layer_scale: float) -> None:
+        super().__init__()
+        self.dwconv = nn.Conv1d(dim, dim, kernel_size, padding=kernel_size // 2, groups=dim)
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.pw1 = nn.Linear(dim, intermediate_dim)
+        self.pw2 = nn.Linear(intermediate_dim, dim)
+        self.gamma = nn.Parameter(torch.full((dim,), layer_scale))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.dwconv(x).transpose(1, 2)  # [B, T, C]
+        y = self.pw2(F.gelu(self.pw1(self.norm(y)))) * self.gamma
+        return x + y.transpose(1, 2)
+
+
+class NeuralVocoder(nn.Module):
+    """Log-mel ``[B, n_mels, F]`` (or ``[n_mels, F]``) -> wave ``[B, hop * (F - 1)]`` at the mel's rate.
+
+    For a full clip (F = ``mel.n_frames``) the output has ``mel.num_samples`` samples, like
+    ``GriffinLim``. For inference use ``load_vocoder`` (eval mode, no gradients recorded).
+    """
+
+    Config = VocoderConfig
+    # Without autograd on the CPU, big batches run in chunks of this many clips: tensors stay below
+    # glibc's 32 MB mmap threshold (no fresh page faults per allocation) and nearer the cache;
+    # 88 notes took 2.7 s of CPU in chunks of 4 against 4.0 s in chunks of 16.
+    cpu_chunk = 4
+
+    def __init__(self, cfg: VocoderConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.embed = nn.Conv1d(cfg.mel.n_mels, cfg.dim, cfg.input_kernel, padding=cfg.input_kernel // 2)
+        self.norm_in = nn.LayerNorm(cfg.dim, eps=1e-6)
+        self.blocks = nn.ModuleList(
+            ConvNeXtBlock(cfg.dim, cfg.intermediate_dim, cfg.kernel_size, 1.0 / cfg.n_layers)
+            for _ in range(cfg.n_layers))
+        self.norm_out = nn.LayerNorm(cfg.dim, eps=1e-6)
+        self.head = nn.Linear(cfg.dim, cfg.head_channels)
+        self.register_buffer("window", torch.hann_window(cfg.n_fft), persistent=False)
+        # Phase advance per hop of a sinusoid at each bin's centre frequency, wrapped to [0, 2pi).
+        k = torch.arange(cfg.n_freqs, dtype=torch.float64)
+        advance = torch.remainder(2 * math.pi * k * cfg.hop_length / cfg.n_fft, 2 * math.pi)
+        self.register_buffer("bin_advance", advance.float(), persistent=False)  # [n_freqs]
+        with warnings.catch_warnings():  # a head coarser than the mel grid leaves some low filters empty
+            warnings.simplefilter("ignore", UserWarning)
+            fb = torchaudio.functional.melscale_fbanks(cfg.n_freqs, cfg.mel.f_min, cfg.mel.f_max, cfg.mel.n_mels,
+                                                       cfg.mel.sample_rate, norm=None, mel_scale=cfg.mel.mel_scale)
+        # A sinusoid's STFT peak grows with the window's sum: rescale mel magnitudes to this head's window.
+        gain = cfg.n_fft / cfg.mel.win_length
+        self.register_buffer("mel_pinv", torch.linalg.pinv(fb) * gain, persistent=False)  # [n_mels, n_freqs]
+        if cfg.mel_projections:
+            # Griffin-Lim's sparse filterbank (to_mel / from_mel) and window; it holds no weights.
+            self.mel_ops = GriffinLim(cfg.mel, n_iter=0)
+        self.apply(_init_weights)
+        if cfg.magnitude_prior:  # a zero head starts from the analytic spectrum and learns residuals
+            nn.init.zeros_(self.head.weight)
+
+    def spectrum(self, log_mel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Predicted STFT magnitude and phase ``[B, n_freqs, F]`` (float32) of the wave behind ``log_mel``.
+
+        The head works frames-first (``[B, F, n_freqs]``): every per-frame step (peaks, slopes) then
+        runs along contiguous memory, which is most of this method's CPU time.
+        """
+        c = self.cfg
+        log_mel = log_mel.float().clamp_min(c.mel.log_min)
+        x = normalize_log_mel(log_mel, c.mel)
+        x = self.embed(x)  # [B, dim, F]
+        x = self.norm_in(x.transpose(1, 2)).transpose(1, 2)
+        for block in self.blocks:
+            x = block(x)
+        x = self.head(self.norm_out(x.transpose(1, 2))).float()  # [B, F, head_channels]
+        if c.head_channels == c.n_freqs:
+            log_mag, phase = x, None
+        else:
+            log_mag, phase = x.chunk(2, dim=-1)  # [B, F, n_freqs] each
+        if c.magnitude_prior:
+            log_mag = log_mag + self.prior_log_magnitude(log_mel)
+        if c.phase == "locked":
+            # A conv net gives equal outputs for equal frames, so a directly predicted phase cannot
+            # rotate through a held note (Vocos measured 24 % pitch accuracy here); the phase of a
+            # phase vocoder, derived from the magnitude, rotates at each partial's own frequency.
+            with torch.no_grad():
+                locked = self.locked_phase(log_mag.detach())
+            phase = locked if phase is None else locked + phase
+        # Clamping the log keeps exp() finite in bf16 training; no real wave exceeds the bound.
+        mag = torch.exp(log_mag.clamp(max=c.max_log_magnitude))
+        return mag.transpose(1, 2), phase.transpose(1, 2)
+
+    def locked_phase(self, log_mag: torch.Tensor) -> torch.Tensor:
+        """Phase of a phase-locked vocoder for ``log_mag [B, F, n_freqs]`` (frames first), from the
+        magnitude alone, in one pass (Laroche & Dolson 1999; derivatives as in PGHI, Prusa et al. 2017).
+
+        Over time, each bin integrates the frequency of the peak it sits on (``peak_advance``). Across
+        frequency, each bin takes the phase of its nearest spectral peak, minus pi per bin (the centred
+        Hann window's main lobe alternates sign), plus the integrated frequency derivative of the
+        phase, -(gamma / (hop n_fft)) d log|S| / dt, which places onsets and decays inside the frame.
+        """
+        c = self.cfg
+        K = log_mag.shape[-1]
+        integrated = torch.cumsum(self.peak_advance(log_mag), dim=-2)  # [B, F, K]
+        below = F.pad(log_mag[..., :-1], (1, 0), value=-math.inf)
+        above = F.pad(log_mag[..., 1:], (0, 1), value=-math.inf)
+        is_peak = (log_mag >= below) & (log_mag > above)
+        k = torch.arange(K, device=log_mag.device, dtype=torch.int32).expand_as(log_mag)
+        far = torch.full_like(k, 4 * K)
+        lower = torch.cummax(torch.where(is_peak, k, -far), dim=-1).values  # nearest peak at or below
+        upper = torch.cummin(torch.where(is_peak, k, far).flip(-1), dim=-1).values.flip(-1)
+        peak = torch.where(k - lower <= upper - k, lower, upper).clamp(0, K - 1).long()
+        slope_t = F.pad(log_mag[:, 2:] - log_mag[:, :-2], (0, 0, 1, 1)) * 0.5  # d log|S| / dt per hop
+        per_bin = slope_t * (-GAMMA_HANN * c.n_fft / c.hop_length)  # d phase / d bin, rad
+        across = torch.cumsum(per_bin, dim=-1) - 0.5 * per_bin  # trapezoid: integral from bin 0 to k
+        return (torch.gather(integrated, -1, peak) + across - torch.gather(across, -1, peak)
+                - math.pi * (k - peak).float())
+
+    def peak_advance(self, log_mag: torch.Tensor) -> torch.Tensor:
+        """Phase advance per hop ``[B, F, n_freqs]`` of the partial each bin belongs to (frames first).
+
+        For a Gaussian window (Hann ~ Gaussian with gamma = 0.25645 n_fft^2, Prusa et al. 2017) a
+        sinusoid's log-magnitude is a parabola in frequency, so its slope at bin k points at the peak:
+        k0 = k + n_fft^2 / (4 pi gamma) * (log|S|[k+1] - log|S|[k-1]). Bins of one partial then share
+        its frequency (phase locking, as in a phase vocoder) instead of beating at their own.
+        """
+        c = self.cfg
+        slope = F.pad(log_mag[..., 2:] - log_mag[..., :-2], (1, 1))
+        shift = slope * (1.0 / (4 * math.pi * GAMMA_HANN))  # in bins (n_fft^2 / gamma = 1 / GAMMA_HANN)
+        shift = shift.clamp(-2.0, 2.0)  # the Hann main lobe is 4 bins wide
+        return self.bin_advance + shift * (2 * math.pi * c.hop_length / c.n_fft)
+
+    def prior_log_magnitude(self, log_mel: torch.Tensor) -> torch.Tensor:
+        """Log of the mel's least-squares linear magnitude on this head's grid, ``[B, F, n_freqs]``
+        (Griffin-Lim's magnitude), floored at the mel floor."""
+        c = self.cfg
+        mel = torch.exp(log_mel)
+        mel = torch.where(log_mel <= c.mel.log_min + 1e-3, torch.zeros_like(mel), mel)
+        with torch.autocast(mel.device.type, enabled=False):
+            lin = torch.matmul(mel.transpose(1, 2), self.mel_pinv)  # [B, F, n_freqs]
+        return torch.log(lin.clamp_min(c.mel.log_floor))
+
+    def forward(self, log_mel: torch.Tensor) -> torch.Tensor:
+        squeeze = log_mel.dim() == 2
+        if squeeze:
+            log_mel = log_mel[None]
+        recording = torch.is_grad_enabled() and self.head.weight.requires_grad
+        if log_mel.device.type == "cpu" and not recording and log_mel.shape[0] > self.cpu_chunk:
+            wave = torch.cat([self(part) for part in log_mel.split(self.cpu_chunk)])
+            return wave[0] if squeeze else wave
+        c = self.cfg
+        mag, phase = self.spectrum(log_mel)
+        stft = dict(n_fft=c.n_fft, hop_length=c.hop_length, win_length=c.n_fft, window=self.window, center=True)
+        length = c.hop_length * (log_mel.shape[-1] - 1)
+        wave = torch.istft(torch.polar(mag, phase), length=length, **stft)
+        for _ in range(c.refine_iters):
+            # One Griffin-Lim step from a good phase repairs most of the overlap-add inconsistency
+            # (mel L1 -40 % with the true magnitude) for one STFT pair; training sees it too.
+            rebuilt = torch.stft(wave, return_complex=True, **stft)
+            unit = rebuilt * torch.rsqrt(rebuilt.real.square() + rebuilt.imag.square() + 1e-12)
+            wave = torch.istft(mag * unit, length=length, **stft)
+        for _ in range(c.mel_projections):
+            wave = self.project_to_mel(wave, log_mel)
+        return wave[0] if squeeze else wave
+
+    def project_to_mel(self, wave: torch.Tensor, log_mel: torch.Tensor) -> torch.Tensor:
+        """Rescale ``wave [B, T]``'s STFT on the mel's own grid so that its mel bands match ``log_mel``.
+
+        Band ratios target / current, spread back to the linear bins through the filterbank and
+        applied to the complex STFT, phase kept; bands at the floor are silenced (Griffin-Lim's
+        ``project_mel`` step, once). It fixes band energies that the head's coarser grid gets wrong.
+        """
+        m, ops = self.cfg.mel, self.mel_ops
+        spec = torch.stft(wave, m.n_fft, m.hop_length, m.win_length, ops.window, center=True, return_complex=True)
+        current = ops.to_mel(spec.abs())  # [B, n_mels, F]
+        target = log_mel.float()
+        # Capped at +40 dB: a band the wave left empty must not turn a rounding error into a tone.
+        log_ratio = (target - torch.log(current.clamp_min(m.log_floor))).clamp(max=math.log(100.0))
+        ratio = torch.where(target <= m.log_min + 1e-3, torch.zeros_like(log_ratio), torch.exp(log_ratio))
+        gain = ops.from_mel(ratio)  # [B, n_freqs, F]
+        scaled = torch.view_as_complex(torch.view_as_real(spec) * gain[..., None])  # real x complex, cheaply
+        return torch.istft(scaled, m.n_fft, m.hop_length, m.win_length, ops.window, center=True, length=wave.shape[-1])
+
+
+def _init_weights(m: nn.Module) -> None:
+    if isinstance(m, (nn.Conv1d, nn.Linear)):
+        nn.init.trunc_normal_(m.weight, std=0.02)
+        nn.init.zeros_(m.bias)
+
+
+def load_vocoder(path: str | Path, device: str | torch.device = "cpu") -> NeuralVocoder:
+    """A trained vocoder ready to invert mels: eval mode, frozen (no autograd graph is recorded)."""
+    from models import checkpoint
+
+    net, _, _ = checkpoint.load(path, NeuralVocoder, device)
+    return net.eval().requires_grad_(False)
+
+
+# ---------------------------------------------------------------- spectral distances
+DEFAULT_RESOLUTIONS: tuple[tuple[int, int], ...] = ((256, 64), (512, 128), (1024, 256), (2048, 512))
+
+
+def stft_magnitude(wave: torch.Tensor, n_fft: int, hop_length: int, floor: float = 1e-5) -> torch.Tensor:
+    """|STFT| ``[B, n_fft // 2 + 1, frames]`` in float32 with a Hann window; smooth at zero (for gradients)."""
+    window = torch.hann_window(n_fft, device=wave.device)
+    spec = torch.stft(wave.float(), n_fft, hop_length, n_fft, window, center=True, return_complex=True)
+    return torch.sqrt(spec.real.square() + spec.imag.square() + floor * floor)
+
+
+def multi_resolution_stft(reference: torch.Tensor, estimate: torch.Tensor,
+                          resolutions: tuple[tuple[int, int], ...] = DEFAULT_RESOLUTIONS,
+                          floor: float = 1e-5, pooled: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Spectral convergence and log-magnitude L1, averaged over resolutions, of waves ``[B, T]``.
+
+    SC = ‖|S| − |Ŝ|‖_F / ‖|S|‖_F; LM = mean |log |S| − log |Ŝ||. Per clip (``[B]`` each) by default;
+    with ``pooled`` both are scalars over the whole batch, which keeps SC well defined when some
+    clips are near-silent (training crops of decayed tails). The MR-STFT distance reported in
+    evaluations is SC + LM (Parallel WaveGAN's loss).
+    """
+    dims = tuple(range(reference.dim() + 1)) if pooled else tuple(range(1, reference.dim() + 1))
+    sc = lm = 0.0
+    for n_fft, hop in resolutions:
+        ref = stft_magnitude(reference, n_fft, hop, floor)
+        est = stft_magnitude(estimate, n_fft, hop, floor)
+        sc = sc + torch.linalg.vector_norm(ref - est, dim=dims) / torch.linalg.vector_norm(ref, dim=dims).clamp_min(1e-8)
+        lm = lm + (ref.log() - est.log()).abs().mean(dim=dims)
+    return sc / len(resolutions), lm / len(resolutions)

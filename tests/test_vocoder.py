@@ -1,0 +1,220 @@
+"""The neural vocoder: shapes on every preset, checkpoint round trip, distances, critics, learning."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from models import checkpoint
+from models.errors import CheckpointError
+from models.generator import Generator
+from models.mel import SHIPPED_MEL, TINY_MEL, GriffinLim, LogMel
+from models.train.vocoder import VocoderStep, VocoderTrainConfig, corrupt, crop
+from models.vocoder import NeuralVocoder, VocoderConfig, load_vocoder, multi_resolution_stft
+from models.vocoder_critic import VocoderCritic, feature_matching_loss, hinge_critic_loss, hinge_generator_loss
+from tests.conftest import harmonic_tone
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("cfg", [VocoderConfig.tiny(TINY_MEL), VocoderConfig.shipped(SHIPPED_MEL)],
+                         ids=["tiny", "shipped"])
+def test_full_clip_gives_num_samples_like_griffin_lim(cfg):
+    torch.manual_seed(0)
+    V = NeuralVocoder(cfg).eval()
+    mel = cfg.mel
+    assert cfg.hop_length == mel.hop_length
+    x = torch.full((2, mel.n_mels, mel.n_frames), mel.log_min) + torch.rand(2, mel.n_mels, mel.n_frames)
+    with torch.no_grad():
+        wave = V(x)
+        single = V(x[0])
+    assert wave.shape == (2, mel.num_samples)
+    assert single.shape == (mel.num_samples,)
+    assert torch.isfinite(wave).all()
+    assert GriffinLim(mel, n_iter=1)(x[:1]).shape[-1] == wave.shape[-1]
+
+
+@pytest.mark.parametrize("changes", [dict(phase="direct", magnitude_prior=False), dict(phase_offset=True),
+                                     dict(refine_iters=0, mel_projections=0)], ids=["vocos", "offset", "bare"])
+def test_variants_build_and_keep_the_length(changes):
+    cfg = dataclasses.replace(VocoderConfig.tiny(), **changes)
+    V = NeuralVocoder(cfg)
+    assert V.head.out_features == cfg.head_channels
+    wave = V(torch.randn(2, cfg.mel.n_mels, cfg.mel.n_frames) - 4)
+    assert wave.shape == (2, cfg.mel.num_samples) and torch.isfinite(wave).all()
+
+
+def test_shipped_vocoder_fits_the_size_budget(tmp_path):
+    V = NeuralVocoder(VocoderConfig.shipped())
+    path = tmp_path / "vocoder.safetensors"
+    checkpoint.save(path, V, {}, dtype=torch.float16)
+    assert path.stat().st_size <= 6 * 2**20
+
+
+def test_crop_length_is_hop_times_frames_minus_one():
+    cfg = VocoderConfig.tiny()
+    V = NeuralVocoder(cfg)
+    wave = V(torch.randn(3, cfg.mel.n_mels, 10) - 5)
+    assert wave.shape == (3, cfg.hop_length * 9)
+    wave.sum().backward()  # training path: gradients reach the first layer
+    assert V.embed.weight.grad is not None and torch.isfinite(V.embed.weight.grad).all()
+
+
+def test_cpu_chunked_inference_matches_one_batch():
+    torch.manual_seed(0)
+    V = NeuralVocoder(VocoderConfig.tiny()).eval()
+    V.cpu_chunk = 2
+    x = torch.randn(5, TINY_MEL.n_mels, TINY_MEL.n_frames) - 4
+    whole = V(x)  # autograd recording: no chunks
+    with torch.no_grad():
+        chunked = V(x)
+    assert torch.allclose(whole.detach(), chunked, atol=1e-5)
+
+
+def test_checkpoint_round_trip_float16(tmp_path):
+    torch.manual_seed(0)
+    V = NeuralVocoder(VocoderConfig.tiny())
+    with torch.no_grad():
+        for p in V.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    path = tmp_path / "vocoder.safetensors"
+    checkpoint.save(path, V, {"step": 7}, dtype=torch.float16)
+    loaded = load_vocoder(path)
+    assert loaded.cfg == V.cfg and not loaded.training
+    assert not any(p.requires_grad for p in loaded.parameters())
+    x = torch.randn(2, TINY_MEL.n_mels, TINY_MEL.n_frames) - 4
+    with torch.no_grad():
+        a, b = V(x), loaded(x)
+    assert (a - b).abs().max() < 0.02 * a.abs().max() + 1e-4
+    with pytest.raises(CheckpointError):
+        checkpoint.load(path, Generator)
+
+
+def test_config_rejects_an_istft_shorter_than_the_hop():
+    with pytest.raises(ValueError):
+        dataclasses.replace(VocoderConfig.tiny(), n_fft=64)
+
+
+def test_multi_resolution_stft_is_zero_for_equal_waves_and_grows_with_error():
+    torch.manual_seed(0)
+    ref = torch.from_numpy(np.stack([harmonic_tone(60, duration_s=0.5), harmonic_tone(72, duration_s=0.5)]))
+    sc, lm = multi_resolution_stft(ref, ref)
+    assert torch.allclose(sc, torch.zeros(2), atol=1e-6) and torch.allclose(lm, torch.zeros(2), atol=1e-6)
+    small = multi_resolution_stft(ref, ref + 0.001 * torch.randn_like(ref))
+    large = multi_resolution_stft(ref, ref + 0.1 * torch.randn_like(ref))
+    assert (small[0] < large[0]).all() and (small[1] < large[1]).all()
+    est = torch.zeros_like(ref, requires_grad=True)  # silence: the magnitude floor keeps gradients finite
+    sum(multi_resolution_stft(ref, est)).sum().backward()
+    assert torch.isfinite(est.grad).all()
+
+
+def test_critics_and_adversarial_losses():
+    torch.manual_seed(0)
+    C = VocoderCritic(VocoderCritic.Config.tiny())
+    real, fake = torch.randn(2, 1001) * 0.1, torch.randn(2, 1001) * 0.1
+    real_logits, real_feats = C(real)
+    fake_logits, fake_feats = C(fake)
+    assert len(real_logits) == len(C.cfg.periods) + len(C.cfg.resolutions)
+    assert all(lg.shape[0] == 2 for lg in real_logits)
+    for loss in (hinge_critic_loss(real_logits, fake_logits), hinge_generator_loss(fake_logits),
+                 feature_matching_loss(real_feats, fake_feats)):
+        assert loss.dim() == 0 and torch.isfinite(loss)
+    assert feature_matching_loss(real_feats, real_feats) == 0
+
+
+def test_corrupt_leaves_clean_inputs_alone_and_respects_the_floor():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(4, 8, 10) * 5 + TINY_MEL.log_min
+    off = corrupt(x, VocoderTrainConfig(aug_prob=0.0), TINY_MEL.log_min, gen)
+    assert torch.equal(off, x)
+    on = corrupt(x, VocoderTrainConfig(aug_prob=1.0), TINY_MEL.log_min, gen)
+    assert not torch.allclose(on, x) and (on >= TINY_MEL.log_min).all()
+
+
+def test_crop_keeps_mel_frames_and_samples_aligned():
+    mel = TINY_MEL
+    wave = torch.from_numpy(np.stack([harmonic_tone(57, duration_s=mel.num_samples / mel.sample_rate)]))
+    wave = wave[:, :mel.num_samples]
+    x = LogMel(mel)(wave)
+    start = torch.tensor([5])
+    xc, wc = crop(x, wave, start, 12, mel.hop_length)
+    assert torch.equal(xc, x[:, :, 5:17])
+    assert torch.equal(wc, wave[:, 5 * mel.hop_length: 16 * mel.hop_length])
+
+
+def test_a_few_dozen_steps_on_tiny_audio_lower_the_loss():
+    from tests.train_fixtures import tiny_noteset
+
+    torch.manual_seed(0)
+    data = tiny_noteset(n_instruments=2, keys=range(48, 73, 6))
+    mel = data.mel_cfg
+    wave = torch.from_numpy(data.audio.astype(np.float32) / 32768)
+    x = LogMel(mel)(wave)
+    V, C = NeuralVocoder(VocoderConfig.tiny(mel)), VocoderCritic(VocoderCritic.Config.tiny(mel))
+    cfg = VocoderTrainConfig(lr=1e-2, warmup_steps=1, adv_start=10**9)
+    step = VocoderStep(V, C, cfg, mel, torch.device("cpu"))
+    losses = [float(step(i, x, wave)["loss"]) for i in range(40)]
+    assert np.mean(losses[-5:]) < 0.85 * np.mean(losses[:5])
+
+
+def test_pooled_spectral_convergence_tolerates_a_silent_clip():
+    ref = torch.from_numpy(np.stack([harmonic_tone(60, duration_s=0.25), np.zeros(4000, np.float32)]))
+    est = ref + 0.01 * torch.randn_like(ref)
+    per_clip, _ = multi_resolution_stft(ref, est)
+    pooled, _ = multi_resolution_stft(ref, est, pooled=True)
+    assert per_clip[1] > 100 * per_clip[0]  # a silent reference makes per-clip SC blow up
+    assert pooled.dim() == 0 and pooled < 1
+
+
+def test_locked_phase_rebuilds_a_held_tone_between_bins_from_its_magnitude():
+    from models.pitch import estimate_pitch
+    from models.audio import Audio
+
+    cfg = VocoderConfig.shipped()
+    V = NeuralVocoder(cfg)
+    tone = torch.from_numpy(harmonic_tone(57.3, duration_s=1.0, n_harmonics=8, decay_s=2.0))[None]  # 225 Hz
+    window = torch.hann_window(cfg.n_fft)
+    spec = torch.stft(tone, cfg.n_fft, cfg.hop_length, cfg.n_fft, window, center=True, return_complex=True)
+    phase = V.locked_phase(torch.log(spec.abs().clamp_min(1e-5)).transpose(1, 2)).transpose(1, 2)
+    wave = torch.istft(torch.polar(spec.abs(), phase), cfg.n_fft, cfg.hop_length, cfg.n_fft, window, center=True,
+                       length=tone.shape[-1])
+    sc, _ = multi_resolution_stft(tone, wave)
+    assert sc.item() < 0.2
+    assert estimate_pitch(Audio(wave[0].numpy(), 16000)).midi_note == 57
+    bin_centres = torch.polar(spec.abs(), V.bin_advance[:, None] * torch.arange(spec.shape[-1]))  # no locking, no peak IF
+    wave_naive = torch.istft(bin_centres, cfg.n_fft, cfg.hop_length, cfg.n_fft, window, center=True,
+                             length=tone.shape[-1])
+    assert multi_resolution_stft(tone, wave_naive)[0].item() > 2 * sc.item()
+
+
+def test_untrained_shipped_vocoder_is_already_an_analytic_inverter():
+    """A zero head gives the mel's pseudo-inverse magnitude with the locked phase: the pitch survives."""
+    from models.pitch import estimate_pitch
+    from models.audio import Audio
+
+    mel = SHIPPED_MEL
+    V = NeuralVocoder(VocoderConfig.shipped(mel)).eval()
+    tone = torch.from_numpy(harmonic_tone(45, duration_s=mel.num_samples / mel.sample_rate + 0.01, decay_s=1.0))
+    with torch.no_grad():
+        wave = V(LogMel(mel)(tone[None, :mel.num_samples]))
+    assert estimate_pitch(Audio(wave[0].numpy(), mel.sample_rate)).midi_note == 45
+
+
+def test_mel_projection_makes_the_wave_match_the_requested_mel():
+    torch.manual_seed(0)
+    mel = TINY_MEL
+    V = NeuralVocoder(VocoderConfig.tiny(mel))
+    tone = torch.from_numpy(harmonic_tone(64, duration_s=mel.num_samples / mel.sample_rate + 0.01))[None, :mel.num_samples]
+    target = LogMel(mel)(tone)
+    off = tone * 0.3 + 0.01 * torch.randn_like(tone)  # wrong level, added noise
+    before = (LogMel(mel)(off) - target).abs().mean()
+    after = (LogMel(mel)(V.project_to_mel(off, target)) - target).abs().mean()
+    assert after < 0.5 * before
