@@ -13,7 +13,6 @@ Evaluation: full held-out notes, vocoder vs Griffin-Lim (``models/vocoder_eval.p
 """
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -236,15 +235,6 @@ class Evaluator:
         V.train(was_training)
         out = {f"valid_{k}": v for k, v in rows["vocoder"].items() if k not in skip}
         return {**out, **self.baseline[(notes, pitch)]}
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:  # flags come from models.train.cli
-    pass
-
-
-def run(args: argparse.Namespace) -> int:
-    train(common.load_data(args.data), Path(args.out), common.RunOptions.from_args(args))
-    return 0
 
 
 def train(data, out: Path, opts: common.RunOptions) -> dict[str, float]:
