@@ -39,8 +39,8 @@ class VocoderConfig:
     """Architecture of ``NeuralVocoder``; the iSTFT hop is the mel hop (one STFT frame per mel frame)."""
 
     mel: MelConfig = SHIPPED_MEL
-    dim: int = 192                # backbone channels
-    intermediate_dim: int = 576   # ConvNeXt MLP width
+    dim: int = 160                # backbone channels
+    intermediate_dim: int = 480   # ConvNeXt MLP width
     n_layers: int = 6
     kernel_size: int = 7          # depthwise conv over frames
     input_kernel: int = 7         # first conv, n_mels -> dim
@@ -48,14 +48,17 @@ class VocoderConfig:
     phase: str = "locked"         # "locked": phase-locked vocoder phase from the magnitude; "direct": Vocos
     phase_offset: bool = False    # "locked": plus a learned per-frame phase offset (zero at init)
     magnitude_prior: bool = True  # predict log-magnitude as a residual over the mel's pseudo-inverse
+    project_magnitude: bool = True  # rescale the predicted magnitude's bands to the input mel (no STFT)
     refine_iters: int = 1         # Griffin-Lim steps on the head's grid after the first inverse STFT
-    mel_projections: int = 2      # then rescale the wave's STFT so its mel matches the input mel
+    mel_projections: int = 1      # then rescale the wave's STFT so its mel matches the input mel
     # refine_iters and mel_projections hold no weights: a checkpoint runs with other counts too
     # (more = closer to the input mel, ~0.4 s of CPU per 88 notes each; models/README.md).
 
     def __post_init__(self) -> None:
         if self.n_fft < self.mel.hop_length or self.n_fft % 2:
             raise ValueError(f"n_fft {self.n_fft} must be even and >= the mel hop {self.mel.hop_length}")
+        if self.project_magnitude and self.n_fft != self.mel.n_fft:
+            raise ValueError("project_magnitude needs the head on the mel's FFT size")
         if self.phase not in PHASE_MODES:
             raise ValueError(f"phase must be one of {PHASE_MODES}, got {self.phase!r}")
 
@@ -139,7 +142,7 @@ class NeuralVocoder(nn.Module):
         # A sinusoid's STFT peak grows with the window's sum: rescale mel magnitudes to this head's window.
         gain = cfg.n_fft / cfg.mel.win_length
         self.register_buffer("mel_pinv", torch.linalg.pinv(fb) * gain, persistent=False)  # [n_mels, n_freqs]
-        if cfg.mel_projections:
+        if cfg.mel_projections or cfg.project_magnitude:
             # Griffin-Lim's sparse filterbank (to_mel / from_mel) and window; it holds no weights.
             self.mel_ops = GriffinLim(cfg.mel, n_iter=0)
         self.apply(_init_weights)
@@ -174,8 +177,12 @@ class NeuralVocoder(nn.Module):
                 locked = self.locked_phase(log_mag.detach())
             phase = locked if phase is None else locked + phase
         # Clamping the log keeps exp() finite in bf16 training; no real wave exceeds the bound.
-        mag = torch.exp(log_mag.clamp(max=c.max_log_magnitude))
-        return mag.transpose(1, 2), phase.transpose(1, 2)
+        mag = torch.exp(log_mag.clamp(max=c.max_log_magnitude)).transpose(1, 2)  # [B, n_freqs, F]
+        if c.project_magnitude:
+            # The mel fixes each band's energy; the network only shapes it inside the band.
+            ops = self.mel_ops
+            mag = mag * ops.from_mel(ops.mel_magnitude(log_mel) / ops.to_mel(mag).clamp_min(1e-12))
+        return mag, phase.transpose(1, 2)
 
     def locked_phase(self, log_mag: torch.Tensor) -> torch.Tensor:
         """Phase of a phase-locked vocoder for ``log_mag [B, F, n_freqs]`` (frames first), from the

@@ -98,9 +98,12 @@ def test_checkpoint_round_trip_float16(tmp_path):
         checkpoint.load(path, Generator)
 
 
-def test_config_rejects_an_istft_shorter_than_the_hop():
+def test_config_rejects_an_istft_shorter_than_the_hop_or_a_projection_off_grid():
     with pytest.raises(ValueError):
         dataclasses.replace(VocoderConfig.tiny(), n_fft=64)
+    with pytest.raises(ValueError):
+        dataclasses.replace(VocoderConfig.shipped(), n_fft=1024)
+    dataclasses.replace(VocoderConfig.shipped(), n_fft=1024, project_magnitude=False)
 
 
 def test_multi_resolution_stft_is_zero_for_equal_waves_and_grows_with_error():
