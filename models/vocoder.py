@@ -248,8 +248,8 @@ class NeuralVocoder(nn.Module):
         length = c.hop_length * (log_mel.shape[-1] - 1)
         wave = torch.istft(torch.polar(mag, phase), length=length, **stft)
         for _ in range(c.refine_iters):
-            # One Griffin-Lim step from a good phase repairs most of the overlap-add inconsistency
-            # (mel L1 -40 % with the true magnitude) for one STFT pair; training sees it too.
+            # One Griffin-Lim step from a good phase repairs much of the overlap-add inconsistency
+            # (mel L1 halved with the true magnitude) for one STFT pair; training sees it too.
             rebuilt = torch.stft(wave, return_complex=True, **stft)
             unit = rebuilt * torch.rsqrt(rebuilt.real.square() + rebuilt.imag.square() + 1e-12)
             wave = torch.istft(mag * unit, length=length, **stft)
@@ -262,7 +262,7 @@ class NeuralVocoder(nn.Module):
 
         Band ratios target / current, spread back to the linear bins through the filterbank and
         applied to the complex STFT, phase kept; bands at the floor are silenced (Griffin-Lim's
-        ``project_mel`` step, once). It fixes band energies that the head's coarser grid gets wrong.
+        ``project_mel`` step, once). It restores band energies that overlap-add has shifted.
         """
         m, ops = self.cfg.mel, self.mel_ops
         spec = torch.stft(wave, m.n_fft, m.hop_length, m.win_length, ops.window, center=True, return_complex=True)
