@@ -30,6 +30,17 @@ class VocoderCriticConfig:
                    resolution_channels=8)
 
 
+def _run_stack(x: torch.Tensor, convs: nn.ModuleList, out: nn.Module) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Leaky-ReLU conv stack, then the output conv -> (logits flattened ``[B, *]``, every feature map)."""
+    feats = []
+    for conv in convs:
+        x = F.leaky_relu(conv(x), 0.1)
+        feats.append(x)
+    x = out(x)
+    feats.append(x)
+    return x.flatten(1), feats
+
+
 class PeriodCritic(nn.Module):
     """HiFi-GAN's sub-discriminator: the wave folded to ``[B, 1, T / p, p]``, 2-D convs along time."""
 
@@ -47,13 +58,7 @@ class PeriodCritic(nn.Module):
         pad = (-T) % self.period
         x = F.pad(wave, (0, pad), mode="reflect" if pad < T else "constant")
         x = x.reshape(B, 1, (T + pad) // self.period, self.period)
-        feats = []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), 0.1)
-            feats.append(x)
-        x = self.out(x)
-        feats.append(x)
-        return x.flatten(1), feats
+        return _run_stack(x, self.convs, self.out)
 
 
 class ResolutionCritic(nn.Module):
@@ -75,13 +80,7 @@ class ResolutionCritic(nn.Module):
     def forward(self, wave: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         # Compressed magnitude keeps quiet partials visible to the critic.
         x = stft_magnitude(wave, self.n_fft, self.hop_length).pow(0.3)[:, None]  # [B, 1, freqs, frames]
-        feats = []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), 0.1)
-            feats.append(x)
-        x = self.out(x)
-        feats.append(x)
-        return x.flatten(1), feats
+        return _run_stack(x, self.convs, self.out)
 
 
 class VocoderCritic(nn.Module):
