@@ -268,8 +268,6 @@ def save_state(out_dir: str | Path, name: str, nets: dict[str, torch.nn.Module],
     Keys are prefixed with each network's name (``"G."``, ``"D."``, ``"ema."``). Shards are named
     ``{name}-00000.safetensors`` ...; stale shards of an earlier save are removed.
     """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     tensors: dict[str, torch.Tensor] = {}
     for prefix, net in nets.items():
         for k, v in unwrap(net).state_dict().items():
@@ -277,6 +275,14 @@ def save_state(out_dir: str | Path, name: str, nets: dict[str, torch.nn.Module],
             if dtype is not None and v.is_floating_point():
                 v = v.to(dtype)
             tensors[f"{prefix}.{k}"] = v
+    return save_tensor_state(out_dir, name, tensors, meta)
+
+
+def save_tensor_state(out_dir: str | Path, name: str, tensors: dict[str, torch.Tensor],
+                      meta: dict[str, Any]) -> list[Path]:
+    """Write ``tensors`` as shards ``{name}-00000.safetensors`` ... (< 16 MiB each) under ``out_dir``."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
     shards: list[dict[str, torch.Tensor]] = [{}]
     size = 0
     for k, v in tensors.items():

@@ -156,6 +156,7 @@ def train(data, out: Path, opts: common.RunOptions) -> dict[str, float]:
     budget = common.Budget(opts.minutes, opts.max_steps)
     gen = torch.Generator().manual_seed(cfg.seed * 1000 + d.rank + step)
     meta_base = {"stage": "gan", "train_config": common.config_json(cfg), "mel": data.mel_cfg.to_json(),
+                 "g_config": checkpoint.config_to_json(g_cfg), "d_config": checkpoint.config_to_json(d_cfg),
                  "features": str(weights / "features.safetensors")}
 
     def save() -> None:

@@ -35,7 +35,8 @@ weights_dir() {  # earlier stages' outputs, gathered where later stages look for
            "$HG"/runs/hyper-pre/hyper_pre.safetensors "$HG"/runs/hyper-adv/hyper.safetensors; do
     [ -f "$f" ] && cp "$f" "$HG/weights/"
   done
-  for f in state_local/weights/*.safetensors; do
+  # then carried weights, then the shipped float16 ones (f and the classifiers travel with the tree)
+  for f in state_local/weights/*.safetensors assets/features.safetensors assets/*_classifier.safetensors; do
     [ -f "$f" ] && [ ! -f "$HG/weights/$(basename "$f")" ] && cp "$f" "$HG/weights/"
   done
   echo "$HG/weights"

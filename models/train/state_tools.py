@@ -1,0 +1,102 @@
+"""Move training state between the lent GPU, git history and the shipped ``assets/``.
+
+    python -m models.train.state_tools cast SRC_DIR DST_DIR [--dtype float16]
+        rewrite a sharded state (``state-*.safetensors``) at another precision: a float16 GAN state
+        is 24 MB instead of 48 MB, which is what lets it travel with the tree and the fonts.
+    python -m models.train.state_tools ship-generator STATE_DIR OUT.safetensors
+        write G_ema of a GAN state as the shipped float16 ``generator.safetensors``.
+    python -m models.train.state_tools half IN.safetensors OUT.safetensors
+        a float16 copy of one network file (header kept), for ``assets/``.
+
+Weights restored from a float16 state are cast back to float32 by ``common.restore``; the
+precision lost is far below one optimizer step's change, and Adam re-warms within a few hundred
+steps anyway (see models/README.md, "Training on the lent GPU").
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+from models import checkpoint
+from models.errors import UserError
+from models.generator import Generator
+from models.mel import MelConfig
+from models.train import common
+
+DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
+
+
+def _cast(tensors: dict[str, torch.Tensor], dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    return {k: v.to(dtype) if v.is_floating_point() else v for k, v in tensors.items()}
+
+
+def cast_state(src: Path, dst: Path, dtype: torch.dtype, name: str = "state") -> list[Path]:
+    """Re-shard the state ``name`` of ``src`` into ``dst`` with floating tensors at ``dtype``."""
+    state = common.load_state(src, name)
+    if state is None:
+        raise UserError(f"no {name}-*.safetensors in {src}")
+    tensors, meta = state
+    meta = {k: v for k, v in meta.items() if k not in ("shard", "format", "git")}
+    meta["state_dtype"] = str(dtype).removeprefix("torch.")
+    return common.save_tensor_state(dst, name, _cast(tensors, dtype), meta)
+
+
+def ship_generator(state_dir: Path, out: Path) -> Path:
+    """G_ema of a GAN state -> float16 ``generator.safetensors`` with its config and provenance."""
+    state = common.load_state(state_dir, "state")
+    if state is None:
+        raise UserError(f"no GAN state in {state_dir}")
+    tensors, meta = state
+    if "g_config" in meta:
+        g_cfg = checkpoint.config_from_dict(Generator.Config, json.loads(meta["g_config"]))
+    else:  # states written before g_config was recorded used the shipped config (their logs say so)
+        g_cfg = Generator.Config.shipped(MelConfig.from_json(meta["mel"]))
+        print(f"{state_dir}: no g_config in the state; assuming Generator.Config.shipped")
+    G = Generator(g_cfg)
+    common.restore(G, tensors, "ema")
+    keep = {k: v for k, v in meta.items() if k in ("stage", "step", "kimg", "train_config", "mel", "git")}
+    keep["source_git"] = keep.pop("git", "unknown")
+    checkpoint.save(out, G, keep, dtype=torch.float16)
+    return out
+
+
+def half_copy(src: Path, dst: Path) -> Path:
+    """A float16 copy of a network file written by ``checkpoint.save``, header kept."""
+    tensors, meta = checkpoint.read_tensors(src)
+    meta = {k: v for k, v in meta.items() if k != "format"}
+    meta["source_git"] = meta.pop("git", "unknown")
+    checkpoint.save_tensors(dst, _cast(tensors, torch.float16), meta)
+    return dst
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m models.train.state_tools", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("cast")
+    p.add_argument("src", type=Path)
+    p.add_argument("dst", type=Path)
+    p.add_argument("--dtype", choices=sorted(DTYPES), default="float16")
+    p.add_argument("--name", default="state")
+    p = sub.add_parser("ship-generator")
+    p.add_argument("state_dir", type=Path)
+    p.add_argument("out", type=Path)
+    p = sub.add_parser("half")
+    p.add_argument("src", type=Path)
+    p.add_argument("dst", type=Path)
+    args = parser.parse_args(argv)
+    if args.cmd == "cast":
+        for path in cast_state(args.src, args.dst, DTYPES[args.dtype], args.name):
+            print(path)
+    elif args.cmd == "ship-generator":
+        print(ship_generator(args.state_dir, args.out))
+    else:
+        print(half_copy(args.src, args.dst))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

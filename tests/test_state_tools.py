@@ -1,0 +1,49 @@
+"""Moving training state: float16 casting for carrying, shipping G_ema from a GAN state."""
+from __future__ import annotations
+
+import torch
+
+from models import checkpoint
+from models.generator import Generator
+from models.mel import TINY_MEL
+from models.train import common, state_tools
+
+
+def _gan_like_state(tmp_path):
+    torch.manual_seed(0)
+    cfg = Generator.Config.tiny(TINY_MEL)
+    G, ema = Generator(cfg), Generator(cfg)
+    with torch.no_grad():
+        for p in ema.parameters():
+            p.add_(0.01)
+    meta = {"stage": "gan", "step": 7, "mel": TINY_MEL.to_json(), "g_config": checkpoint.config_to_json(cfg)}
+    common.save_state(tmp_path / "run", "state", {"G": G, "ema": ema}, meta)
+    return G, ema
+
+
+def test_cast_state_halves_size_and_restores_into_fp32(tmp_path):
+    G, _ = _gan_like_state(tmp_path)
+    state_tools.cast_state(tmp_path / "run", tmp_path / "half", torch.float16)
+    tensors, meta = common.load_state(tmp_path / "half", "state")
+    assert meta["step"] == "7" and meta["state_dtype"] == "float16"
+    assert all(v.dtype == torch.float16 for v in tensors.values() if v.is_floating_point())
+    full = sum(p.stat().st_size for p in (tmp_path / "run").glob("*.safetensors"))
+    half = sum(p.stat().st_size for p in (tmp_path / "half").glob("*.safetensors"))
+    assert half < 0.6 * full
+    G2 = Generator(G.cfg)
+    common.restore(G2, tensors, "G")  # cast back to the net's float32
+    for a, b in zip(G.state_dict().values(), G2.state_dict().values()):
+        assert b.dtype == a.dtype
+        assert torch.allclose(a.float(), b.float(), rtol=1e-3, atol=1e-4)
+
+
+def test_ship_generator_writes_ema_in_fp16(tmp_path):
+    G, ema = _gan_like_state(tmp_path)
+    out = state_tools.ship_generator(tmp_path / "run", tmp_path / "generator.safetensors")
+    tensors, meta = checkpoint.read_tensors(out)
+    assert meta["kind"] == "Generator" and meta["step"] == "7"
+    assert all(v.dtype == torch.float16 for v in tensors.values() if v.is_floating_point())
+    shipped, _, _ = checkpoint.load(out, Generator)
+    name = next(k for k, v in ema.state_dict().items() if v.is_floating_point() and v.numel() > 16)
+    assert torch.allclose(shipped.state_dict()[name], ema.state_dict()[name].half().float())
+    assert not torch.allclose(shipped.state_dict()[name], G.state_dict()[name].half().float())
