@@ -47,3 +47,15 @@ def test_ship_generator_writes_ema_in_fp16(tmp_path):
     name = next(k for k, v in ema.state_dict().items() if v.is_floating_point() and v.numel() > 16)
     assert torch.allclose(shipped.state_dict()[name], ema.state_dict()[name].half().float())
     assert not torch.allclose(shipped.state_dict()[name], G.state_dict()[name].half().float())
+
+
+def test_gan_resume_refuses_another_f(tmp_path):
+    import pytest
+
+    from models.errors import UserError
+    from models.train.gan import check_same_features
+
+    check_same_features({"features_step": "3623"}, "3623", tmp_path)
+    check_same_features({}, "1", tmp_path)  # states from before the check: nothing to compare
+    with pytest.raises(UserError, match="trained with f of step 3623"):
+        check_same_features({"features_step": "3623"}, "9000", tmp_path)

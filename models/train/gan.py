@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 from models import checkpoint
 from models.discriminator import Discriminator, r1_penalty
+from models.errors import UserError
 from models.features import FeatureExtractor
 from models.generator import Generator
 from models.knn import build_neighbours
@@ -111,11 +112,19 @@ class GanStep:
         return out
 
 
-def load_frozen_features(path: Path, device: torch.device) -> FeatureExtractor:
-    f, _, _ = checkpoint.load(path, FeatureExtractor, device=device)
+def load_frozen_features(path: Path, device: torch.device) -> tuple[FeatureExtractor, str]:
+    """f, frozen, and its training step (G is tied to the f it was trained with)."""
+    f, _, meta = checkpoint.load(path, FeatureExtractor, device=device)
     f.eval().requires_grad_(False)
-    return f
+    return f, meta.get("step", "unknown")
 
+
+def check_same_features(state_meta: dict[str, str], features_step: str, out: Path) -> None:
+    """Refuse to resume G with another f: its h would mean something else (a float16 copy is fine)."""
+    trained_with = state_meta.get("features_step")
+    if trained_with is not None and trained_with != features_step:
+        raise UserError(f"the GAN state in {out} was trained with f of step {trained_with}, but the f given "
+                        f"is of step {features_step}; retrain the GAN in a new folder or pass that f")
 
 
 def train(data, out: Path, opts: common.RunOptions) -> dict[str, float]:
@@ -123,7 +132,7 @@ def train(data, out: Path, opts: common.RunOptions) -> dict[str, float]:
     d = common.setup_distributed(opts.device)
     cfg = common.apply_overrides(GanTrainConfig(), opts.overrides)
     weights = Path(opts.weights or "assets")
-    f = load_frozen_features(weights / "features.safetensors", d.device)
+    f, features_step = load_frozen_features(weights / "features.safetensors", d.device)
     train_notes = common.DeviceNotes(data, d.device, splits=(0,))
     h_all = embed(f, train_notes)
     g_cfg, d_cfg = net_configs(data.mel_cfg, h_all.shape[1], opts.tiny, opts.overrides)
@@ -141,6 +150,7 @@ def train(data, out: Path, opts: common.RunOptions) -> dict[str, float]:
     state = common.load_state(out, "state")
     if state is not None:
         tensors, meta = state
+        check_same_features(meta, features_step, out)
         for name, net in (("G", G), ("D", D), ("ema", G_ema)):
             common.restore(net, tensors, name)
         step = int(meta["step"])
@@ -157,7 +167,7 @@ def train(data, out: Path, opts: common.RunOptions) -> dict[str, float]:
     gen = torch.Generator().manual_seed(cfg.seed * 1000 + d.rank + step)
     meta_base = {"stage": "gan", "train_config": common.config_json(cfg), "mel": data.mel_cfg.to_json(),
                  "g_config": checkpoint.config_to_json(g_cfg), "d_config": checkpoint.config_to_json(d_cfg),
-                 "features": str(weights / "features.safetensors")}
+                 "features": str(weights / "features.safetensors"), "features_step": features_step}
 
     def save() -> None:
         if d.is_main:

@@ -36,7 +36,8 @@ weights_dir() {  # earlier stages' outputs, gathered where later stages look for
     [ -f "$f" ] && cp "$f" "$HG/weights/"
   done
   # then carried weights, then the shipped float16 ones (f and the classifiers travel with the tree)
-  for f in state_local/weights/*.safetensors assets/features.safetensors assets/*_classifier.safetensors; do
+  for f in state_local/weights/*.safetensors assets/features.safetensors assets/generator.safetensors \
+           assets/*_classifier.safetensors; do
     [ -f "$f" ] && [ ! -f "$HG/weights/$(basename "$f")" ] && cp "$f" "$HG/weights/"
   done
   echo "$HG/weights"
