@@ -58,54 +58,56 @@ def _band_table(keys: np.ndarray, ok: np.ndarray) -> dict[str, float]:
     return out
 
 
-def evaluate(data, weights: Path, split: str, estimator_keys: int, gl_iters: int, seed: int = 0) -> dict:
+def evaluate(data, weights: Path, split: str, estimator_keys: int, gl_iters: int, seed: int = 0,
+             device: str = "cpu") -> dict:
     """Every figure of the report as a dict (see the module docstring)."""
-    device = torch.device("cpu")
-    f = checkpoint.load(weights / "features.safetensors", FeatureExtractor)[0].eval()
-    G, _, g_meta = checkpoint.load(weights / "generator.safetensors", Generator)
+    device = torch.device(device)
+    f = checkpoint.load(weights / "features.safetensors", FeatureExtractor, device=device)[0].eval()
+    G, _, g_meta = checkpoint.load(weights / "generator.safetensors", Generator, device=device)
     G.eval()
-    pitch_net = checkpoint.load(weights / "pitch_classifier.safetensors", PitchClassifier)[0].eval()
-    inst_net = checkpoint.load(weights / "instrument_classifier.safetensors", InstrumentClassifier)[0].eval()
+    pitch_net = checkpoint.load(weights / "pitch_classifier.safetensors", PitchClassifier, device=device)[0].eval()
+    inst_net = checkpoint.load(weights / "instrument_classifier.safetensors", InstrumentClassifier,
+                               device=device)[0].eval()
     notes = common.DeviceNotes(data, device, splits=(SPLITS[split],))
-    inst = notes.instrument.numpy()
-    pitch = notes.pitch.numpy()
-    vel = notes.velocity.numpy()
+    inst = notes.instrument.cpu().numpy()
+    pitch = notes.pitch.cpu().numpy()
+    vel = notes.velocity.cpu().numpy()
     instruments = np.unique(inst)
     score = np.abs(pitch - 60) * 1000 - vel
     src = np.array([np.nonzero(inst == i)[0][np.argmin(score[inst == i])] for i in instruments])
-    pitched = notes.pitched.numpy()[src]
-    h_src = _batched(f, notes.x(torch.as_tensor(src)))
+    pitched = notes.pitched.cpu().numpy()[src]
+    h_src = _batched(f, notes.x(torch.as_tensor(src, device=device)))
     # G over all 88 keys per instrument (z = 0)
     n_inst = len(instruments)
-    keys = KEYS.repeat(n_inst)
-    rows = torch.arange(n_inst).repeat_interleave(len(KEYS))
+    keys = KEYS.repeat(n_inst).to(device)
+    rows = torch.arange(n_inst, device=device).repeat_interleave(len(KEYS))
     with torch.no_grad():
-        fake = torch.cat([G(h_src[rows[s:s + 64]], torch.zeros(len(rows[s:s + 64]), G.cfg.z_dim), keys[s:s + 64])
-                          for s in range(0, len(rows), 64)])
+        fake = torch.cat([G(h_src[rows[s:s + 64]], torch.zeros(len(rows[s:s + 64]), G.cfg.z_dim, device=device),
+                            keys[s:s + 64]) for s in range(0, len(rows), 64)])
     pred = _batched(pitch_net.logits, fake).argmax(1) + 21
-    ok_gen = (pred == keys).numpy()
-    p_rows = pitched[rows.numpy()]
+    ok_gen = (pred == keys).cpu().numpy()
+    p_rows = pitched[rows.cpu().numpy()]
     report: dict = {"split": split, "instruments": int(n_inst), "pitched_instruments": int(pitched.sum()),
                     "generator_step": g_meta.get("step"), "generator_kimg": g_meta.get("kimg")}
     report["pitch_acc_gen"] = float(ok_gen[p_rows].mean())
-    report["pitch_acc_gen_bands"] = _band_table(keys.numpy()[p_rows], ok_gen[p_rows])
+    report["pitch_acc_gen_bands"] = _band_table(keys.cpu().numpy()[p_rows], ok_gen[p_rows])
     # real notes of the same held-out instruments, by the same classifier
-    real_pitched = notes.pitched.numpy()
-    real_pred = _batched(pitch_net.logits, notes.x(torch.arange(len(notes)))).argmax(1).numpy() + 21
+    real_pitched = notes.pitched.cpu().numpy()
+    real_pred = _batched(pitch_net.logits, notes.x(torch.arange(len(notes), device=device))).argmax(1).cpu().numpy() + 21
     report["pitch_acc_real"] = float((real_pred == pitch)[real_pitched].mean())
     report["pitch_acc_real_bands"] = _band_table(pitch[real_pitched], (real_pred == pitch)[real_pitched])
     # real notes at (instrument, key) pairs that exist: timbre id and FID against generated twins
     row_of = {int(i): r for r, i in enumerate(instruments)}
     pair_real = np.setdiff1d(np.arange(len(notes)), src)
     pair_rows = np.array([row_of[int(inst[j])] for j in pair_real])
-    pair_fake = fake[torch.as_tensor(pair_rows * len(KEYS) + (pitch[pair_real] - 21))]
+    pair_fake = fake[torch.as_tensor(pair_rows * len(KEYS) + (pitch[pair_real] - 21), device=device)]
     ref = torch.nn.functional.normalize(h_src, dim=1)
 
     def timbre_id(x: torch.Tensor) -> float:
         q = torch.nn.functional.normalize(_batched(f, x), dim=1)
-        return float(((q @ ref.T).argmax(1).numpy() == pair_rows).mean())
+        return float(((q @ ref.T).argmax(1).cpu().numpy() == pair_rows).mean())
 
-    x_real = notes.x(torch.as_tensor(pair_real))
+    x_real = notes.x(torch.as_tensor(pair_real, device=device))
     report["timbre_id_gen"] = timbre_id(pair_fake)
     report["timbre_id_real"] = timbre_id(x_real)
     report["timbre_id_chance"] = 1.0 / n_inst
@@ -113,17 +115,17 @@ def evaluate(data, weights: Path, split: str, estimator_keys: int, gl_iters: int
     report["fid_real_halves"] = _fid_halves(_batched(inst_net.features, x_real), seed)
     # independent estimator on inverted audio, a spread subset of keys per pitched instrument
     rng = np.random.default_rng(seed)
-    gl = GriffinLim(data.mel_cfg, n_iter=gl_iters)
+    gl = GriffinLim(data.mel_cfg, n_iter=gl_iters).to(device)
     sel_rows, sel_keys = [], []
     for r in np.nonzero(pitched)[0]:
         offset = rng.integers(0, 88 // estimator_keys)
         for k in range(21 + offset, 109, max(1, 88 // estimator_keys)):
             sel_rows.append(r)
             sel_keys.append(k)
-    sel = torch.as_tensor(np.array(sel_rows) * len(KEYS) + np.array(sel_keys) - 21)
+    sel = torch.as_tensor(np.array(sel_rows) * len(KEYS) + np.array(sel_keys) - 21, device=device)
     t0 = time.perf_counter()
     with torch.no_grad():
-        audio = torch.cat([gl(fake[sel[s:s + 32]]) for s in range(0, len(sel), 32)]).numpy()
+        audio = torch.cat([gl(fake[sel[s:s + 32]]) for s in range(0, len(sel), 32)]).cpu().numpy()
     report["gl_seconds"] = round(time.perf_counter() - t0, 1)
     rate = data.mel_cfg.sample_rate
     est_ok = np.array([_pitch_ok(a, rate, k) for a, k in zip(audio, sel_keys)])
@@ -134,8 +136,8 @@ def evaluate(data, weights: Path, split: str, estimator_keys: int, gl_iters: int
     real_sel = np.nonzero(real_pitched)[0]
     real_sel = rng.choice(real_sel, size=min(len(real_sel), len(sel_keys)), replace=False)
     with torch.no_grad():
-        real_audio = torch.cat([gl(notes.x(torch.as_tensor(real_sel[s:s + 32])))
-                                for s in range(0, len(real_sel), 32)]).numpy()
+        real_audio = torch.cat([gl(notes.x(torch.as_tensor(real_sel[s:s + 32], device=device)))
+                                for s in range(0, len(real_sel), 32)]).cpu().numpy()
     real_ok = np.array([_pitch_ok(a, rate, int(pitch[j])) for a, j in zip(real_audio, real_sel)])
     report["pitch_acc_real_estimator_gl"] = float(real_ok.mean())
     return report
@@ -183,9 +185,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split", default="test", choices=sorted(SPLITS))
     parser.add_argument("--estimator-keys", type=int, default=11, help="generated keys per instrument inverted")
     parser.add_argument("--gl-iters", type=int, default=32)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
-    report = evaluate(common.load_data(args.data), args.weights, args.split, args.estimator_keys, args.gl_iters)
+    report = evaluate(common.load_data(args.data), args.weights, args.split, args.estimator_keys, args.gl_iters,
+                      device=args.device)
     text = markdown(report)
     print(text)
     if args.out:
