@@ -94,3 +94,59 @@ def test_checkpoint_round_trip_bitwise(tmp_path):
     f2, cfg, _ = checkpoint.load(tmp_path / "f.safetensors", FeatureExtractor)
     x = torch.randn(2, TINY_MEL.n_mels, TINY_MEL.n_frames) - 4
     assert cfg == f.cfg and torch.equal(f(x), f2.eval()(x))
+
+
+def test_confusion_trains_head_on_detached_h_and_pushes_f_toward_uniform():
+    from models.train.features import FeaturesTrainConfig, pitch_loss
+
+    torch.manual_seed(0)
+    f = FeatureExtractor(FeatureConfig.tiny())
+    with torch.no_grad():  # a head that already reads pitch a little: its prediction is far from uniform
+        f.pitch_head[-1].weight.mul_(20)
+    h = torch.randn(6, 16, requires_grad=True)
+    key = torch.tensor([0, 5, 10, 40, 60, 87])
+    loss, logs = pitch_loss(f, h, key, FeaturesTrainConfig(pitch_objective="confusion", pitch_weight=2.0), 0.5)
+    loss.backward()
+    assert logs["loss_confusion"] >= torch.log(torch.tensor(88.0)) - 1e-5
+    # the head's gradient is that of its own cross-entropy alone
+    head_grads = [p.grad.clone() for p in f.pitch_head.parameters()]
+    f.zero_grad()
+    F.cross_entropy(f.pitch_head(h.detach()), key).backward()
+    for got, want in zip(head_grads, [p.grad for p in f.pitch_head.parameters()]):
+        assert torch.allclose(got, want, atol=1e-6)
+    # f's gradient is 2 * 0.5 times that of the cross-entropy to uniform, and a step against it makes
+    # the head less sure (higher entropy), where a step against the plain pitch CE would make it surer
+    h2 = h.detach().requires_grad_()
+    (-F.log_softmax(f.pitch_head(h2), 1).mean()).backward()
+    assert torch.allclose(h.grad, h2.grad, atol=1e-6)
+
+    def entropy(hh):
+        with torch.no_grad():
+            p = F.softmax(f.pitch_head(hh), 1)
+            return float(-(p * p.clamp_min(1e-12).log()).sum(1).mean())
+
+    assert entropy(h.detach() - 0.05 * h.grad) > entropy(h.detach())
+
+
+def test_grl_objective_reverses_the_head_gradient_into_f():
+    from models.train.features import FeaturesTrainConfig, pitch_loss
+
+    torch.manual_seed(0)
+    f = FeatureExtractor(FeatureConfig.tiny())
+    h = torch.randn(4, 16, requires_grad=True)
+    key = torch.tensor([0, 5, 10, 40])
+    loss, _ = pitch_loss(f, h, key, FeaturesTrainConfig(pitch_objective="grl"), 0.5)
+    loss.backward()
+    h2 = h.detach().requires_grad_()
+    F.cross_entropy(f.pitch_head(h2), key).backward()
+    assert torch.allclose(h.grad, -0.5 * h2.grad, atol=1e-6)
+
+
+def test_reset_pitch_head_is_deterministic_per_seed():
+    f1, f2 = FeatureExtractor(FeatureConfig.tiny()), FeatureExtractor(FeatureConfig.tiny())
+    f1.reset_pitch_head(torch.Generator().manual_seed(3))
+    f2.reset_pitch_head(torch.Generator().manual_seed(3))
+    for a, b in zip(f1.pitch_head.parameters(), f2.pitch_head.parameters()):
+        assert torch.equal(a, b)
+    linear = FeatureExtractor(FeatureConfig(mel=TINY_MEL, h_dim=16, channels=(8, 16), n_instruments=8, pitch_hidden=0))
+    assert linear.pitch_logits(torch.randn(2, 16)).shape == (2, 88)
