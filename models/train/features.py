@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from models import checkpoint
 from models.features import FeatureExtractor
+from models.pitch_template import N_KEYS
 from models.train import common
 
 
@@ -32,6 +33,8 @@ class FeaturesTrainConfig:
     head_lr_mult: float = 1.0      # the pitch head's learning rate, times lr (a faster adversary)
     head_reset_every: int = 0      # re-draw the pitch head every n steps (a fresh adversary, like the probe); 0: never
     balance_pitch: bool = False    # draw batches uniform over keys rather than over notes
+    probe_weight: float = 0.0      # weight of the linear-probe penalty (LinearProbePenalty); 0: off
+    probe_bank: int = 4096         # ... refitted each step on this many recent h
     label_smoothing: float = 0.1
     gain_jitter_db: float = 6.0    # random level offset: log-mel shifts by a constant
     holdout_every: int = 20        # every n-th note of training instruments is held out (instrument accuracy)
@@ -83,15 +86,59 @@ def pitch_loss(f: FeatureExtractor, h: torch.Tensor, key: torch.Tensor, cfg: Fea
     return loss, {"loss_pitch_adv": loss_head, "adv_acc": adv_acc, **extra}
 
 
+class LinearProbePenalty:
+    """How much pitch a least-squares linear probe can read from h: the probe is refitted in closed
+    form every step on the last ``bank_size`` detached h (a fresh adversary that f cannot outrun),
+    and the penalty is the share of the one-hot key variance its prediction carries on the batch
+    (~R^2: 0 = nothing decodable). Scale-invariant: shrinking a direction of h does not hide pitch.
+    The bank is not saved: after a resume it refills in ``bank_size / batch`` steps, penalty 0 until
+    it holds 2 * h_dim notes.
+    """
+
+    def __init__(self, h_dim: int, bank_size: int, device: torch.device, ridge: float = 1e-3) -> None:
+        self.h = torch.zeros(bank_size, h_dim, device=device)
+        self.key = torch.zeros(bank_size, dtype=torch.long, device=device)
+        self.ridge = ridge
+        self.filled = self.pos = 0
+
+    def push(self, h: torch.Tensor, key: torch.Tensor) -> None:
+        rows = (self.pos + torch.arange(len(h))) % len(self.h)
+        self.h[rows.to(self.h.device)] = h.detach().float()
+        self.key[rows.to(self.h.device)] = key
+        self.pos = (self.pos + len(h)) % len(self.h)
+        self.filled = min(self.filled + len(h), len(self.h))
+
+    def __call__(self, h: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
+        """h ``[B, h_dim]`` (with grad), key ``[B]`` (midi - 21) -> scalar; pushes the batch first."""
+        self.push(h, key)
+        if self.filled < 2 * self.h.shape[1]:
+            return h.float().sum() * 0.0
+        bank = self.h[:self.filled]
+        y = F.one_hot(self.key[:self.filled], N_KEYS).float()
+        mean_h, mean_y = bank.mean(0), y.mean(0)
+        hc, yc = bank - mean_h, y - mean_y
+        gram = hc.T @ hc / len(bank)  # [h_dim, h_dim]
+        gram = gram + self.ridge * gram.diagonal().mean() * torch.eye(len(gram), device=gram.device)
+        w = torch.linalg.solve(gram, hc.T @ yc / len(bank))  # [h_dim, 88]
+        pred = (h.float() - mean_h) @ w  # [B, 88], centred prediction of the one-hot key
+        return pred.square().sum(1).mean() / yc.square().sum(1).mean()
+
+
 def train_step(f_train, f: FeatureExtractor, opt, x, inst, pitch, cfg: FeaturesTrainConfig,
-               device, adv_scale: float | None = None) -> dict[str, torch.Tensor]:
+               device, adv_scale: float | None = None,
+               probe: LinearProbePenalty | None = None) -> dict[str, torch.Tensor]:
     """One step: instrument CE plus the pitch adversary (``pitch_loss``; ``adv_scale`` defaults to
-    ``cfg.grl_scale``), in one backward pass so that DDP reduces every gradient once."""
+    ``cfg.grl_scale``) and, given ``probe``, the linear-probe penalty (times ``cfg.probe_weight`` and
+    ``adv_scale``), in one backward pass so that DDP reduces every gradient once."""
+    scale = cfg.grl_scale if adv_scale is None else adv_scale
     with common.autocast(device):
         h = f_train(x)
         inst_logits = f.instrument_logits(h)
-        loss_pitch, logs = pitch_loss(f, h, pitch - 21, cfg, cfg.grl_scale if adv_scale is None else adv_scale)
+        loss_pitch, logs = pitch_loss(f, h, pitch - 21, cfg, scale)
     loss_inst = F.cross_entropy(inst_logits.float(), inst, label_smoothing=cfg.label_smoothing)
+    if probe is not None:
+        logs["probe_r2"] = probe(h, pitch - 21)
+        loss_pitch = loss_pitch + cfg.probe_weight * scale * logs["probe_r2"]
     opt.zero_grad(set_to_none=True)
     (loss_inst + loss_pitch).backward()
     opt.step()
@@ -233,6 +280,7 @@ def train(data, out: Path, opts: common.RunOptions) -> dict[str, float]:
         checkpoint.save(out / "features.safetensors", f, meta)
 
     draw = batch_sampler(train_notes.pitch, fit_idx, cfg.balance_pitch)
+    probe = LinearProbePenalty(net_cfg.h_dim, cfg.probe_bank, d.device) if cfg.probe_weight > 0 else None
     while not budget.expired():
         if cfg.head_reset_every > 0 and step > 0 and step % cfg.head_reset_every == 0:
             reset_pitch_head(f, opt, seed=cfg.seed * 1000003 + step)
@@ -240,7 +288,7 @@ def train(data, out: Path, opts: common.RunOptions) -> dict[str, float]:
         x = jitter_gain(train_notes.x(idx), cfg.gain_jitter_db, data.mel_cfg.log_min)
         ramp = min(1.0, step / cfg.grl_ramp_steps) if cfg.grl_ramp_steps > 0 else 1.0
         losses = train_step(f_train, f, opt, x, train_notes.instrument[idx], train_notes.pitch[idx], cfg, d.device,
-                            adv_scale=cfg.grl_scale * ramp)
+                            adv_scale=cfg.grl_scale * ramp, probe=probe)
         avg.add(**losses)
         step += 1
         if step % cfg.log_every == 0 and d.is_main:
