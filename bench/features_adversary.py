@@ -36,6 +36,8 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     "confusion_balanced": ("pitch_objective=confusion", "balance_pitch=true"),
     "probe": ("pitch_objective=confusion", "probe_weight=1"),
     "probe_w3": ("pitch_objective=confusion", "probe_weight=3"),
+    "probe_w10": ("pitch_objective=confusion", "probe_weight=10"),
+    "probe_w3_bank16k": ("pitch_objective=confusion", "probe_weight=3", "probe_bank=16384"),
     "probe_only": ("pitch_objective=confusion", "pitch_weight=0", "probe_weight=1"),
     "grl_probe": ("pitch_objective=grl", "probe_weight=1"),
     "grl_head5x": ("pitch_objective=grl", "head_lr_mult=5"),
