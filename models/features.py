@@ -2,8 +2,9 @@
 
 f(log_mel) -> h: a CNN, then statistics over time (mean and std: envelope and decay are timbre) at a
 coarse frequency resolution, then a linear layer. Training (stage S1): instrument cross-entropy on
-``instrument_logits(h)`` plus pitch cross-entropy on ``pitch_logits(h, scale)``, whose gradient-reversal
-layer pushes f to remove pitch from h while the pitch head still tries to read it.
+``instrument_logits(h)``, while an adversarial pitch head tries to read pitch from h and f is pushed
+to hide it: either the head's prediction is made uniform (``pitch_logits_fixed_head``, the
+confusion objective) or its gradient is reversed (``pitch_logits(h, scale)``, GRL).
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ class FeatureConfig:
     h_dim: int = 256
     channels: tuple[int, ...] = (24, 48, 96, 128, 192)
     n_instruments: int = 256      # classes of the instrument head (training instruments)
-    pitch_hidden: int = 256       # the adversarial pitch head is an MLP (a stronger adversary than linear)
+    pitch_hidden: int = 256       # the adversarial pitch head is an MLP (a stronger adversary than linear); 0: linear
     normalize_h: bool = True      # h has RMS 1 (L2 norm sqrt(h_dim))
 
     @property
@@ -62,8 +63,11 @@ class FeatureExtractor(nn.Module):
         self.encoder = ConvEncoder(cfg.mel, cfg.channels, cfg.pools)
         self.proj = nn.Linear(2 * cfg.channels[-1] * n_freq, cfg.h_dim)
         self.instrument_head = nn.Linear(cfg.h_dim, cfg.n_instruments)
-        self.pitch_head = nn.Sequential(nn.Linear(cfg.h_dim, cfg.pitch_hidden), nn.LeakyReLU(0.2),
-                                        nn.Linear(cfg.pitch_hidden, N_KEYS))
+        if cfg.pitch_hidden > 0:
+            self.pitch_head = nn.Sequential(nn.Linear(cfg.h_dim, cfg.pitch_hidden), nn.LeakyReLU(0.2),
+                                            nn.Linear(cfg.pitch_hidden, N_KEYS))
+        else:
+            self.pitch_head = nn.Sequential(nn.Linear(cfg.h_dim, N_KEYS))
 
     def forward(self, log_mel: torch.Tensor) -> torch.Tensor:
         x = self.encoder(log_mel)  # [B, C, M', F']
@@ -82,3 +86,21 @@ class FeatureExtractor(nn.Module):
         The head itself learns to classify pitch; f receives ``-reverse_scale`` times its gradient.
         """
         return self.pitch_head(grad_reverse(h, reverse_scale))
+
+    def pitch_logits_fixed_head(self, h: torch.Tensor) -> torch.Tensor:
+        """88 keys ``[B, 88]`` through the pitch head with its parameters held fixed.
+
+        The gradient reaches h (and f) only: f's confusion loss must not train the head.
+        """
+        params = {name: p.detach() for name, p in self.pitch_head.named_parameters()}
+        return torch.func.functional_call(self.pitch_head, params, (h,))
+
+    @torch.no_grad()
+    def reset_pitch_head(self, generator: torch.Generator | None = None) -> None:
+        """Re-draw the pitch head's weights (PyTorch's default Linear init), the same on every rank
+        for the same ``generator`` state."""
+        for layer in self.pitch_head:
+            if isinstance(layer, nn.Linear):
+                nn.init.kaiming_uniform_(layer.weight, a=5 ** 0.5, generator=generator)
+                bound = layer.in_features ** -0.5
+                nn.init.uniform_(layer.bias, -bound, bound, generator=generator)

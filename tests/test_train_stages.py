@@ -44,6 +44,20 @@ def test_features_stage_learns_instruments(features_run):
     assert int(meta["step"]) == 160
 
 
+def test_features_stage_resumes_with_a_fresh_adversary(noteset, features_run, tmp_path):
+    out = tmp_path / "features"
+    out.mkdir()
+    for shard in features_run[0].glob("state-*.safetensors"):
+        (out / shard.name).write_bytes(shard.read_bytes())
+    overrides = ("batch_size=32", "log_every=5", "eval_every=1000", "save_every=1000", "head_reset_every=170")
+    final = features.train(noteset, out, common.RunOptions(minutes=5, max_steps=20, tiny=True, overrides=overrides,
+                                                           device="cpu"))
+    assert int(common.load_state(out, "state")[1]["step"]) == 180
+    rows = [r for r in metrics(out) if "loss_inst" in r]
+    assert rows[0]["step"] == 165 and {"adv_acc", "loss_pitch_adv"} <= set(rows[0])
+    assert {"pitch_probe_acc", "pitch_probe_acc_holdout", "pitch_head_acc_unseen"} <= set(final)
+
+
 def test_eval_classifiers_stage_lowers_losses(noteset, tmp_path):
     overrides = ("batch_size=32", "log_every=20", "eval_every=1000", "save_every=1000", "lr=3e-3")
     final = eval_classifiers.train(noteset, tmp_path, common.RunOptions(minutes=5, max_steps=120, tiny=True,
