@@ -236,12 +236,15 @@ class NeuralVocoder(nn.Module):
             lin = torch.matmul(mel.transpose(1, 2), self.mel_pinv)  # [B, F, n_freqs]
         return torch.log(lin.clamp_min(c.mel.log_floor))
 
-    def forward(self, log_mel: torch.Tensor) -> torch.Tensor:
+    def forward(self, log_mel: torch.Tensor, with_magnitude: bool = False):
+        """Wave ``[B, T]``; with ``with_magnitude`` also the synthesised magnitude ``[B, n_freqs, F]``
+        (training supervises it directly; through the module call, so DDP sees it)."""
         squeeze = log_mel.dim() == 2
         if squeeze:
             log_mel = log_mel[None]
         recording = torch.is_grad_enabled() and self.head.weight.requires_grad
-        if log_mel.device.type == "cpu" and not recording and log_mel.shape[0] > self.cpu_chunk:
+        if (log_mel.device.type == "cpu" and not recording and not with_magnitude
+                and log_mel.shape[0] > self.cpu_chunk):
             wave = torch.cat([self(part) for part in log_mel.split(self.cpu_chunk)])
             return wave[0] if squeeze else wave
         c = self.cfg
@@ -257,7 +260,9 @@ class NeuralVocoder(nn.Module):
             wave = torch.istft(mag * unit, length=length, **stft)
         for _ in range(c.mel_projections):
             wave = self.project_to_mel(wave, log_mel)
-        return wave[0] if squeeze else wave
+        if squeeze:
+            wave, mag = wave[0], mag[0]
+        return (wave, mag) if with_magnitude else wave
 
     def project_to_mel(self, wave: torch.Tensor, log_mel: torch.Tensor) -> torch.Tensor:
         """Rescale ``wave [B, T]``'s STFT on the mel's own grid so that its mel bands match ``log_mel``.
