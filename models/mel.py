@@ -93,9 +93,13 @@ class LogMel(torch.nn.Module):
         squeeze = wave.dim() == 1
         if squeeze:
             wave = wave[None]
-        mel = torch.matmul(self.magnitude(wave).transpose(1, 2), self.fb).transpose(1, 2)
-        out = torch.log(mel.clamp_min(self.cfg.log_floor))
+        out = self.from_magnitude(self.magnitude(wave))
         return out[0] if squeeze else out
+
+    def from_magnitude(self, magnitude: torch.Tensor) -> torch.Tensor:
+        """Linear STFT magnitude ``[B, n_freqs, frames]`` -> natural-log mel ``[B, n_mels, frames]``."""
+        mel = torch.matmul(magnitude.transpose(1, 2), self.fb).transpose(1, 2)
+        return torch.log(mel.clamp_min(self.cfg.log_floor))
 
 
 class MelInverter(Protocol):

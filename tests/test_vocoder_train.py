@@ -12,14 +12,15 @@ from models import checkpoint
 from models.errors import UserError
 from models.features import FeatureExtractor
 from models.generator import Generator
-from models.mel import TINY_MEL
+from models.mel import TINY_MEL, LogMel
 from models.train import common, vocoder as stage
 from models.vocoder import NeuralVocoder, load_vocoder
 from models.vocoder_eval import VocoderEvalConfig, evaluate_real, markdown_table, quality_table
 from tests.train_fixtures import tiny_noteset
 
-FAST = ("batch_size=4", "crop_frames=12", "log_every=2", "eval_every=1000", "save_every=1000", "adv_start=3",
+FAST = ("batch_size=4", "crop_frames=12", "context_frames=4", "log_every=2", "eval_every=1000", "save_every=1000",
         "eval_notes=4", "final_eval_notes=4", "warmup_steps=1")
+ADVERSARIAL = ("adv_start=3", "adv_weight=1.0", "fm_weight=2.0")
 
 
 @pytest.fixture(autouse=True)
@@ -40,7 +41,7 @@ def rows(out: Path) -> list[dict]:
 
 
 def test_stage_runs_resumes_and_reports_griffin_lim_beside_it(noteset, tmp_path):
-    opts = common.RunOptions(minutes=5, max_steps=5, tiny=True, device="cpu", overrides=FAST)
+    opts = common.RunOptions(minutes=5, max_steps=5, tiny=True, device="cpu", overrides=FAST + ADVERSARIAL)
     stage.train(noteset, tmp_path, opts)
     assert int(common.load_state(tmp_path, "state")[1]["step"]) == 5
     final = stage.train(noteset, tmp_path, common.RunOptions(**{**opts.__dict__, "max_steps": 3}))
@@ -58,6 +59,44 @@ def test_stage_runs_resumes_and_reports_griffin_lim_beside_it(noteset, tmp_path)
     logged = rows(tmp_path)
     assert any("loss_critic" in r for r in logged)  # the critics joined after adv_start
     assert logged[-1]["final"] == 1
+
+
+def test_critics_are_off_by_default(noteset, tmp_path):
+    stage.train(noteset, tmp_path, common.RunOptions(max_steps=4, tiny=True, device="cpu",
+                                                     overrides=FAST + ("adv_start=1",)))
+    logged = [r for r in rows(tmp_path) if "loss" in r]
+    assert logged and not any("loss_critic" in r for r in logged)
+    assert all("mag_l1" in r for r in logged)
+
+
+def test_batches_give_windows_with_context_around_aligned_crops(noteset):
+    mel = noteset.mel_cfg
+    cfg = stage.VocoderTrainConfig(batch_size=8, crop_frames=12, context_frames=4, aug_prob=0.0, gain_db=0.0,
+                                   attack_prob=0.5)
+    audio = stage.TrainAudio(noteset, torch.device("cpu"))
+    batch = stage.Batches(audio, cfg, mel, torch.Generator().manual_seed(0))()
+    window = 12 + 2 * 4
+    assert batch.mel.shape == (8, mel.n_mels, window) and batch.wave.shape == (8, mel.hop_length * (window - 1))
+    assert batch.real_mel.shape == (8, mel.n_mels, 12) and batch.magnitude.shape == (8, mel.n_freqs, 12)
+    assert batch.frames == 12 and ((batch.offset >= 0) & (batch.offset <= 8)).all()
+    assert (batch.offset == 0).any()  # onset crops: the window starts at the clip's start
+    analysis = LogMel(mel)
+    # The clean target is the mel of the audio under the window: the context (4 hops) covers half the
+    # tiny 512-point STFT window, so no crop frame reaches a window edge inside the clip.
+    inside = stage.crop_frames(analysis(batch.wave), batch.offset, 12)
+    assert torch.allclose(inside, batch.real_mel, atol=1e-3)
+
+
+def test_crop_distance_ignores_errors_outside_the_crop():
+    torch.manual_seed(0)
+    ref = torch.randn(2, 8000) * 0.1
+    est = ref.clone()
+    est[:, :1000] += 0.1 * torch.randn(2, 1000)  # more than half of every window before the crop
+    lo, hi = torch.tensor([3000, 4000]), torch.tensor([6000, 6500])
+    sc, lm = stage.crop_spectral_distance(ref, est, lo, hi)
+    assert sc.item() < 1e-6 and lm.item() < 1e-6
+    sc_all, lm_all = stage.crop_spectral_distance(ref, est, torch.zeros(2, dtype=torch.long), hi)
+    assert sc_all.item() > 0.01 and lm_all.item() > 0.01
 
 
 def test_stage_needs_audio_and_generator_weights_when_asked(noteset, tmp_path):

@@ -2,8 +2,11 @@
 
 Each step takes random crops (``crop_frames`` mel frames, ~0.5 s) of training-split notes at a random
 gain, computes their log-mel on the device, corrupts part of the batch (noise, smoothing; stands in
-for G's errors) and regresses the audio with mel L1 + multi-resolution STFT losses; after
-``adv_start`` steps multi-period and multi-resolution critics (hinge loss + feature matching) join.
+for G's errors), runs the vocoder on each crop with ``context_frames`` of mel on either side and
+regresses the crop's audio with mel L1 + multi-resolution STFT losses + an L1 on the synthesised
+log-magnitude. Multi-period and multi-resolution critics (hinge loss + feature matching) exist but
+are off by default (``adv_weight``, ``fm_weight`` 0): on the GPU they made every held-out metric
+worse (models/README.md "Vocoder").
 With ``gen_fraction > 0`` that share of each batch takes G's (+ H's) reconstruction of the note as
 input instead of the real mel (fine-tuning to G's outputs; needs f and G in ``--weights``).
 Evaluation: full held-out notes, vocoder vs Griffin-Lim (``models/vocoder_eval.py``).
@@ -23,7 +26,7 @@ from models import checkpoint
 from models.errors import UserError
 from models.mel import GriffinLim, LogMel, MelConfig
 from models.train import common
-from models.vocoder import NeuralVocoder, multi_resolution_stft
+from models.vocoder import DEFAULT_RESOLUTIONS, NeuralVocoder, stft_magnitude
 from models.vocoder_critic import VocoderCritic, feature_matching_loss, hinge_critic_loss, hinge_generator_loss
 from models.vocoder_eval import VocoderEvalConfig, evaluate_real, load_synth
 
@@ -32,6 +35,7 @@ from models.vocoder_eval import VocoderEvalConfig, evaluate_real, load_synth
 class VocoderTrainConfig:
     batch_size: int = 64
     crop_frames: int = 64         # mel frames per training crop (64 x hop 128 = 0.51 s at 16 kHz)
+    context_frames: int = 16      # extra input frames on each side of the crop (losses on the crop only)
     attack_prob: float = 0.25     # share of crops that start at the note onset (the tails are mostly quiet)
     lr: float = 1e-3              # AdamW, betas (0.8, 0.9) as in Vocos (5e-4 there, batch 16)
     critic_lr: float = 5e-4
@@ -41,9 +45,11 @@ class VocoderTrainConfig:
     warmup_steps: int = 200
     mel_weight: float = 15.0      # L1 of natural-log mels on the data's grid
     stft_weight: float = 15.0     # spectral convergence + log-magnitude L1, four resolutions
-    adv_weight: float = 1.0
-    fm_weight: float = 2.0
-    adv_start: int = 2000         # reconstruction-only steps before the critics join
+    mag_weight: float = 15.0      # L1 of the synthesised log-magnitude (before the iSTFT) to the real one
+    mag_floor: float = 1e-2       # its floor (a full-scale sine peaks at n_fft / 4 = 512)
+    adv_weight: float = 0.0       # critics off: 1.0 / 2.0 from adv_start made every held-out metric worse
+    fm_weight: float = 0.0
+    adv_start: int = 2000         # reconstruction-only steps before the critics join (when on)
     gain_db: float = 12.0         # random level in [-gain_db, 0] dB (notes are peak-normalised)
     aug_prob: float = 0.25        # share of inputs corrupted like a generator's output
     noise_std: float = 0.3        # max std of additive noise on the log-mel (natural-log units)
@@ -106,43 +112,99 @@ def corrupt(x: torch.Tensor, cfg: VocoderTrainConfig, log_min: float, gen: torch
     return (x + noise).clamp_min(log_min)
 
 
-def crop(mel: torch.Tensor, wave: torch.Tensor, start: torch.Tensor, frames: int, hop: int):
-    """Frames ``[start, start + frames)`` of ``mel [B, M, F]`` and the samples they cover, ``[B, hop * (frames - 1)]``."""
-    f_idx = start[:, None] + torch.arange(frames, device=mel.device)  # [B, frames]
-    mel = torch.gather(mel, 2, f_idx[:, None, :].expand(-1, mel.shape[1], -1))
-    s_idx = start[:, None] * hop + torch.arange(hop * (frames - 1), device=wave.device)
-    return mel, torch.gather(wave, 1, s_idx)
+def crop_frames(x: torch.Tensor, start: torch.Tensor, frames: int) -> torch.Tensor:
+    """Frames ``[start, start + frames)`` (per row of ``start [B]``) of ``x [B, C, F]``."""
+    f_idx = start[:, None] + torch.arange(frames, device=x.device)  # [B, frames]
+    return torch.gather(x, 2, f_idx[:, None, :].expand(-1, x.shape[1], -1))
+
+
+def crop_samples(wave: torch.Tensor, start: torch.Tensor, length: int) -> torch.Tensor:
+    """Samples ``[start, start + length)`` (per row of ``start [B]``) of ``wave [B, T]``."""
+    return torch.gather(wave, 1, start[:, None] + torch.arange(length, device=wave.device))
+
+
+@dataclass
+class Crops:
+    """A training batch: input windows of ``crop + 2 context`` frames, the real audio under them, and
+    for the ``crop`` frames inside each window (from ``offset``) the clean log-mel and the STFT
+    magnitude on the vocoder's grid. Losses count only the crop: frames whose analysis window
+    reaches a window edge inside the clip depend on how the vocoder starts and on the STFT's reflect
+    padding, not on the audio (on 64-frame crops they doubled the mel L1 over a full clip's)."""
+
+    mel: torch.Tensor        # [B, M, W] log-mel input window (possibly corrupted)
+    wave: torch.Tensor       # [B, hop * (W - 1)] real audio under the window
+    offset: torch.Tensor     # [B] first frame of the crop inside the window
+    real_mel: torch.Tensor   # [B, M, crop] the clip's clean log-mel of the crop frames
+    magnitude: torch.Tensor  # [B, n_freqs, crop] |STFT| of the real audio on the vocoder's grid
+
+    @property
+    def frames(self) -> int:
+        return self.real_mel.shape[-1]
+
+
+def crop_spectral_distance(reference: torch.Tensor, estimate: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor,
+                           resolutions: tuple[tuple[int, int], ...] = DEFAULT_RESOLUTIONS,
+                           floor: float = 1e-5) -> tuple[torch.Tensor, torch.Tensor]:
+    """``multi_resolution_stft`` (pooled) of waves ``[B, T]`` over the STFT frames centred in samples
+    ``[lo, hi)`` of each row (``[B]`` each): a crop's frames, analysed with the audio around it."""
+    sc = lm = 0.0
+    for n_fft, hop in resolutions:
+        ref = stft_magnitude(reference, n_fft, hop, floor)  # [B, K, frames]
+        est = stft_magnitude(estimate, n_fft, hop, floor)
+        centre = torch.arange(ref.shape[-1], device=ref.device) * hop
+        mask = ((centre >= lo[:, None]) & (centre < hi[:, None])).to(ref.dtype)[:, None, :]  # [B, 1, frames]
+        sc = sc + torch.linalg.vector_norm((ref - est) * mask) / torch.linalg.vector_norm(ref * mask).clamp_min(1e-8)
+        lm = lm + ((ref.log() - est.log()).abs() * mask).sum() / (mask.sum() * ref.shape[1]).clamp_min(1)
+    return sc / len(resolutions), lm / len(resolutions)
 
 
 class VocoderStep:
-    """One critic update (once adversarial) and one vocoder update on a batch of (log-mel, wave) crops."""
+    """One critic update (once adversarial) and one vocoder update on a batch of ``Crops``."""
 
     def __init__(self, V, C, cfg: VocoderTrainConfig, mel: MelConfig, device: torch.device) -> None:
-        self.V, self.C, self.cfg, self.device = V, C, cfg, device
+        self.V, self.C, self.cfg, self.mel, self.device = V, C, cfg, mel, device
         self.log_mel = LogMel(mel).to(device)
         betas = (cfg.beta1, cfg.beta2)
         self.opt_v = torch.optim.AdamW(V.parameters(), lr=cfg.lr, betas=betas, weight_decay=cfg.weight_decay)
         self.opt_c = torch.optim.AdamW(C.parameters(), lr=cfg.critic_lr, betas=betas, weight_decay=cfg.weight_decay)
+        self.first_step: int | None = None
 
     def set_lr(self, step: int) -> None:
-        ramp = min(1.0, (step + 1) / max(self.cfg.warmup_steps, 1))
+        # The warm-up restarts with every run: a resumed run starts with fresh AdamW moments.
+        if self.first_step is None:
+            self.first_step = step
+        ramp = min(1.0, (step - self.first_step + 1) / max(self.cfg.warmup_steps, 1))
         for opt, lr in ((self.opt_v, self.cfg.lr), (self.opt_c, self.cfg.critic_lr)):
             for group in opt.param_groups:
                 group["lr"] = lr * ramp
 
-    def reconstruction(self, fake: torch.Tensor, real: torch.Tensor) -> dict[str, torch.Tensor]:
-        mel_l1 = (self.log_mel(fake) - self.log_mel(real)).abs().mean()
-        sc, lm = multi_resolution_stft(real, fake, pooled=True)
-        return {"mel_l1": mel_l1, "sc": sc, "log_mag": lm}
+    def adversarial(self, step: int) -> bool:
+        return step >= self.cfg.adv_start and (self.cfg.adv_weight > 0 or self.cfg.fm_weight > 0)
 
-    def __call__(self, step: int, mel: torch.Tensor, real: torch.Tensor) -> dict[str, torch.Tensor]:
+    def reconstruction(self, fake: torch.Tensor, magnitude: torch.Tensor, batch: Crops) -> dict[str, torch.Tensor]:
+        """Losses over the crop of vocoder windows ``fake [B, T]`` (their magnitude ``[B, n_freqs, W]``)."""
+        hop, frames = self.mel.hop_length, batch.frames
+        fake_mel = crop_frames(self.log_mel(fake), batch.offset, frames)
+        mel_l1 = (fake_mel - batch.real_mel).abs().mean()
+        lo = batch.offset * hop
+        sc, lm = crop_spectral_distance(batch.wave, fake, lo, lo + hop * (frames - 1))
+        floor = self.cfg.mag_floor
+        magnitude = crop_frames(magnitude.float(), batch.offset, frames)
+        mag_l1 = (torch.log(magnitude.clamp_min(floor)) - torch.log(batch.magnitude.clamp_min(floor))).abs().mean()
+        return {"mel_l1": mel_l1, "sc": sc, "log_mag": lm, "mag_l1": mag_l1}
+
+    def __call__(self, step: int, batch: Crops) -> dict[str, torch.Tensor]:
         cfg, C = self.cfg, self.C
         self.set_lr(step)
-        adversarial = step >= cfg.adv_start
+        adversarial = self.adversarial(step)
         with common.autocast(self.device):
-            fake = self.V(mel).float()
+            fake_window, magnitude = self.V(batch.mel, with_magnitude=True)
+        fake_window = fake_window.float()
         out: dict[str, torch.Tensor] = {}
-        if adversarial:
+        if adversarial:  # the critics see the crops only
+            hop, length = self.mel.hop_length, self.mel.hop_length * (batch.frames - 1)
+            real = crop_samples(batch.wave, batch.offset * hop, length)
+            fake = crop_samples(fake_window, batch.offset * hop, length)
             C.requires_grad_(True)
             with common.autocast(self.device):
                 real_logits, _ = C(real)
@@ -152,8 +214,9 @@ class VocoderStep:
             loss_c.backward()
             self.opt_c.step()
             out["loss_critic"] = loss_c.detach()
-        rec = self.reconstruction(fake, real)
-        loss = cfg.mel_weight * rec["mel_l1"] + cfg.stft_weight * (rec["sc"] + rec["log_mag"])
+        rec = self.reconstruction(fake_window, magnitude, batch)
+        loss = (cfg.mel_weight * rec["mel_l1"] + cfg.stft_weight * (rec["sc"] + rec["log_mag"])
+                + cfg.mag_weight * rec["mag_l1"])
         if adversarial:
             C.requires_grad_(False)
             with common.autocast(self.device):
@@ -172,31 +235,46 @@ class VocoderStep:
 
 
 class Batches:
-    """Training batches: crops of real notes at random gains, partly corrupted or rendered by G."""
+    """Training batches (``Crops``) of real notes at random gains, partly corrupted or rendered by G."""
 
     def __init__(self, audio: TrainAudio, cfg: VocoderTrainConfig, mel: MelConfig, gen: torch.Generator,
-                 synth=None) -> None:
+                 synth=None, n_fft: int | None = None) -> None:
         if cfg.crop_frames > mel.n_frames:
             raise UserError(f"crop_frames {cfg.crop_frames} exceeds the clip's {mel.n_frames} frames")
         if cfg.gen_fraction > 0 and synth is None:
             raise UserError("gen_fraction > 0 needs features.safetensors and generator.safetensors in --weights")
         self.audio, self.cfg, self.mel, self.gen, self.synth = audio, cfg, mel, gen, synth
         self.log_mel = LogMel(mel).to(audio.device)
+        # The vocoder head's grid for the magnitude target (the mel's own unless a variant differs).
+        self.n_fft = n_fft or mel.n_fft
+        self.same_grid = self.n_fft == mel.n_fft == mel.win_length
+        self.head_window = torch.hann_window(self.n_fft, device=audio.device)
+        # Context that fits the clip on both sides: the window stays inside it.
+        self.context = max(0, min(cfg.context_frames, (mel.n_frames - cfg.crop_frames) // 2))
 
     def _rand(self, n: int) -> torch.Tensor:
         return torch.rand(n, generator=self.gen).to(self.audio.device)
 
+    def magnitude(self, wave: torch.Tensor) -> torch.Tensor:
+        """|STFT| ``[B, n_freqs, F]`` of ``wave`` on the vocoder head's grid."""
+        if self.same_grid:
+            return self.log_mel.magnitude(wave)
+        spec = torch.stft(wave, self.n_fft, self.mel.hop_length, self.n_fft, self.head_window, center=True,
+                          return_complex=True)
+        return spec.abs()
+
     @torch.no_grad()
-    def __call__(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(log-mel crops ``[B, M, crop_frames]``, wave crops ``[B, hop * (crop_frames - 1)]``)."""
-        cfg, dev = self.cfg, self.audio.device
+    def __call__(self) -> Crops:
+        cfg, dev, hop = self.cfg, self.audio.device, self.mel.hop_length
         B = cfg.batch_size
         idx = torch.randint(len(self.audio), (B,), generator=self.gen).to(dev)
         n_gen = int(round(B * cfg.gen_fraction)) if self.synth is not None else 0
         gain_db = -self._rand(B) * cfg.gain_db
         gain_db[:n_gen] = 0.0  # G renders at its own level; keep the target at the note's level
         wave = self.audio.waves(idx, gain_db)
-        mel = self.log_mel(wave)
+        magnitude = self.magnitude(wave)
+        mel = self.log_mel.from_magnitude(magnitude) if self.same_grid else self.log_mel(wave)
+        clean = mel
         mel = corrupt(mel, cfg, self.mel.log_min, self.gen)
         if n_gen:
             synth, f = self.synth
@@ -207,7 +285,11 @@ class Batches:
         span = self.mel.n_frames - cfg.crop_frames
         start = (self._rand(B) * (span + 1)).long().clamp_max(span)
         start = torch.where(self._rand(B) < cfg.attack_prob, torch.zeros_like(start), start)
-        return crop(mel, wave, start, cfg.crop_frames, self.mel.hop_length)
+        frames = cfg.crop_frames + 2 * self.context
+        window = (start - self.context).clamp(0, self.mel.n_frames - frames)
+        return Crops(mel=crop_frames(mel, window, frames), wave=crop_samples(wave, window * hop, hop * (frames - 1)),
+                     offset=start - window, real_mel=crop_frames(clean, start, cfg.crop_frames),
+                     magnitude=crop_frames(magnitude, start, cfg.crop_frames))
 
 
 class Evaluator:
@@ -267,7 +349,7 @@ def train(data, out: Path, opts: common.RunOptions) -> dict[str, float]:
     start_step = step
     trainer = VocoderStep(common.wrap_ddp(V, d), common.wrap_ddp(C, d), cfg, data.mel_cfg, d.device)
     gen = torch.Generator().manual_seed(cfg.seed * 1000 + d.rank + step)
-    batches = Batches(audio, cfg, data.mel_cfg, gen, synth)
+    batches = Batches(audio, cfg, data.mel_cfg, gen, synth, n_fft=v_cfg.n_fft)
     evaluator = Evaluator(data, d.device) if d.is_main else None
     log = common.MetricsLog(out / "metrics.jsonl", enabled=d.is_main)
     avg = common.Averager()
@@ -281,7 +363,7 @@ def train(data, out: Path, opts: common.RunOptions) -> dict[str, float]:
             checkpoint.save(out / "vocoder.safetensors", V, meta, dtype=torch.float16)
 
     while not budget.expired():
-        losses = trainer(step, *batches())
+        losses = trainer(step, batches())
         avg.add(**losses)
         step += 1
         if step % cfg.log_every == 0 and d.is_main:
