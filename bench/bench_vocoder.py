@@ -1,8 +1,9 @@
 """Time to invert one keyboard (88 notes of the shipped mel grid): neural vocoder vs Griffin-Lim.
 
-Random-init weights (the cost does not depend on them). Reports wall time (best of ``--repeats``
-after a warm-up) and, on the CPU, the process CPU time, which on a shared machine says more about
-the code than the wall clock does; real-time factor = audio seconds / wall seconds.
+Random-init weights (the cost does not depend on them); the shipped step counts of the device
+(CPU: 1 refine + 2 mel projections; CUDA: 4 + 32), or ``--steps R/P``. Reports wall time (best of
+``--repeats`` after a warm-up) and, on the CPU, the process CPU time, which on a shared machine
+says more about the code than the wall clock does; real-time factor = audio seconds / wall seconds.
 
     OMP_NUM_THREADS=1 python bench/bench_vocoder.py --workers 2     # this 2-core CPU
     python bench/bench_vocoder.py --device cuda
@@ -18,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 import torch
 
 from models.mel import SHIPPED_MEL, GriffinLim
-from models.vocoder import NeuralVocoder, VocoderConfig
+from models.vocoder import NeuralVocoder, VocoderConfig, with_steps
 
 
 def timed(fn: Callable[[], torch.Tensor], repeats: int, device: torch.device) -> tuple[float, float]:
@@ -59,13 +60,17 @@ def main() -> None:
     parser.add_argument("--gl-iters", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--half", action="store_true", help="vocoder in float16 (GPU)")
+    parser.add_argument("--steps", help="R/P: refine_iters / mel_projections instead of the device's")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     torch.manual_seed(0)
     mel = SHIPPED_MEL
     cfg = VocoderConfig.shipped(mel)
+    if args.steps:
+        cfg = with_steps(cfg, *(int(n) for n in args.steps.split("/")))
     vocoder = NeuralVocoder(cfg).to(device).eval().requires_grad_(False)
+    refine_iters, mel_projections = vocoder.steps(device, recording=False)
     if args.half:
         vocoder = vocoder.half()
     gl = GriffinLim(mel, n_iter=args.gl_iters).to(device)
@@ -74,7 +79,8 @@ def main() -> None:
     params = sum(p.numel() for p in vocoder.parameters())
     print(f"device {device}, {args.workers} workers x {torch.get_num_threads()} threads; {args.notes} notes x {mel.duration_s:.2f} s "
           f"({mel.n_mels} mels x {mel.n_frames} frames, hop {mel.hop_length}); vocoder {params:,} params "
-          f"(dim {cfg.dim}, {cfg.n_layers} layers, iSTFT n_fft {cfg.n_fft})")
+          f"(dim {cfg.dim}, {cfg.n_layers} layers, iSTFT n_fft {cfg.n_fft}; {refine_iters} refine + "
+          f"{mel_projections} mel projections)")
     rows = []
     with torch.inference_mode():
         workers = args.workers if device.type == "cpu" else 1

@@ -9,6 +9,7 @@ pitch accuracy of the inverted wave, and mel L1 between G's mel and the mel of t
 
     python -m models.vocoder_eval --data DIR --vocoder runs/vocoder/vocoder.safetensors --device cuda
     python -m models.vocoder_eval --data DIR --vocoder V.safetensors --weights assets --out runs/vocoder_eval
+    python -m models.vocoder_eval --data DIR --vocoder V.safetensors --device cuda --steps 1/2  # the CPU's steps
 """
 from __future__ import annotations
 
@@ -180,14 +181,15 @@ def load_synth(weights: Path, device: torch.device):
 
 def quality_table(data, vocoder_path: str | Path, weights: str | Path | None = None,
                   cfg: VocoderEvalConfig = VocoderEvalConfig(), device: str = "cpu",
-                  gl_iters: int = 32) -> dict[str, dict[str, float]]:
-    """The issue's table: the vocoder at ``vocoder_path`` vs Griffin-Lim (``gl_iters``) on held-out notes."""
+                  gl_iters: int = 32, steps: tuple[int, int] | None = None) -> dict[str, dict[str, float]]:
+    """The issue's table: the vocoder at ``vocoder_path`` vs Griffin-Lim (``gl_iters``) on held-out notes.
+    ``steps`` (refine_iters, mel_projections) overrides the vocoder's counts for ``device``."""
     from models.errors import UserError
     from models.mel import GriffinLim
     from models.vocoder import load_vocoder
 
     dev = torch.device(device)
-    vocoder = load_vocoder(vocoder_path, dev)
+    vocoder = load_vocoder(vocoder_path, dev, steps)
     if vocoder.cfg.mel != data.mel_cfg:
         raise UserError(f"the vocoder's mel grid {vocoder.cfg.mel} differs from the data's {data.mel_cfg}")
     inverters = {"neural vocoder": vocoder, f"Griffin-Lim {gl_iters}": GriffinLim(data.mel_cfg, n_iter=gl_iters).to(dev)}
@@ -207,13 +209,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--splits", type=int, nargs="+", default=[1])
     parser.add_argument("--max-notes", type=int, default=512)
     parser.add_argument("--gl-iters", type=int, default=32)
+    parser.add_argument("--steps", help="R/P: the vocoder's refine_iters / mel_projections on any device "
+                                        "(default: the checkpoint's for the device), e.g. 1/2 for the CPU's on a GPU")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--out", help="folder for vocoder_eval.md and vocoder_eval.json")
     args = parser.parse_args(argv)
     from models.train.common import load_data
 
     cfg = VocoderEvalConfig(splits=tuple(args.splits), max_notes=args.max_notes)
-    rows = quality_table(load_data(args.data), args.vocoder, args.weights, cfg, args.device, args.gl_iters)
+    steps = tuple(int(n) for n in args.steps.split("/")) if args.steps else None
+    rows = quality_table(load_data(args.data), args.vocoder, args.weights, cfg, args.device, args.gl_iters, steps)
     table = markdown_table(rows)
     print(table)
     if args.out:

@@ -241,3 +241,18 @@ def test_locked_phase_keeps_a_gliding_tone_coherent_across_bins():
     wave = torch.istft(torch.polar(spec.abs(), phase), cfg.n_fft, cfg.hop_length, cfg.n_fft, window, center=True,
                        length=n)
     assert multi_resolution_stft(tone, wave)[0].item() < 0.14
+
+
+def test_weightless_steps_per_device_and_override(tmp_path):
+    V = NeuralVocoder(VocoderConfig.tiny())
+    c = V.cfg
+    assert V.steps(torch.device("cpu"), recording=False) == (c.refine_iters, c.mel_projections)
+    assert V.steps(torch.device("cuda"), recording=False) == (c.cuda_refine_iters, c.cuda_mel_projections)
+    assert V.steps(torch.device("cuda"), recording=True) == (c.refine_iters, c.mel_projections)  # training
+    path = tmp_path / "vocoder.safetensors"
+    checkpoint.save(path, V, {})
+    loaded = load_vocoder(path, steps=(0, 3))
+    assert loaded.steps(torch.device("cpu"), False) == (0, 3) == loaded.steps(torch.device("cuda"), False)
+    x = torch.randn(2, TINY_MEL.n_mels, TINY_MEL.n_frames) - 4
+    with torch.no_grad():
+        assert loaded(x).shape == (2, TINY_MEL.num_samples)
