@@ -1,6 +1,7 @@
 """``hypergan train vocoder`` and the vocoder evaluation on the tiny synthetic NoteSet (CPU, seconds)."""
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -85,6 +86,16 @@ def test_batches_give_windows_with_context_around_aligned_crops(noteset):
     # tiny 512-point STFT window, so no crop frame reaches a window edge inside the clip.
     inside = stage.crop_frames(analysis(batch.wave), batch.offset, 12)
     assert torch.allclose(inside, batch.real_mel, atol=1e-3)
+
+
+def test_evaluator_reports_the_cpu_step_counts_beside_the_device_ones(noteset):
+    V = NeuralVocoder(dataclasses.replace(NeuralVocoder.Config.tiny(TINY_MEL), refine_iters=0, mel_projections=1))
+    rows = stage.Evaluator(noteset, torch.device("cpu"), cpu_steps=True)(V, notes=3, pitch=False)
+    for key in ("valid_mel_l1", "valid_cpu_mel_l1", "valid_cpu_mrstft", "valid_gl_mel_l1"):
+        assert np.isfinite(rows[key]), key
+    assert rows["valid_mel_l1"] == rows["valid_cpu_mel_l1"]  # on the CPU both are the CPU counts
+    assert V.cfg.mel_projections == 1 and V.training  # restored
+    assert "valid_cpu_mel_l1" not in stage.Evaluator(noteset, torch.device("cpu"))(V, notes=3, pitch=False)
 
 
 def test_crop_distance_ignores_errors_outside_the_crop():

@@ -26,7 +26,7 @@ from models import checkpoint
 from models.errors import UserError
 from models.mel import GriffinLim, LogMel, MelConfig
 from models.train import common
-from models.vocoder import DEFAULT_RESOLUTIONS, NeuralVocoder, stft_magnitude
+from models.vocoder import DEFAULT_RESOLUTIONS, NeuralVocoder, stft_magnitude, with_steps
 from models.vocoder_critic import VocoderCritic, feature_matching_loss, hinge_critic_loss, hinge_generator_loss
 from models.vocoder_eval import VocoderEvalConfig, evaluate_real, load_synth
 
@@ -294,10 +294,12 @@ class Batches:
 
 class Evaluator:
     """Held-out notes, full clips: the vocoder's mel L1 / MR-STFT (/ pitch) beside Griffin-Lim 32's
-    (computed once per setting) and the pitch accuracy of the real audio."""
+    (computed once per setting) and the pitch accuracy of the real audio. The vocoder runs the
+    step counts of the device; with ``cpu_steps`` (set on a GPU) also the CPU's (``valid_cpu_*``)."""
 
-    def __init__(self, data, device: torch.device) -> None:
+    def __init__(self, data, device: torch.device, cpu_steps: bool | None = None) -> None:
         self.data, self.device = data, device
+        self.cpu_steps = device.type != "cpu" if cpu_steps is None else cpu_steps
         self.gl = GriffinLim(data.mel_cfg, n_iter=32).to(device)
         self.baseline: dict[tuple[int, bool], dict[str, float]] = {}
 
@@ -311,11 +313,18 @@ class Evaluator:
             base = {f"valid_gl_{k}": v for k, v in rows["gl"].items() if k not in skip}
             base.update({f"valid_real_{k}": v for k, v in rows.get("real audio", {}).items() if k not in skip})
             self.baseline[(notes, pitch)] = base
-        was_training = V.training
+        was_training, own = V.training, V.cfg
         V.eval()
         rows = evaluate_real(self.data, {"vocoder": V}, cfg, self.device)
-        V.train(was_training)
         out = {f"valid_{k}": v for k, v in rows["vocoder"].items() if k not in skip}
+        if self.cpu_steps:
+            V.cfg = with_steps(own, own.refine_iters, own.mel_projections)
+            try:
+                rows = evaluate_real(self.data, {"vocoder": V}, cfg, self.device)
+            finally:
+                V.cfg = own
+            out.update({f"valid_cpu_{k}": v for k, v in rows["vocoder"].items() if k not in skip})
+        V.train(was_training)
         return {**out, **self.baseline[(notes, pitch)]}
 
 
