@@ -59,3 +59,24 @@ def test_gan_resume_refuses_another_f(tmp_path):
     check_same_features({}, "1", tmp_path)  # states from before the check: nothing to compare
     with pytest.raises(UserError, match="trained with f of step 3623"):
         check_same_features({"features_step": "3623"}, "9000", tmp_path)
+
+
+def test_ship_vocoder_writes_the_state_net_in_fp16_and_refuses_other_states(tmp_path):
+    import pytest
+
+    from models.errors import UserError
+    from models.vocoder import NeuralVocoder
+
+    torch.manual_seed(0)
+    cfg = NeuralVocoder.Config.tiny(TINY_MEL)
+    V = NeuralVocoder(cfg)
+    meta = {"stage": "vocoder", "step": 11, "mel": TINY_MEL.to_json(), "v_config": checkpoint.config_to_json(cfg)}
+    common.save_state(tmp_path / "voc", "state", {"V": V}, meta)
+    out = state_tools.ship_vocoder(tmp_path / "voc", tmp_path / "vocoder.safetensors")
+    shipped, _, shipped_meta = checkpoint.load(out, NeuralVocoder)
+    assert shipped_meta["step"] == "11" and shipped.cfg == cfg
+    name = next(k for k, v in V.state_dict().items() if v.is_floating_point() and v.numel() > 16)
+    assert torch.allclose(shipped.state_dict()[name], V.state_dict()[name].half().float())
+    _gan_like_state(tmp_path)
+    with pytest.raises(UserError, match="no vocoder state"):
+        state_tools.ship_vocoder(tmp_path / "run", tmp_path / "v2.safetensors")

@@ -5,6 +5,8 @@
         is 24 MB instead of 48 MB, which is what lets it travel with the tree and the fonts.
     python -m models.train.state_tools ship-generator STATE_DIR OUT.safetensors
         write G_ema of a GAN state as the shipped float16 ``generator.safetensors``.
+    python -m models.train.state_tools ship-vocoder STATE_DIR OUT.safetensors
+        write the vocoder of a vocoder state as the shipped float16 ``vocoder.safetensors``.
     python -m models.train.state_tools half IN.safetensors OUT.safetensors
         a float16 copy of one network file (header kept), for ``assets/``.
 
@@ -25,6 +27,7 @@ from models.errors import UserError
 from models.generator import Generator
 from models.mel import MelConfig
 from models.train import common
+from models.vocoder import NeuralVocoder
 
 DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 
@@ -63,6 +66,25 @@ def ship_generator(state_dir: Path, out: Path) -> Path:
     return out
 
 
+def ship_vocoder(state_dir: Path, out: Path) -> Path:
+    """The vocoder of a vocoder-stage state -> float16 ``vocoder.safetensors`` with its config."""
+    state = common.load_state(state_dir, "state")
+    if state is None or state[1].get("stage") != "vocoder":
+        raise UserError(f"no vocoder state in {state_dir}")
+    tensors, meta = state
+    if "v_config" in meta:
+        v_cfg = checkpoint.config_from_dict(NeuralVocoder.Config, json.loads(meta["v_config"]))
+    else:  # states written before v_config was recorded used the shipped config (their logs say so)
+        v_cfg = NeuralVocoder.Config.shipped(MelConfig.from_json(meta["mel"]))
+        print(f"{state_dir}: no v_config in the state; assuming NeuralVocoder.Config.shipped")
+    V = NeuralVocoder(v_cfg)
+    common.restore(V, tensors, "V")
+    keep = {k: v for k, v in meta.items() if k in ("stage", "step", "train_config", "mel", "git")}
+    keep["source_git"] = keep.pop("git", "unknown")
+    checkpoint.save(out, V, keep, dtype=torch.float16)
+    return out
+
+
 def half_copy(src: Path, dst: Path) -> Path:
     """A float16 copy of a network file written by ``checkpoint.save``, header kept."""
     tensors, meta = checkpoint.read_tensors(src)
@@ -84,6 +106,9 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("ship-generator")
     p.add_argument("state_dir", type=Path)
     p.add_argument("out", type=Path)
+    p = sub.add_parser("ship-vocoder")
+    p.add_argument("state_dir", type=Path)
+    p.add_argument("out", type=Path)
     p = sub.add_parser("half")
     p.add_argument("src", type=Path)
     p.add_argument("dst", type=Path)
@@ -93,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
             print(path)
     elif args.cmd == "ship-generator":
         print(ship_generator(args.state_dir, args.out))
+    elif args.cmd == "ship-vocoder":
+        print(ship_vocoder(args.state_dir, args.out))
     else:
         print(half_copy(args.src, args.dst))
     return 0

@@ -363,7 +363,8 @@ def train(data, out: Path, opts: common.RunOptions) -> dict[str, float]:
     log = common.MetricsLog(out / "metrics.jsonl", enabled=d.is_main)
     avg = common.Averager()
     budget = common.Budget(opts.minutes, opts.max_steps)
-    meta_base = {"stage": "vocoder", "train_config": common.config_json(cfg), "mel": data.mel_cfg.to_json()}
+    meta_base = {"stage": "vocoder", "train_config": common.config_json(cfg), "mel": data.mel_cfg.to_json(),
+                 "v_config": checkpoint.config_to_json(v_cfg)}
 
     def save() -> None:
         if d.is_main:

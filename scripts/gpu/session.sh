@@ -7,7 +7,9 @@
 #   bash scripts/gpu/session.sh collect           copy metrics and plots to $OUT (logs.tgz)
 #   bash scripts/gpu/session.sh pack gan features/features.safetensors   resume state / files to $OUT
 # HG_DEADLINE (epoch seconds) caps every stage's minutes so nothing trains past it.
-# Stages: features, eval-classifiers, gan, hyper-pre, hyper-adv, vocoder; "a+b" runs two at once.
+# Stages: features, eval-classifiers, gan, hyper-pre, hyper-adv, vocoder; "a+b" runs two at once;
+# NAME@VARIANT trains NAME into runs/NAME@VARIANT with HG_SET_<name>_<variant> (side-by-side variants);
+# pick-features installs the best features@* run as runs/features; eval-gan evaluates G on the test split.
 # Everything lives under $HG (default /root/hg): runs/<stage>/, logs/, the dataset in /dev/shm.
 # A stage resumes from runs/<stage>/state-*.safetensors, which a previous session's state (carried
 # in state_local/<stage>/) seeds on a fresh machine.
@@ -44,17 +46,27 @@ weights_dir() {  # earlier stages' outputs, gathered where later stages look for
 }
 
 run_stage() {  # one stage in the foreground (called inside the background pipeline)
-  local stage="$1" minutes="$2"
+  # STAGE@VARIANT trains STAGE into runs/STAGE@VARIANT with the sets of HG_SET_<stage>_<variant>
+  local run="$1" minutes="$2" stage="${1%%@*}"
   if [ -n "${HG_DEADLINE:-}" ]; then  # never train past the deadline (epoch s): the machine goes back at 30 min
     local left=$(( (HG_DEADLINE - $(date +%s)) / 60 ))
     [ "$left" -lt 1 ] && { echo "skip $stage: past the deadline" >>"$HG/logs/pipeline.log"; return 0; }
     [ "$left" -lt "${minutes%.*}" ] && minutes="$left"
   fi
-  seed_state "$stage"
   local w; w="$(weights_dir)"
-  local sets_var="HG_SET_${stage//-/_}"  # e.g. HG_SET_gan="batch_size=128 r1_gamma=1"
-  python3 -m app.cli train "$stage" --data "$DATA" --out "$HG/runs/$stage" --weights "$w" \
-    --minutes "$minutes" ${!sets_var:+--set ${!sets_var}} >>"$HG/logs/$stage.log" 2>&1
+  case "$stage" in
+    pick-features)  # the best of the features@* runs becomes runs/features (models/train/pick_features.py)
+      python3 -m models.train.pick_features "$HG"/runs/features@* --into "$HG/runs/features" \
+        >>"$HG/logs/pick-features.log" 2>&1
+      weights_dir >/dev/null; return 0 ;;
+    eval-gan)  # the test-split evaluation of the GAN just trained (models/evaluate_gan.py)
+      python3 -m models.evaluate_gan --data "$DATA" --weights "$w" --split test --device cuda \
+        --out "$HG/runs/eval-gan" >>"$HG/logs/eval-gan.log" 2>&1; return 0 ;;
+  esac
+  seed_state "$run"
+  local sets_var="HG_SET_${run//[-@]/_}"  # e.g. HG_SET_gan="batch_size=128 r1_gamma=1", HG_SET_features_p3
+  python3 -m app.cli train "$stage" --data "$DATA" --out "$HG/runs/$run" --weights "$w" \
+    --minutes "$minutes" ${!sets_var:+--set ${!sets_var}} >>"$HG/logs/$run.log" 2>&1
   weights_dir >/dev/null
 }
 
