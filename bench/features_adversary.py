@@ -24,7 +24,8 @@ import torch.nn.functional as F
 
 from models.train import common, features
 
-BASE = ("batch_size=64", "log_every=50", "eval_every=100000", "save_every=100000", "net.channels=12,24,48,64")
+# probe_weight=0 first: variants start from no probe penalty (the shipped default is 6) and add their own
+BASE = ("probe_weight=0", "batch_size=64", "log_every=50", "eval_every=100000", "save_every=100000", "net.channels=12,24,48,64")
 VARIANTS: dict[str, tuple[str, ...]] = {
     "none": ("pitch_objective=confusion", "pitch_weight=0"),  # the head only watches: f gets no pitch gradient
     "grl": ("pitch_objective=grl",),

@@ -204,7 +204,7 @@ def test_adversary_lowers_pitch_probe_accuracy_versus_none():
             inst = float((f.instrument_logits(h_test).argmax(1) == labels_test).float().mean())
         return stage.linear_probe_accuracy(h, midi - 21, h_test, midi_test - 21, 88), inst
 
-    none, _ = probe_and_instrument_accuracy(pitch_objective="confusion", pitch_weight=0.0)
+    none, _ = probe_and_instrument_accuracy(pitch_objective="confusion", pitch_weight=0.0, probe_weight=0.0)
     adv, inst = probe_and_instrument_accuracy(pitch_objective="confusion", probe_weight=1.0)
     assert none > 0.5  # without an adversary the stripes leave pitch in h
     assert adv < 0.6 * none and inst > 0.8

@@ -33,7 +33,10 @@ class FeaturesTrainConfig:
     head_lr_mult: float = 1.0      # the pitch head's learning rate, times lr (a faster adversary)
     head_reset_every: int = 0      # re-draw the pitch head every n steps (a fresh adversary, like the probe); 0: never
     balance_pitch: bool = False    # draw batches uniform over keys rather than over notes
-    probe_weight: float = 0.0      # weight of the linear-probe penalty (LinearProbePenalty); 0: off
+    # weight of the linear-probe penalty (LinearProbePenalty); 0: off. The GRL alone left a linear probe
+    # reading the key from h at 0.36 (GPU session 2); with 6 it read 0.044 (session 3, chance 0.011)
+    # at the same instrument accuracy (0.854 vs 0.861): docs/training/2026-11-25-session3.
+    probe_weight: float = 6.0
     probe_bank: int = 4096         # ... refitted each step on this many recent h
     label_smoothing: float = 0.1
     gain_jitter_db: float = 6.0    # random level offset: log-mel shifts by a constant
