@@ -57,18 +57,26 @@ def _best_length(x: np.ndarray, end: int, lengths: np.ndarray, before: int, afte
     """The loop length whose start neighbourhood best matches the end's (normalised cross-correlation).
 
     Compared: ``x[end - before: end + after]`` against the same span around each candidate start,
-    i.e. exactly the samples the cross-fades blend.
+    i.e. exactly the samples the cross-fades blend. The candidates' windows overlap, so the dot
+    products come from one FFT correlation and the windows' norms from running sums (a low key has
+    thousands of candidates of thousands of samples each).
     """
     span = before + after
     ref = x[end - before: end + after].astype(np.float64)
     ref = ref - ref.mean()
     starts = end - lengths
     lo, hi = int(starts.min()) - before, int(starts.max()) + after
-    windows = np.lib.stride_tricks.sliding_window_view(x[lo:hi].astype(np.float64), span)
-    windows = windows[starts - before - lo]                            # [n_lengths, span]
-    windows = windows - windows.mean(axis=1, keepdims=True)
-    denom = np.linalg.norm(windows, axis=1) * np.linalg.norm(ref) + 1e-12
-    score = windows @ ref / denom
+    seg = x[lo:hi].astype(np.float64)
+    # dot[j] = sum_i seg[j + i] * ref[i]; ref is zero-mean, so a window's own mean drops out of it
+    n_fft = 1 << int(np.ceil(np.log2(len(seg) + span)))
+    dot = np.fft.irfft(np.fft.rfft(seg, n_fft) * np.conj(np.fft.rfft(ref, n_fft)), n_fft)[: len(seg) - span + 1]
+    csum = np.concatenate(([0.0], np.cumsum(seg)))
+    csq = np.concatenate(([0.0], np.cumsum(seg * seg)))
+    j = starts - before - lo
+    win_sum = csum[j + span] - csum[j]
+    win_energy = np.maximum(csq[j + span] - csq[j] - win_sum * win_sum / span, 0.0)
+    denom = np.sqrt(win_energy) * np.linalg.norm(ref) + 1e-12
+    score = dot[j] / denom
     # Among equals, prefer a start whose own sample sits near the end's (the smallest blend).
     score -= 0.1 * np.abs(x[starts] - x[end]) / (np.abs(ref).max() + 1e-12)
     return int(lengths[int(np.argmax(score))])

@@ -27,7 +27,9 @@ def engine() -> Engine:
 
 
 def test_shipped_files_are_float16_with_configs():
-    for name in ("features", "generator", "pitch_classifier", "instrument_classifier"):
+    names = ["features", "generator", "pitch_classifier", "instrument_classifier"]
+    names += [n for n in ("vocoder", "hyper") if (ASSETS / f"{n}.safetensors").is_file()]
+    for name in names:
         tensors, meta = read_tensors(ASSETS / f"{name}.safetensors")
         assert {"kind", "config", "mel", "step"} <= set(meta)
         assert all(str(v.dtype) == "torch.float16" for v in tensors.values() if v.is_floating_point())
@@ -47,3 +49,15 @@ def test_all_88_keys_render_from_a_demo_sound(engine: Engine):
     hits = [abs(estimate_pitch(Audio(waves[k - 21].astype(np.float32), 16000)).midi - k) <= 0.5
             for k in (36, 45, 52, 60, 67, 76, 84, 91)]
     assert sum(hits) >= 6, hits
+
+
+@pytest.mark.skipif(not (ASSETS / "vocoder.safetensors").is_file(), reason="no shipped vocoder")
+def test_the_shipped_vocoder_is_the_default_and_keeps_pitch():
+    engine = Engine(device="cpu", cfg=EngineConfig(output_rate=16000))
+    assert engine.nets.vocoder_name == "neural"
+    sample = engine.load_sample(DEMO / "pluck.wav")
+    keys = [33, 45, 52, 60, 67, 76, 84, 96]
+    waves = engine.render_waves(engine.conditioning(sample), keys, 16000)
+    assert np.isfinite(waves).all() and (np.abs(waves).max(axis=1) > 1e-3).all()
+    hits = [abs(estimate_pitch(Audio(w.astype(np.float32), 16000)).midi - k) <= 0.5 for w, k in zip(waves, keys)]
+    assert sum(hits) >= 7, hits
