@@ -1,6 +1,6 @@
 """Render timings at the shipped configs (random-init weights: cost does not depend on training).
 
-    python bench/bench_render.py [--repeats 3] [--device auto] [--threads N] [--iters 32]
+    python bench/bench_render.py [--repeats 3] [--device auto] [--threads N] [--iters 32] [--vocoder neural]
 
 Prints medians: time to the first playable key and to all 88 keys (cold cache and cached sample),
 each stage alone (f, the f->G->f->H offsets, G per batch, inversion, per-key finishing) and peak
@@ -30,15 +30,19 @@ from models.features import FeatureConfig, FeatureExtractor  # noqa: E402
 from models.generator import Generator, GeneratorConfig  # noqa: E402
 from models.hyper import HyperConfig, HyperNetwork, refine  # noqa: E402
 from models.mel import SHIPPED_MEL  # noqa: E402
+from models.vocoder import NeuralVocoder, VocoderConfig  # noqa: E402
 
 
-def write_shipped_weights(folder: Path) -> None:
+def write_shipped_weights(folder: Path, vocoder: bool = False) -> None:
     torch.manual_seed(0)
     f = FeatureExtractor(FeatureConfig.shipped(SHIPPED_MEL))
     G = Generator(GeneratorConfig.shipped(SHIPPED_MEL))
     H = HyperNetwork(HyperConfig.shipped(G.modulated_layers(), h_dim=f.cfg.h_dim))
+    nets = [("features", f), ("generator", G), ("hyper", H)]
+    if vocoder:
+        nets.append(("vocoder", NeuralVocoder(VocoderConfig.shipped(SHIPPED_MEL))))
     meta = {"mel": SHIPPED_MEL.to_json()}
-    for name, net in (("features", f), ("generator", G), ("hyper", H)):
+    for name, net in nets:
         save(folder / f"{name}.safetensors", net, meta, dtype=torch.float16)
 
 
@@ -89,12 +93,14 @@ def main() -> None:
     parser.add_argument("--iters", type=int, default=32, help="Griffin-Lim iterations")
     parser.add_argument("--batch", type=int, default=None, help="largest key batch (default: the engine's)")
     parser.add_argument("--no-project", action="store_true", help="Griffin-Lim without its mel projection")
+    parser.add_argument("--vocoder", choices=("griffinlim", "neural"), default="griffinlim",
+                        help="mel inversion (neural: the shipped vocoder config at its device's step counts)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
-        write_shipped_weights(Path(tmp))
+        write_shipped_weights(Path(tmp), vocoder=args.vocoder == "neural")
         t0, c0 = time.perf_counter(), time.process_time()
-        engine = Engine(tmp, device=args.device, vocoder="griffinlim", num_threads=args.threads,
+        engine = Engine(tmp, device=args.device, vocoder=args.vocoder, num_threads=args.threads,
                         cfg=EngineConfig(griffin_lim_iters=args.iters, max_batch=args.batch,
                                          griffin_lim_project=not args.no_project))
         load_s = (time.perf_counter() - t0, time.process_time() - c0)
@@ -102,7 +108,8 @@ def main() -> None:
     print(f"device {dev} (engine threads {engine.num_threads}, workers {engine.workers}, "
           f"intra-op threads {torch.get_num_threads()}, {cpu_cores()} usable cores), "
           f"mel {SHIPPED_MEL.n_mels}x{SHIPPED_MEL.n_frames} @ {SHIPPED_MEL.sample_rate} Hz, "
-          f"Griffin-Lim {args.iters} iters{' no projection' if args.no_project else ''}, output 48 kHz, max batch {args.batch}, repeats {args.repeats}")
+          f"{'neural vocoder' if args.vocoder == 'neural' else f'Griffin-Lim {args.iters} iters'}"
+          f"{' no projection' if args.no_project and args.vocoder != 'neural' else ''}, output 48 kHz, max batch {args.batch}, repeats {args.repeats}")
     rows = [("load weights + dry run", load_s)]
 
     with torch.inference_mode():
@@ -121,7 +128,7 @@ def main() -> None:
         for b in (1, 4):
             mels = engine.render_mels(cond, list(range(60, 60 + b))).clamp(max=9.0)
             (wall, cpu), _ = timed(lambda: nets.inverter(mels), args.repeats)
-            rows.append((f"Griffin-Lim, batch {b} (per key)", (wall / b, cpu / b)))
+            rows.append((f"{nets.vocoder_name}, batch {b} (per key)", (wall / b, cpu / b)))
     waves = engine.render_waves(cond, list(range(60, 76)), 48000)
     (wall, cpu), _ = timed(lambda: [finish_key(w, 48000, m) for m, w in zip(range(60, 76), waves)], args.repeats)
     rows.append(("resampled key -> loop, level, fades (per key)", (wall / 16, cpu / 16)))
