@@ -53,9 +53,10 @@ class VocoderConfig:
     project_magnitude: bool = True  # rescale the predicted magnitude's bands to the input mel (no STFT)
     refine_iters: int = 1         # Griffin-Lim steps on the head's grid after the first inverse STFT
     mel_projections: int = 2      # then rescale the wave's STFT so its mel matches the input mel
-    # Inference on a CUDA device (no autograd) runs these counts instead: each step costs ~0.3 s of
-    # one CPU core per 88 notes, so the CPU keeps 2 s per keyboard; on a GPU they cost little and
-    # take the mel L1 below Griffin-Lim 32's. Training always runs the CPU counts.
+    # Inference on a CUDA device (no autograd) runs these counts instead: each step costs ~1 s of
+    # one CPU core per 88 notes, so the CPU keeps few (3.97 s per keyboard on 2 cores at 1 + 2);
+    # on a GPU they cost little and take the mel L1 below Griffin-Lim 32's. Training always runs
+    # the CPU counts.
     cuda_refine_iters: int = 4
     cuda_mel_projections: int = 32
     # The step counts hold no weights: a checkpoint runs with other counts too (models/README.md).
