@@ -47,42 +47,33 @@ def cast_state(src: Path, dst: Path, dtype: torch.dtype, name: str = "state") ->
     return common.save_tensor_state(dst, name, _cast(tensors, dtype), meta)
 
 
-def ship_generator(state_dir: Path, out: Path) -> Path:
-    """G_ema of a GAN state -> float16 ``generator.safetensors`` with its config and provenance."""
+def _ship(state_dir: Path, out: Path, net_cls: type, config_key: str, prefix: str, stage: str) -> Path:
+    """The network ``prefix`` of a ``stage`` state -> float16 ``out`` with its config and provenance."""
     state = common.load_state(state_dir, "state")
-    if state is None:
-        raise UserError(f"no GAN state in {state_dir}")
+    if state is None or state[1].get("stage", stage) != stage:
+        raise UserError(f"no {stage} state in {state_dir}")
     tensors, meta = state
-    if "g_config" in meta:
-        g_cfg = checkpoint.config_from_dict(Generator.Config, json.loads(meta["g_config"]))
-    else:  # states written before g_config was recorded used the shipped config (their logs say so)
-        g_cfg = Generator.Config.shipped(MelConfig.from_json(meta["mel"]))
-        print(f"{state_dir}: no g_config in the state; assuming Generator.Config.shipped")
-    G = Generator(g_cfg)
-    common.restore(G, tensors, "ema")
+    if config_key in meta:
+        cfg = checkpoint.config_from_dict(net_cls.Config, json.loads(meta[config_key]))
+    else:  # states written before the config was recorded used the shipped one (their logs say so)
+        cfg = net_cls.Config.shipped(MelConfig.from_json(meta["mel"]))
+        print(f"{state_dir}: no {config_key} in the state; assuming {net_cls.__name__}.Config.shipped")
+    net = net_cls(cfg)
+    common.restore(net, tensors, prefix)
     keep = {k: v for k, v in meta.items() if k in ("stage", "step", "kimg", "train_config", "mel", "git")}
     keep["source_git"] = keep.pop("git", "unknown")
-    checkpoint.save(out, G, keep, dtype=torch.float16)
+    checkpoint.save(out, net, keep, dtype=torch.float16)
     return out
+
+
+def ship_generator(state_dir: Path, out: Path) -> Path:
+    """G_ema of a GAN state -> float16 ``generator.safetensors`` with its config and provenance."""
+    return _ship(state_dir, out, Generator, "g_config", "ema", "gan")
 
 
 def ship_vocoder(state_dir: Path, out: Path) -> Path:
     """The vocoder of a vocoder-stage state -> float16 ``vocoder.safetensors`` with its config."""
-    state = common.load_state(state_dir, "state")
-    if state is None or state[1].get("stage") != "vocoder":
-        raise UserError(f"no vocoder state in {state_dir}")
-    tensors, meta = state
-    if "v_config" in meta:
-        v_cfg = checkpoint.config_from_dict(NeuralVocoder.Config, json.loads(meta["v_config"]))
-    else:  # states written before v_config was recorded used the shipped config (their logs say so)
-        v_cfg = NeuralVocoder.Config.shipped(MelConfig.from_json(meta["mel"]))
-        print(f"{state_dir}: no v_config in the state; assuming NeuralVocoder.Config.shipped")
-    V = NeuralVocoder(v_cfg)
-    common.restore(V, tensors, "V")
-    keep = {k: v for k, v in meta.items() if k in ("stage", "step", "train_config", "mel", "git")}
-    keep["source_git"] = keep.pop("git", "unknown")
-    checkpoint.save(out, V, keep, dtype=torch.float16)
-    return out
+    return _ship(state_dir, out, NeuralVocoder, "v_config", "V", "vocoder")
 
 
 def half_copy(src: Path, dst: Path) -> Path:
