@@ -7,12 +7,13 @@ import pytest
 import torch
 
 from models import checkpoint
+from models.classifiers import InstrumentClassifier
 from models.discriminator import Discriminator
 from models.features import FeatureExtractor
 from models.generator import Generator
 from models.hyper import HyperNetwork
 from models.mel import TINY_MEL
-from models.train import common, hyper_adv, hyper_pre
+from models.train import common, hyper_adv, hyper_pre, state_tools
 from tests.train_fixtures import tiny_noteset
 
 
@@ -32,6 +33,8 @@ def weights(tmp_path, data):
     checkpoint.save(folder / "features.safetensors", f)
     checkpoint.save(folder / "generator.safetensors", G)
     checkpoint.save(folder / "discriminator.safetensors", D)
+    checkpoint.save(folder / "instrument_classifier.safetensors",
+                    InstrumentClassifier(InstrumentClassifier.Config.tiny(TINY_MEL)))
     return folder
 
 
@@ -87,6 +90,8 @@ def test_hyper_pre_lowers_l_pre_and_resumes(data, weights, tmp_path):
     before, after = _l_pre(weights, H0, b), _l_pre(weights, H, b)
     assert after < 0.8 * before, (before, after)
     assert final["valid_recon_gh"] < final["valid_recon_g"]
+    # the f-independent timbre measure (evaluation classifier features) is logged for both
+    assert -1 <= final["valid_cls_cos_other_gh"] <= 1 and -1 <= final["valid_cls_cos_g"] <= 1
     assert (out / "mels_latest.png").stat().st_size > 100
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert any("loss_pre" in r for r in rows)
@@ -96,11 +101,20 @@ def test_hyper_pre_lowers_l_pre_and_resumes(data, weights, tmp_path):
 
 
 def test_hyper_adv_runs_from_hyper_pre(data, weights, tmp_path):
-    hyper_pre.train(data, tmp_path / "pre", _opts(weights, 5))
+    hyper_pre.train(data, tmp_path / "pre", _opts(weights, 5, "lambda_timbre=7"))
     init = tmp_path / "pre" / "hyper_pre.safetensors"
     hyper_adv.train(data, tmp_path / "adv", _opts(weights, 20, "r1_every=4", init=str(init)))
     H, _, meta = checkpoint.load(tmp_path / "adv" / "hyper.safetensors", HyperNetwork)
     assert meta["stage"] == "hyper-adv" and meta["step"] == "20"
+    # unset S4 weights follow S3's with the paper's ratios (20 x timbre, 2 x reconstruction)
+    adv_cfg = json.loads(meta["train_config"])
+    assert adv_cfg["lambda_timbre"] == pytest.approx(140.0) and adv_cfg["lambda_recon"] == pytest.approx(200.0)
+    # the resume state ships as the float16 hyper.safetensors the engine loads
+    shipped = state_tools.ship_hyper(tmp_path / "adv", tmp_path / "hyper16.safetensors")
+    H16, _, meta16 = checkpoint.load(shipped, HyperNetwork)
+    assert meta16["stage"] == "hyper-adv"
+    for a, b in zip(H.state_dict().values(), H16.state_dict().values()):
+        torch.testing.assert_close(a, b, atol=2e-3, rtol=2e-3)
     H_pre = checkpoint.load(init, HyperNetwork)[0]
     assert any(not torch.equal(a, b) for a, b in zip(H.state_dict().values(), H_pre.state_dict().values()))
     rows = [json.loads(line) for line in (tmp_path / "adv" / "metrics.jsonl").read_text().splitlines()]

@@ -1,12 +1,18 @@
 """S4 Hyper-Adv: H and D trained jointly, G and f frozen (HyperGANStrument §3.3).
 
-    L(H) = softplus(-D(x'_fine, p', h)) + L_pre  (lambda_t = 20, lambda_r = 200)
+    L(H) = softplus(-D(x'_fine, p', h)) + L_pre  (the paper: lambda_t = 20, lambda_r = 200)
     L(D) = softplus(-D(x', p', h)) + softplus(D(x'_fine, p', h)) + lazy R1 on the real x'
 where x' and p' are the kNN neighbour's note and pitch (or the note itself with probability
 ``p_recon``). H starts from S3's weights and D from the GAN stage's D.
+
+The paper's weights (S3: 1 / 100, S4: 20 / 200) fit its feature and mel scales, not ours (our S3
+balances the terms with a larger lambda_t, models/README.md); so by default S4 takes S3's weights
+from the H it starts from and applies the paper's S4/S3 ratios, 20x timbre and 2x reconstruction.
 """
 from __future__ import annotations
 
+import dataclasses
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +24,12 @@ from models import checkpoint
 from models.discriminator import Discriminator, r1_penalty
 from models.hyper import HyperNetwork
 from models.train import common
-from models.train.hyper_pre import HyperBatch, HyperData, HyperProbe, load_frozen, pre_loss, render_fine
+from models.train.hyper_pre import (HyperBatch, HyperData, HyperPreTrainConfig, HyperProbe, load_frozen, pre_loss,
+                                     render_fine)
+
+
+PAPER_RATIO_TIMBRE = 20.0  # S4 / S3 lambda_t in the paper (20 / 1)
+PAPER_RATIO_RECON = 2.0    # S4 / S3 lambda_r (200 / 100)
 
 
 @dataclass(frozen=True)
@@ -29,8 +40,8 @@ class HyperAdvTrainConfig:
     beta1: float = 0.0
     beta2: float = 0.99
     p_recon: float = 0.2
-    lambda_timbre: float = 20.0
-    lambda_recon: float = 200.0
+    lambda_timbre: float = 0.0    # 0: S3's lambda_t x PAPER_RATIO_TIMBRE (from the starting H's header)
+    lambda_recon: float = 0.0     # 0: S3's lambda_r x PAPER_RATIO_RECON
     timbre_relative: bool = True
     adv_weight: float = 1.0
     r1_gamma: float = 0.5
@@ -85,6 +96,15 @@ class HyperAdvStep:
 
 
 
+def loss_weights_from_pre(cfg: HyperAdvTrainConfig, pre_config: str | dict | None) -> HyperAdvTrainConfig:
+    """Fill unset (0) lambdas from the S3 run's config with the paper's S4/S3 ratios."""
+    pre = json.loads(pre_config) if isinstance(pre_config, str) else (pre_config or {})
+    defaults = HyperPreTrainConfig()
+    lt = cfg.lambda_timbre or PAPER_RATIO_TIMBRE * float(pre.get("lambda_timbre", defaults.lambda_timbre))
+    lr = cfg.lambda_recon or PAPER_RATIO_RECON * float(pre.get("lambda_recon", defaults.lambda_recon))
+    return dataclasses.replace(cfg, lambda_timbre=lt, lambda_recon=lr)
+
+
 def train(data, out: Path, opts: common.RunOptions) -> dict[str, float]:
     """Train (or resume) H and D in ``out``; H starts from ``--init`` or weights/hyper_pre.safetensors."""
     d = common.setup_distributed(opts.device)
@@ -94,7 +114,9 @@ def train(data, out: Path, opts: common.RunOptions) -> dict[str, float]:
     weights = Path(opts.weights or "assets")
     h_init_path = Path(opts.init) if opts.init else weights / "hyper_pre.safetensors"
     f, G = load_frozen(weights, d.device)
-    H = checkpoint.load(h_init_path, HyperNetwork, d.device)[0].train()
+    H, _, h_meta = checkpoint.load(h_init_path, HyperNetwork, d.device)
+    H.train()
+    cfg = loss_weights_from_pre(cfg, h_meta.get("train_config"))
     D = checkpoint.load(weights / "discriminator.safetensors", Discriminator, d.device)[0].train()
     print(f"hyper-adv: {common.config_json(cfg)}\nH: {common.config_json(H.cfg)} (from {h_init_path})")
     if opts.dry_run:
@@ -118,6 +140,7 @@ def train(data, out: Path, opts: common.RunOptions) -> dict[str, float]:
     gen = torch.Generator().manual_seed(cfg.seed * 1000 + step)
     start_step = step
     meta_base = {"stage": "hyper-adv", "train_config": common.config_json(cfg), "mel": data.mel_cfg.to_json(),
+                 "h_config": common.config_json(H.cfg), "d_config": common.config_json(D.cfg),
                  "features": str(weights / "features.safetensors"), "generator": str(weights / "generator.safetensors"),
                  "init": str(h_init_path)}
 

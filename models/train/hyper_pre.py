@@ -122,7 +122,8 @@ class HyperPreStep:
 
 class HyperProbe:
     """Held-out (valid) instruments: reconstruction and timbre errors of G alone vs G + H, pitch
-    accuracy of G + H at other keys (if a pitch classifier is given), and a PNG mel grid."""
+    accuracy of G + H at other keys (if a pitch classifier is given), the cosine of the evaluation
+    instrument classifier's features input vs render (if given; f-independent), and a PNG mel grid."""
 
     def __init__(self, data, f: nn.Module, G: nn.Module, weights: Path, device: torch.device, out: Path,
                  n_notes: int = 256, seed: int = 4321) -> None:
@@ -139,6 +140,13 @@ class HyperProbe:
         if path.is_file():
             from models.classifiers import PitchClassifier
             self.pitch_net = checkpoint.load(path, PitchClassifier, device)[0].eval().requires_grad_(False)
+        # f-independent timbre: the evaluation classifier's features (H is trained against f's)
+        path = Path(weights) / "instrument_classifier.safetensors"
+        self.inst_net, self.inst_x = None, None
+        if path.is_file():
+            from models.classifiers import InstrumentClassifier
+            self.inst_net = checkpoint.load(path, InstrumentClassifier, device)[0].eval().requires_grad_(False)
+            self.inst_x = self._inst_features(self.x)
 
     @torch.no_grad()
     def _render(self, H: HyperNetwork | None, h: torch.Tensor, p_ref: torch.Tensor, p: torch.Tensor,
@@ -158,6 +166,16 @@ class HyperProbe:
         return float((h_fake - self.h).square().mean() / self.h.square().mean())
 
     @torch.no_grad()
+    def _inst_features(self, mels: torch.Tensor) -> torch.Tensor:
+        with common.autocast(self.device):
+            feats = torch.cat([self.inst_net.features(mels[s:s + 64]).float() for s in range(0, len(mels), 64)])
+        return nn.functional.normalize(feats, dim=1)
+
+    def _inst_cos(self, mels: torch.Tensor) -> float:
+        """Mean cosine of evaluation-classifier features, input note vs render (1 = same timbre)."""
+        return float((self._inst_features(mels) * self.inst_x).sum(1).mean())
+
+    @torch.no_grad()
     def __call__(self, H: HyperNetwork, step: int) -> dict[str, float]:
         H.eval()
         metrics: dict[str, float] = {}
@@ -167,6 +185,9 @@ class HyperProbe:
             metrics[f"valid_recon_{tag}"] = float((rec - self.x).square().mean())
             metrics[f"valid_timbre_{tag}"] = self._timbre(rec)
             metrics[f"valid_timbre_other_{tag}"] = self._timbre(other)
+            if self.inst_net is not None:
+                metrics[f"valid_cls_cos_{tag}"] = self._inst_cos(rec)
+                metrics[f"valid_cls_cos_other_{tag}"] = self._inst_cos(other)
             if self.pitch_net is not None and self.pitched.any():
                 with common.autocast(self.device):
                     pred = self.pitch_net.logits(other[self.pitched]).float().argmax(1) + 21
@@ -237,6 +258,7 @@ def train(data, out: Path, opts: common.RunOptions) -> dict[str, float]:
     gen = torch.Generator().manual_seed(cfg.seed * 1000 + step)
     start_step = step
     meta_base = {"stage": "hyper-pre", "train_config": common.config_json(cfg), "mel": data.mel_cfg.to_json(),
+                 "h_config": common.config_json(h_cfg),
                  "features": str(weights / "features.safetensors"), "generator": str(weights / "generator.safetensors")}
 
     def save() -> None:

@@ -18,10 +18,10 @@ from pathlib import Path
 from models.errors import UserError
 
 
-def final_metrics(run: Path) -> dict[str, float] | None:
+def final_metrics(run: Path, weights_name: str = "features.safetensors") -> dict[str, float] | None:
     """The last ``final`` line of a run's metrics.jsonl, or None if the run has not finished."""
     path = run / "metrics.jsonl"
-    if not path.is_file() or not (run / "features.safetensors").is_file():
+    if not path.is_file() or not (run / weights_name).is_file():
         return None
     final = None
     for line in path.read_text().splitlines():

@@ -7,6 +7,10 @@
         write G_ema of a GAN state as the shipped float16 ``generator.safetensors``.
     python -m models.train.state_tools ship-vocoder STATE_DIR OUT.safetensors
         write the vocoder of a vocoder state as the shipped float16 ``vocoder.safetensors``.
+    python -m models.train.state_tools ship-discriminator STATE_DIR OUT.safetensors
+        D of a GAN state as a float16 ``discriminator.safetensors`` (S4 starts its D from it).
+    python -m models.train.state_tools ship-hyper STATE_DIR OUT.safetensors
+        H of a hyper-pre / hyper-adv state as the shipped float16 ``hyper.safetensors``.
     python -m models.train.state_tools half IN.safetensors OUT.safetensors
         a float16 copy of one network file (header kept), for ``assets/``.
 
@@ -24,7 +28,9 @@ import torch
 
 from models import checkpoint
 from models.errors import UserError
+from models.discriminator import Discriminator
 from models.generator import Generator
+from models.hyper import HyperNetwork
 from models.mel import MelConfig
 from models.train import common
 from models.vocoder import NeuralVocoder
@@ -76,6 +82,20 @@ def ship_vocoder(state_dir: Path, out: Path) -> Path:
     return _ship(state_dir, out, NeuralVocoder, "v_config", "V", "vocoder")
 
 
+def ship_discriminator(state_dir: Path, out: Path) -> Path:
+    """D of a GAN state -> float16 ``discriminator.safetensors`` (what S4 starts its D from)."""
+    return _ship(state_dir, out, Discriminator, "d_config", "D", "gan")
+
+
+def ship_hyper(state_dir: Path, out: Path) -> Path:
+    """H of a hyper-pre or hyper-adv state -> float16 ``hyper.safetensors`` with its config."""
+    state = common.load_state(state_dir, "state")
+    stage = state[1].get("stage") if state is not None else None
+    if stage not in ("hyper-pre", "hyper-adv"):
+        raise UserError(f"no hyper-pre or hyper-adv state in {state_dir}")
+    return _ship(state_dir, out, HyperNetwork, "h_config", "H", stage)
+
+
 def half_copy(src: Path, dst: Path) -> Path:
     """A float16 copy of a network file written by ``checkpoint.save``, header kept."""
     tensors, meta = checkpoint.read_tensors(src)
@@ -100,6 +120,10 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("ship-vocoder")
     p.add_argument("state_dir", type=Path)
     p.add_argument("out", type=Path)
+    for name in ("ship-discriminator", "ship-hyper"):
+        p = sub.add_parser(name)
+        p.add_argument("state_dir", type=Path)
+        p.add_argument("out", type=Path)
     p = sub.add_parser("half")
     p.add_argument("src", type=Path)
     p.add_argument("dst", type=Path)
@@ -111,6 +135,10 @@ def main(argv: list[str] | None = None) -> int:
         print(ship_generator(args.state_dir, args.out))
     elif args.cmd == "ship-vocoder":
         print(ship_vocoder(args.state_dir, args.out))
+    elif args.cmd == "ship-discriminator":
+        print(ship_discriminator(args.state_dir, args.out))
+    elif args.cmd == "ship-hyper":
+        print(ship_hyper(args.state_dir, args.out))
     else:
         print(half_copy(args.src, args.dst))
     return 0

@@ -9,7 +9,8 @@
 # HG_DEADLINE (epoch seconds) caps every stage's minutes so nothing trains past it.
 # Stages: features, eval-classifiers, gan, hyper-pre, hyper-adv, vocoder; "a+b" runs two at once;
 # NAME@VARIANT trains NAME into runs/NAME@VARIANT with HG_SET_<name>_<variant> (side-by-side variants);
-# pick-features installs the best features@* run as runs/features; eval-gan evaluates G on the test split.
+# pick-features / pick-hyper install the best features@* / hyper-pre@* run as runs/features / runs/hyper-pre;
+# eval-gan evaluates G on the test split; eval fills Table 1 (G, S3, S4) on the test split.
 # Everything lives under $HG (default /root/hg): runs/<stage>/, logs/, the dataset in /dev/shm.
 # A stage resumes from runs/<stage>/state-*.safetensors, which a previous session's state (carried
 # in state_local/<stage>/) seeds on a fresh machine.
@@ -59,6 +60,13 @@ run_stage() {  # one stage in the foreground (called inside the background pipel
       python3 -m models.train.pick_features "$HG"/runs/features@* --into "$HG/runs/features" \
         >>"$HG/logs/pick-features.log" 2>&1
       weights_dir >/dev/null; return 0 ;;
+    pick-hyper)  # the best of the hyper-pre@* runs becomes runs/hyper-pre (models/train/pick_hyper.py)
+      python3 -m models.train.pick_hyper "$HG"/runs/hyper-pre@* --into "$HG/runs/hyper-pre" \
+        >>"$HG/logs/pick-hyper.log" 2>&1
+      rm -f "$HG/weights/hyper_pre.safetensors"; weights_dir >/dev/null; return 0 ;;
+    eval)  # the Table 1 analogue on the test split: G, G + H after S3 and after S4 (models/evaluate.py)
+      python3 -m app.cli eval --data "$DATA" --weights "$w" --split test --device cuda \
+        --out "$HG/runs/eval" >>"$HG/logs/eval.log" 2>&1; return 0 ;;
     eval-gan)  # the test-split evaluation of the GAN just trained (models/evaluate_gan.py)
       python3 -m models.evaluate_gan --data "$DATA" --weights "$w" --split test --device cuda \
         --out "$HG/runs/eval-gan" >>"$HG/logs/eval-gan.log" 2>&1; return 0 ;;
