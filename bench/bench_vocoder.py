@@ -59,7 +59,8 @@ def main() -> None:
     parser.add_argument("--gl-notes", type=int, default=88, help="Griffin-Lim on this many notes, scaled to --notes")
     parser.add_argument("--gl-iters", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--half", action="store_true", help="vocoder in float16 (GPU)")
+    parser.add_argument("--half", action="store_true",
+                        help="the backbone under autocast (float16 on CUDA, bfloat16 on CPU)")
     parser.add_argument("--steps", help="R/P: refine_iters / mel_projections instead of the device's")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -71,8 +72,13 @@ def main() -> None:
         cfg = with_steps(cfg, *(int(n) for n in args.steps.split("/")))
     vocoder = NeuralVocoder(cfg).to(device).eval().requires_grad_(False)
     refine_iters, mel_projections = vocoder.steps(device, recording=False)
-    if args.half:
-        vocoder = vocoder.half()
+    invert = vocoder
+    if args.half:  # autocast, not .half(): the vocoder keeps its analytic spectrum steps in float32
+        dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
+
+        def invert(log_mel: torch.Tensor) -> torch.Tensor:
+            with torch.autocast(device.type, dtype=dtype):
+                return vocoder(log_mel)
     gl = GriffinLim(mel, n_iter=args.gl_iters).to(device)
     x = (torch.rand(args.notes, mel.n_mels, mel.n_frames) * 10 + mel.log_min).to(device)
     audio_s = args.notes * mel.duration_s
@@ -84,8 +90,8 @@ def main() -> None:
     rows = []
     with torch.inference_mode():
         workers = args.workers if device.type == "cpu" else 1
-        wall, cpu = timed(in_workers(vocoder, x.half() if args.half else x, workers), args.repeats, device)
-        rows.append(("neural vocoder", wall, cpu))
+        wall, cpu = timed(in_workers(invert, x, workers), args.repeats, device)
+        rows.append(("neural vocoder" + (" (autocast)" if args.half else ""), wall, cpu))
         scale = args.notes / args.gl_notes
         gl_wall, gl_cpu = timed(in_workers(gl, x[:args.gl_notes], workers), max(1, min(args.repeats, 2)), device)
         rows.append((f"Griffin-Lim {args.gl_iters} it", gl_wall * scale, gl_cpu * scale))
