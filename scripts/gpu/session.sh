@@ -9,6 +9,7 @@
 # HG_DEADLINE (epoch seconds) caps every stage's minutes so nothing trains past it.
 # Stages: features, eval-classifiers, gan, hyper-pre, hyper-adv, vocoder; "a+b" runs two at once;
 # NAME@VARIANT trains NAME into runs/NAME@VARIANT with HG_SET_<name>_<variant> (side-by-side variants);
+# HG_INIT_<name>[_<variant>] starts a run without resume state from those weights (--init);
 # pick-features / pick-hyper install the best features@* / hyper-pre@* run as runs/features / runs/hyper-pre;
 # eval-gan evaluates G on the test split; eval fills Table 1 (G, S3, S4) on the test split.
 # Everything lives under $HG (default /root/hg): runs/<stage>/, logs/, the dataset in /dev/shm.
@@ -73,8 +74,9 @@ run_stage() {  # one stage in the foreground (called inside the background pipel
   esac
   seed_state "$run"
   local sets_var="HG_SET_${run//[-@]/_}"  # e.g. HG_SET_gan="batch_size=128 r1_gamma=1", HG_SET_features_p3
+  local init_var="HG_INIT_${run//[-@]/_}"  # e.g. HG_INIT_hyper_pre=state_local/weights/hyper_pre.safetensors
   python3 -m app.cli train "$stage" --data "$DATA" --out "$HG/runs/$run" --weights "$w" \
-    --minutes "$minutes" ${!sets_var:+--set ${!sets_var}} >>"$HG/logs/$run.log" 2>&1
+    --minutes "$minutes" ${!init_var:+--init ${!init_var}} ${!sets_var:+--set ${!sets_var}} >>"$HG/logs/$run.log" 2>&1
   weights_dir >/dev/null
 }
 
