@@ -96,9 +96,9 @@ class HyperAdvStep:
 
 
 
-def loss_weights_from_pre(cfg: HyperAdvTrainConfig, pre_config: str | dict | None) -> HyperAdvTrainConfig:
-    """Fill unset (0) lambdas from the S3 run's config with the paper's S4/S3 ratios."""
-    pre = json.loads(pre_config) if isinstance(pre_config, str) else (pre_config or {})
+def loss_weights_from_pre(cfg: HyperAdvTrainConfig, pre_config: str | None) -> HyperAdvTrainConfig:
+    """Fill unset (0) lambdas from the S3 run's config (JSON from its header) with the paper's S4/S3 ratios."""
+    pre = json.loads(pre_config) if pre_config else {}
     defaults = HyperPreTrainConfig()
     lt = cfg.lambda_timbre or PAPER_RATIO_TIMBRE * float(pre.get("lambda_timbre", defaults.lambda_timbre))
     lr = cfg.lambda_recon or PAPER_RATIO_RECON * float(pre.get("lambda_recon", defaults.lambda_recon))

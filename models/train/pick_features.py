@@ -49,24 +49,39 @@ def pick(runs: list[Path], into: Path) -> Path:
     if not scored:
         raise UserError(f"none of {[str(r) for r in runs]} has a finished f run (metrics.jsonl with a final line)")
     best_score, best, _ = max(scored, key=lambda s: s[0])
-    into.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(best / "features.safetensors", into / "features.safetensors")
-    shutil.copy2(best / "metrics.jsonl", into / "metrics.jsonl")
-    record = {"picked": str(best), "rule": "inst_acc_holdout - pitch_probe_acc",
-              "runs": {str(r): dict(m, score=round(s, 4)) for s, r, m in scored}}
-    (into / "picked.json").write_text(json.dumps(record, indent=1))
+    install(best, into, [best / "features.safetensors", best / "metrics.jsonl"],
+            "inst_acc_holdout - pitch_probe_acc", scored)
     return best
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("runs", nargs="+", type=Path, help="f run folders")
-    parser.add_argument("--into", required=True, type=Path, help="the features run folder later stages read")
+def install(best: Path, into: Path, files: list[Path], rule: str,
+            scored: list[tuple[float, Path, dict[str, float]]]) -> None:
+    """Copy the winner's ``files`` into ``into`` (stale resume shards removed) and record every run's
+    final metrics and score (None for an ineligible run) in ``into/picked.json``."""
+    into.mkdir(parents=True, exist_ok=True)
+    for old in into.glob("state-*.safetensors"):
+        old.unlink()
+    for path in files:
+        shutil.copy2(path, into / path.name)
+    record = {"picked": str(best), "rule": rule,
+              "runs": {str(r): dict(m, score=round(s, 4) if s != float("-inf") else None) for s, r, m in scored}}
+    (into / "picked.json").write_text(json.dumps(record, indent=1))
+
+
+def cli(argv: list[str] | None, doc: str, pick_fn, what: str) -> int:
+    """``python -m models.train.pick_* RUN_DIR... --into DIR`` for a ``pick_fn(runs, into)``."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("runs", nargs="+", type=Path, help=f"{what} run folders")
+    parser.add_argument("--into", required=True, type=Path, help=f"the {what} run folder later stages read")
     args = parser.parse_args(argv)
-    best = pick(args.runs, args.into)
-    print(f"pick_features: {best} -> {args.into}")
+    best = pick_fn(args.runs, args.into)
+    print(f"{what}: {best} -> {args.into}")
     print((args.into / "picked.json").read_text())
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return cli(argv, __doc__, pick, "features")
 
 
 if __name__ == "__main__":

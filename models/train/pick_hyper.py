@@ -11,13 +11,10 @@ The winner's hyper_pre.safetensors, resume state and metrics are copied into ``-
 """
 from __future__ import annotations
 
-import argparse
-import json
-import shutil
 from pathlib import Path
 
 from models.errors import UserError
-from models.train.pick_features import final_metrics
+from models.train.pick_features import cli, final_metrics, install
 
 PITCH_SLACK = 0.02
 SCORE = "valid_cls_cos_other_gh"
@@ -42,26 +39,13 @@ def pick(runs: list[Path], into: Path) -> Path:
     best_score, best, _ = max(scored, key=lambda s: s[0])
     if best_score == float("-inf"):
         raise UserError(f"every hyper-pre run loses more than {PITCH_SLACK} pitch accuracy against G alone")
-    into.mkdir(parents=True, exist_ok=True)
-    for old in into.glob("state-*.safetensors"):
-        old.unlink()
-    for path in [best / "hyper_pre.safetensors", best / "metrics.jsonl", *best.glob("state-*.safetensors")]:
-        shutil.copy2(path, into / path.name)
-    record = {"picked": str(best), "rule": f"max {SCORE}, pitch within {PITCH_SLACK} of G alone",
-              "runs": {str(r): dict(m, score=round(s, 4) if s != float("-inf") else None) for s, r, m in scored}}
-    (into / "picked.json").write_text(json.dumps(record, indent=1))
+    install(best, into, [best / "hyper_pre.safetensors", best / "metrics.jsonl", *best.glob("state-*.safetensors")],
+            f"max {SCORE}, pitch within {PITCH_SLACK} of G alone", scored)
     return best
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("runs", nargs="+", type=Path, help="hyper-pre run folders")
-    parser.add_argument("--into", required=True, type=Path, help="the hyper-pre run folder later stages read")
-    args = parser.parse_args(argv)
-    best = pick(args.runs, args.into)
-    print(f"pick_hyper: {best} -> {args.into}")
-    print((args.into / "picked.json").read_text())
-    return 0
+    return cli(argv, __doc__, pick, "hyper-pre")
 
 
 if __name__ == "__main__":

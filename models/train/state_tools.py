@@ -53,11 +53,11 @@ def cast_state(src: Path, dst: Path, dtype: torch.dtype, name: str = "state") ->
     return common.save_tensor_state(dst, name, _cast(tensors, dtype), meta)
 
 
-def _ship(state_dir: Path, out: Path, net_cls: type, config_key: str, prefix: str, stage: str) -> Path:
-    """The network ``prefix`` of a ``stage`` state -> float16 ``out`` with its config and provenance."""
+def _ship(state_dir: Path, out: Path, net_cls: type, config_key: str, prefix: str, *stages: str) -> Path:
+    """The network ``prefix`` of a state of one of ``stages`` -> float16 ``out`` with its config."""
     state = common.load_state(state_dir, "state")
-    if state is None or state[1].get("stage", stage) != stage:
-        raise UserError(f"no {stage} state in {state_dir}")
+    if state is None or state[1].get("stage", stages[0]) not in stages:
+        raise UserError(f"no {' or '.join(stages)} state in {state_dir}")
     tensors, meta = state
     if config_key in meta:
         cfg = checkpoint.config_from_dict(net_cls.Config, json.loads(meta[config_key]))
@@ -89,11 +89,7 @@ def ship_discriminator(state_dir: Path, out: Path) -> Path:
 
 def ship_hyper(state_dir: Path, out: Path) -> Path:
     """H of a hyper-pre or hyper-adv state -> float16 ``hyper.safetensors`` with its config."""
-    state = common.load_state(state_dir, "state")
-    stage = state[1].get("stage") if state is not None else None
-    if stage not in ("hyper-pre", "hyper-adv"):
-        raise UserError(f"no hyper-pre or hyper-adv state in {state_dir}")
-    return _ship(state_dir, out, HyperNetwork, "h_config", "H", stage)
+    return _ship(state_dir, out, HyperNetwork, "h_config", "H", "hyper-pre", "hyper-adv")
 
 
 def half_copy(src: Path, dst: Path) -> Path:
