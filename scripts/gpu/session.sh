@@ -10,6 +10,7 @@
 # Stages: features, eval-classifiers, gan, hyper-pre, hyper-adv, vocoder; "a+b" runs two at once;
 # NAME@VARIANT trains NAME into runs/NAME@VARIANT with HG_SET_<name>_<variant> (side-by-side variants);
 # HG_INIT_<name>[_<variant>] starts a run without resume state from those weights (--init);
+# HG_WEIGHTS_<name>[_<variant>]=DIR gives a run another weights folder (e.g. assets: the shipped f + G);
 # pick-features / pick-hyper install the best features@* / hyper-pre@* run as runs/features / runs/hyper-pre;
 # eval-gan evaluates G on the test split; eval fills Table 1 (G, S3, S4) on the test split.
 # Everything lives under $HG (default /root/hg): runs/<stage>/, logs/, the dataset in /dev/shm.
@@ -75,6 +76,8 @@ run_stage() {  # one stage in the foreground (called inside the background pipel
   seed_state "$run"
   local sets_var="HG_SET_${run//[-@]/_}"  # e.g. HG_SET_gan="batch_size=128 r1_gamma=1", HG_SET_features_p3
   local init_var="HG_INIT_${run//[-@]/_}"  # e.g. HG_INIT_hyper_pre=state_local/weights/hyper_pre.safetensors
+  local weights_var="HG_WEIGHTS_${run//[-@]/_}"  # e.g. HG_WEIGHTS_hyper_pre_ship=assets (another f + G)
+  w="${!weights_var:-$w}"
   python3 -m app.cli train "$stage" --data "$DATA" --out "$HG/runs/$run" --weights "$w" \
     --minutes "$minutes" ${!init_var:+--init ${!init_var}} ${!sets_var:+--set ${!sets_var}} >>"$HG/logs/$run.log" 2>&1
   weights_dir >/dev/null
