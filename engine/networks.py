@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from models.checkpoint import load
+from models.checkpoint import load, weights_digest
 from models.errors import CheckpointError, UserError
 from models.mel import GriffinLim, MelConfig, MelInverter
 
@@ -111,6 +111,15 @@ def _inverter(choice: str | MelInverter, weights: Path, mel: MelConfig, classes:
     return GriffinLim(mel, **griffin_lim).to(device), "griffinlim", []
 
 
+def _check_pair(path: Path, h_meta: dict[str, str], f: torch.nn.Module, G: torch.nn.Module) -> None:
+    """H only fits the f and G it was trained with; its header names their digests (when it has them)."""
+    for key, net, name in (("features_digest", f, FEATURES), ("generator_digest", G, GENERATOR)):
+        if key in h_meta and h_meta[key] != weights_digest(net):
+            raise CheckpointError(f"{path} was trained with another {name} (digest {h_meta[key]}, this one "
+                                  f"{weights_digest(net)}): put the H trained for these networks beside them, "
+                                  f"or remove {path.name} to render with G alone")
+
+
 @torch.inference_mode()
 def _check_fit(f: torch.nn.Module, G: torch.nn.Module, H: torch.nn.Module | None, mel: MelConfig,
                z_dim: int, device: torch.device) -> None:
@@ -167,7 +176,8 @@ def load_networks(weights_dir: str | Path, device: torch.device, vocoder: str | 
     if (weights / HYPER).is_file():
         if classes.hyper is None:
             raise CheckpointError(f"{weights / HYPER} exists but this build has no HyperNetwork")
-        H, _, _ = _load(weights / HYPER, classes.hyper, device)
+        H, _, h_meta = _load(weights / HYPER, classes.hyper, device)
+        _check_pair(weights / HYPER, h_meta, f, G)
         used.append(weights / HYPER)
     _check_fit(f, G, H, mel, z_dim, device)
     inverter, vocoder_name, vocoder_files = _inverter(vocoder, weights, mel, classes, device, griffin_lim or {})

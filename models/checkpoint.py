@@ -7,6 +7,7 @@ plus any extra string fields a stage adds. Never pickle.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import subprocess
@@ -66,6 +67,21 @@ def unwrap(net: torch.nn.Module) -> torch.nn.Module:
             net = net.module
         else:
             return net
+
+
+def weights_digest(net: torch.nn.Module) -> str:
+    """A short hash of a network's weights as float16 (fp32 and shipped fp16 copies of one net agree).
+
+    H records the digests of the f and G it was trained with; the engine refuses an H beside another G.
+    """
+    digest = hashlib.sha256()
+    for name, value in sorted(unwrap(net).state_dict().items()):
+        value = value.detach().cpu()
+        if value.is_floating_point():
+            value = value.to(torch.float16)
+        digest.update(name.encode())
+        digest.update(value.contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
 
 
 def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:

@@ -108,3 +108,26 @@ def test_real_networks_render_cache_and_mix(tiny_weights: Path, pluck_wav: Path)
 def torch_tone():
     from models.audio import Audio
     return Audio(harmonic_tone(67, duration_s=1.0, decay_s=0.5), REAL_MEL.sample_rate)
+
+
+def test_hyper_refuses_a_generator_it_was_not_trained_with(tiny_weights: Path, tmp_path: Path) -> None:
+    from engine.networks import load_networks
+    from models.checkpoint import load, read_tensors, save_tensors, weights_digest
+    from models.errors import CheckpointError
+    from models.train.state_tools import bind_hyper
+
+    folder = tmp_path / "w"
+    folder.mkdir()
+    for name in ("features", "generator"):
+        (folder / f"{name}.safetensors").write_bytes((tiny_weights / f"{name}.safetensors").read_bytes())
+    bind_hyper(tiny_weights / "hyper.safetensors", folder / "hyper.safetensors", tiny_weights)
+    _, meta = read_tensors(folder / "hyper.safetensors")
+    G = load(folder / "generator.safetensors", Generator)[0]
+    assert meta["generator_digest"] == weights_digest(G) == weights_digest(G.half())  # fp32 and fp16 copies agree
+    assert load_networks(folder, torch.device("cpu"), vocoder="griffinlim").H is not None
+    # Another G of the same shape: H's offsets would fit its layers but not its weights.
+    tensors, g_meta = read_tensors(folder / "generator.safetensors")
+    tensors = {k: v + 0.01 if v.is_floating_point() else v for k, v in tensors.items()}
+    save_tensors(folder / "generator.safetensors", tensors, {k: v for k, v in g_meta.items() if k != "format"})
+    with pytest.raises(CheckpointError, match="trained with another generator.safetensors"):
+        load_networks(folder, torch.device("cpu"), vocoder="griffinlim")

@@ -24,7 +24,7 @@ from models import checkpoint
 from models.discriminator import Discriminator, r1_penalty
 from models.hyper import HyperNetwork
 from models.train import common
-from models.train.hyper_pre import (HyperBatch, HyperData, HyperPreTrainConfig, HyperProbe, load_frozen, pre_loss,
+from models.train.hyper_pre import (HyperBatch, HyperData, HyperPreTrainConfig, HyperProbe, load_frozen, pair_digests, pre_loss,
                                      render_fine)
 
 
@@ -142,6 +142,7 @@ def train(data, out: Path, opts: common.RunOptions) -> dict[str, float]:
     meta_base = {"stage": "hyper-adv", "train_config": common.config_json(cfg), "mel": data.mel_cfg.to_json(),
                  "h_config": common.config_json(H.cfg), "d_config": common.config_json(D.cfg),
                  "features": str(weights / "features.safetensors"), "generator": str(weights / "generator.safetensors"),
+                 **pair_digests(f, G),
                  "init": str(h_init_path)}
 
     def save() -> None:

@@ -216,6 +216,11 @@ def load_frozen(weights: Path, device: torch.device) -> tuple[nn.Module, nn.Modu
     return f.eval().requires_grad_(False), G.eval().requires_grad_(False)
 
 
+def pair_digests(f: nn.Module, G: nn.Module) -> dict[str, str]:
+    """The digests of the f and G an H is trained with (H only fits them; the engine checks)."""
+    return {"features_digest": checkpoint.weights_digest(f), "generator_digest": checkpoint.weights_digest(G)}
+
+
 def hyper_config(G: nn.Module, h_dim: int, skip_coarse: int, tiny: bool, overrides: list[str]) -> HyperConfig:
     """H's architecture for G's modulated layers (all but the ``skip_coarse`` coarsest and the to-mel)."""
     make = HyperConfig.tiny if tiny else HyperConfig.shipped
@@ -259,7 +264,8 @@ def train(data, out: Path, opts: common.RunOptions) -> dict[str, float]:
     start_step = step
     meta_base = {"stage": "hyper-pre", "train_config": common.config_json(cfg), "mel": data.mel_cfg.to_json(),
                  "h_config": common.config_json(h_cfg),
-                 "features": str(weights / "features.safetensors"), "generator": str(weights / "generator.safetensors")}
+                 "features": str(weights / "features.safetensors"), "generator": str(weights / "generator.safetensors"),
+                 **pair_digests(f, G)}
 
     def save() -> None:
         meta = dict(meta_base, step=step)

@@ -29,10 +29,12 @@ import torch
 from models import checkpoint
 from models.errors import UserError
 from models.discriminator import Discriminator
+from models.features import FeatureExtractor
 from models.generator import Generator
 from models.hyper import HyperNetwork
 from models.mel import MelConfig
 from models.train import common
+from models.train.hyper_pre import pair_digests
 from models.vocoder import NeuralVocoder
 
 DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
@@ -66,7 +68,8 @@ def _ship(state_dir: Path, out: Path, net_cls: type, config_key: str, prefix: st
         print(f"{state_dir}: no {config_key} in the state; assuming {net_cls.__name__}.Config.shipped")
     net = net_cls(cfg)
     common.restore(net, tensors, prefix)
-    keep = {k: v for k, v in meta.items() if k in ("stage", "step", "kimg", "train_config", "mel", "git")}
+    keep = {k: v for k, v in meta.items()
+            if k in ("stage", "step", "kimg", "train_config", "mel", "git", "features_digest", "generator_digest")}
     keep["source_git"] = keep.pop("git", "unknown")
     checkpoint.save(out, net, keep, dtype=torch.float16)
     return out
@@ -101,6 +104,21 @@ def half_copy(src: Path, dst: Path) -> Path:
     return dst
 
 
+def bind_hyper(src: Path, dst: Path, weights: Path) -> Path:
+    """A float16 copy of an H file that records the digests of the f and G in ``weights`` it was trained
+    with (H files written before the trainers recorded them); the engine then refuses H beside another G."""
+    tensors, meta = checkpoint.read_tensors(src)
+    if meta.get("kind") != HyperNetwork.__name__:
+        raise UserError(f"{src} holds a {meta.get('kind')!r}, not a HyperNetwork")
+    f = checkpoint.load(weights / "features.safetensors", FeatureExtractor)[0]
+    G = checkpoint.load(weights / "generator.safetensors", Generator)[0]
+    meta = {k: v for k, v in meta.items() if k not in ("format", "features", "generator", "init")}
+    meta["source_git"] = meta.pop("git", "unknown")
+    meta.update(pair_digests(f, G))
+    checkpoint.save_tensors(dst, _cast(tensors, torch.float16), meta)
+    return dst
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m models.train.state_tools", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -120,6 +138,10 @@ def main(argv: list[str] | None = None) -> int:
         p = sub.add_parser(name)
         p.add_argument("state_dir", type=Path)
         p.add_argument("out", type=Path)
+    p = sub.add_parser("bind-hyper")
+    p.add_argument("src", type=Path)
+    p.add_argument("dst", type=Path)
+    p.add_argument("--weights", type=Path, required=True, help="folder with the f and G that H was trained with")
     p = sub.add_parser("half")
     p.add_argument("src", type=Path)
     p.add_argument("dst", type=Path)
@@ -135,6 +157,8 @@ def main(argv: list[str] | None = None) -> int:
         print(ship_discriminator(args.state_dir, args.out))
     elif args.cmd == "ship-hyper":
         print(ship_hyper(args.state_dir, args.out))
+    elif args.cmd == "bind-hyper":
+        print(bind_hyper(args.src, args.dst, args.weights))
     else:
         print(half_copy(args.src, args.dst))
     return 0
