@@ -35,7 +35,7 @@ def test_shipped_files_are_float16_with_configs():
         assert all(str(v.dtype) == "torch.float16" for v in tensors.values() if v.is_floating_point())
         json.loads(meta["config"])
     total = sum(p.stat().st_size for p in ASSETS.glob("*.safetensors"))
-    assert total < 24 << 20
+    assert total < 26 << 20  # the shipped-model budget, raised for H: assets/MODEL_CARD.md "Size"
 
 
 def test_all_88_keys_render_from_a_demo_sound(engine: Engine):
