@@ -142,11 +142,13 @@ class Engine:
 
     @torch.inference_mode()
     def timbre(self, sample: Sample) -> torch.Tensor:
-        """h = f(x) of a sample ``[1, h_dim]``, cached by content hash."""
+        """h = f(x) of a sample ``[1, h_dim]`` at full-scale peak (the training notes' level), cached."""
         key = f"h:{sample.content_hash}"
         entry = self.cache.get(key)
         if entry is None:
             wave = torch.from_numpy(sample.audio.samples).to(self.device)[None]
+            # f learnt timbre from peak-normalised notes (+-6 dB): a quiet recording is the same timbre.
+            wave = wave / wave.abs().max().clamp_min(1e-4)
             entry = {"h": self.nets.f(self._log_mel(wave))}
             self.cache.put(key, entry, persist=True)
         return entry["h"]

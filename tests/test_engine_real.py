@@ -131,3 +131,15 @@ def test_hyper_refuses_a_generator_it_was_not_trained_with(tiny_weights: Path, t
     save_tensors(folder / "generator.safetensors", tensors, {k: v for k, v in g_meta.items() if k != "format"})
     with pytest.raises(CheckpointError, match="trained with another generator.safetensors"):
         load_networks(folder, torch.device("cpu"), vocoder="griffinlim")
+
+
+def test_quiet_recording_gets_the_same_timbre(tiny_weights: Path) -> None:
+    from models.audio import Audio
+    engine = Engine(tiny_weights, device="cpu", vocoder="griffinlim", num_threads=1,
+                    cfg=EngineConfig(output_rate=16000, griffin_lim_iters=4))
+    tone = harmonic_tone(60, duration_s=1.0, decay_s=0.5)
+    loud = engine.load_sample(Audio(tone, REAL_MEL.sample_rate), midi=60)
+    quiet = engine.load_sample(Audio(tone * 0.02, REAL_MEL.sample_rate), midi=60)   # -34 dB
+    assert loud.content_hash != quiet.content_hash
+    h_loud, h_quiet = engine.timbre(loud), engine.timbre(quiet)
+    assert (h_quiet - h_loud).norm() < 0.01 * h_loud.norm()   # equal up to rounding near the mel floor
