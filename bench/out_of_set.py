@@ -35,6 +35,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from models.audio import peak_normalise
+
 ALSA_DIR = Path("/usr/share/sounds/alsa")
 FREEPATS_DIR = Path("/usr/share/midi/freepats/Tone_000")
 FREEDESKTOP_DIR = Path("/usr/share/sounds/freedesktop/stereo")
@@ -141,7 +143,7 @@ def crop_normalise(samples: np.ndarray, sample_rate: int, cfg: BuildConfig = Bui
     n_fade = min(len(x), int(cfg.fade_out_s * sample_rate))
     x = x.copy()  # never mutate the caller's array
     x[len(x) - n_fade:] *= np.linspace(1.0, 0.0, n_fade)
-    return (x * (10.0 ** (cfg.peak_dbfs / 20.0) / np.max(np.abs(x)))).astype(np.float32)
+    return peak_normalise(x, 10.0 ** (cfg.peak_dbfs / 20.0))
 
 
 def pick_gus_wave(path: Path, target_midi: float) -> GusSample:

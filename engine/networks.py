@@ -114,9 +114,12 @@ def _inverter(choice: str | MelInverter, weights: Path, mel: MelConfig, classes:
 def _check_pair(path: Path, h_meta: dict[str, str], f: torch.nn.Module, G: torch.nn.Module) -> None:
     """H only fits the f and G it was trained with; its header names their digests (when it has them)."""
     for key, net, name in (("features_digest", f, FEATURES), ("generator_digest", G, GENERATOR)):
-        if key in h_meta and h_meta[key] != weights_digest(net):
+        if key not in h_meta:
+            continue
+        digest = weights_digest(net)
+        if h_meta[key] != digest:
             raise CheckpointError(f"{path} was trained with another {name} (digest {h_meta[key]}, this one "
-                                  f"{weights_digest(net)}): put the H trained for these networks beside them, "
+                                  f"{digest}): put the H trained for these networks beside them, "
                                   f"or remove {path.name} to render with G alone")
 
 
