@@ -61,7 +61,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--half", action="store_true",
                         help="the backbone under autocast (float16 on CUDA, bfloat16 on CPU)")
-    parser.add_argument("--steps", help="R/P: refine_iters / mel_projections instead of the device's")
+    parser.add_argument("--steps", help="R/P or R/C/P: refine_iters / (coarse_projections /) mel_projections "
+                                        "instead of the device's")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -71,7 +72,7 @@ def main() -> None:
     if args.steps:
         cfg = with_steps(cfg, *(int(n) for n in args.steps.split("/")))
     vocoder = NeuralVocoder(cfg).to(device).eval().requires_grad_(False)
-    refine_iters, mel_projections = vocoder.steps(device, recording=False)
+    refine_iters, coarse_projections, mel_projections = vocoder.steps(device, recording=False)
     invert = vocoder
     if args.half:  # autocast, not .half(): the vocoder keeps its analytic spectrum steps in float32
         dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
@@ -86,7 +87,7 @@ def main() -> None:
     print(f"device {device}, {args.workers} workers x {torch.get_num_threads()} threads; {args.notes} notes x {mel.duration_s:.2f} s "
           f"({mel.n_mels} mels x {mel.n_frames} frames, hop {mel.hop_length}); vocoder {params:,} params "
           f"(dim {cfg.dim}, {cfg.n_layers} layers, iSTFT n_fft {cfg.n_fft}; {refine_iters} refine + "
-          f"{mel_projections} mel projections)")
+          f"{coarse_projections} coarse (hop x{cfg.coarse_hop_factor}) + {mel_projections} mel projections)")
     rows = []
     with torch.inference_mode():
         workers = args.workers if device.type == "cpu" else 1

@@ -7,9 +7,10 @@ The phase is not predicted: it is a phase-locked vocoder's phase derived from th
 to their spectral peak). Vocos predicts the phase directly; a convolution gives equal outputs for
 equal frames, so its phase cannot rotate through a held note, and on our one-shots it scored 24 %
 pitch accuracy where Griffin-Lim scored 99 % (models/README.md "Vocoder"). One inverse STFT, then
-``refine_iters`` Griffin-Lim steps on the head's grid and ``mel_projections`` steps that rescale
-the wave's mel bands to the input mel (more of both on a GPU, where they cost little: ``cuda_*``).
-Everything runs at the frame rate (256 frames for 2 s).
+``refine_iters`` Griffin-Lim steps on the head's grid, ``coarse_projections`` over-relaxed steps
+that rescale the wave's mel bands to the input mel on a 4x coarser STFT grid (a quarter of the
+cost each), and ``mel_projections`` such steps on the mel's own grid (other counts on a GPU,
+where steps cost little: ``cuda_*``). Everything runs at the frame rate (256 frames for 2 s).
 
 Also here: the multi-resolution STFT distance (training loss and evaluation metric). The critics
 used only in training are in ``models/vocoder_critic.py``.
@@ -28,7 +29,7 @@ import torchaudio
 from torch import nn
 
 from models.layers import normalize_log_mel
-from models.mel import SHIPPED_MEL, TINY_MEL, GriffinLim, MelConfig
+from models.mel import SHIPPED_MEL, TINY_MEL, GriffinLim, LogMel, MelConfig
 
 
 PHASE_MODES = ("locked", "direct")
@@ -51,13 +52,17 @@ class VocoderConfig:
     phase_offset: bool = False    # "locked": plus a learned per-frame phase offset (zero at init)
     magnitude_prior: bool = True  # predict log-magnitude as a residual over the mel's pseudo-inverse
     project_magnitude: bool = True  # rescale the predicted magnitude's bands to the input mel (no STFT)
-    refine_iters: int = 1         # Griffin-Lim steps on the head's grid after the first inverse STFT
-    mel_projections: int = 2      # then rescale the wave's STFT so its mel matches the input mel
-    # Inference on a CUDA device (no autograd) runs these counts instead: each step costs ~1 s of
-    # one CPU core per 88 notes, so the CPU keeps few (3.97 s per keyboard on 2 cores at 1 + 2);
-    # on a GPU they cost little and take the mel L1 below Griffin-Lim 32's. Training always runs
-    # the CPU counts.
+    refine_iters: int = 0         # Griffin-Lim steps on the head's grid after the first inverse STFT
+    coarse_projections: int = 10  # then mel projections on a grid coarse_hop_factor x coarser (4x cheaper)
+    coarse_hop_factor: int = 4
+    coarse_power: float = 1.8     # over-relaxation: a coarse projection applies (target / current) ** power
+    mel_projections: int = 1      # then rescale the wave's STFT on the mel's own grid to the input mel
+    # The CPU counts above are the cheapest measured to take the mel L1 below Griffin-Lim 32's on
+    # both held-out splits (models/README.md "Vocoder", session 6): a full-grid step costs ~0.5 s
+    # of one core per 88 notes, a coarse one ~0.13 s. Inference on a CUDA device (no autograd)
+    # runs these counts instead, which cost little there. Training runs the CPU counts.
     cuda_refine_iters: int = 4
+    cuda_coarse_projections: int = 0
     cuda_mel_projections: int = 32
     # The step counts hold no weights: a checkpoint runs with other counts too (models/README.md).
 
@@ -66,6 +71,10 @@ class VocoderConfig:
             raise ValueError(f"n_fft {self.n_fft} must be even and >= the mel hop {self.mel.hop_length}")
         if self.project_magnitude and self.n_fft != self.mel.n_fft:
             raise ValueError("project_magnitude needs the head on the mel's FFT size")
+        if (self.coarse_projections or self.cuda_coarse_projections) and \
+                self.mel.hop_length * self.coarse_hop_factor > self.mel.win_length // 2:
+            raise ValueError(f"coarse projections hop {self.mel.hop_length} x {self.coarse_hop_factor}: more than half "
+                             f"the {self.mel.win_length}-sample window, so the inverse STFT cannot overlap-add")
         if self.phase not in PHASE_MODES:
             raise ValueError(f"phase must be one of {PHASE_MODES}, got {self.phase!r}")
 
@@ -94,7 +103,9 @@ class VocoderConfig:
 
     @classmethod
     def tiny(cls, mel: MelConfig = TINY_MEL) -> "VocoderConfig":
-        return cls(mel=mel, dim=32, intermediate_dim=64, n_layers=2, n_fft=mel.n_fft)
+        # TINY_MEL's 512-sample window allows coarse hops of up to 2 x its hop
+        return cls(mel=mel, dim=32, intermediate_dim=64, n_layers=2, n_fft=mel.n_fft,
+                   coarse_projections=2, coarse_hop_factor=2)
 
 
 class ConvNeXtBlock(nn.Module):
@@ -149,8 +160,10 @@ class NeuralVocoder(nn.Module):
         # A sinusoid's STFT peak grows with the window's sum: rescale mel magnitudes to this head's window.
         gain = cfg.n_fft / cfg.mel.win_length
         self.register_buffer("mel_pinv", torch.linalg.pinv(fb) * gain, persistent=False)  # [n_mels, n_freqs]
-        # Griffin-Lim's sparse filterbank (to_mel / from_mel) and window; it holds no weights.
+        # Griffin-Lim's filterbank helpers and window; they hold no weights.
         self.mel_ops = GriffinLim(cfg.mel, n_iter=0)
+        self.register_buffer("mel_fb", LogMel(cfg.mel).fb.clone(), persistent=False)  # [mel n_freqs, n_mels]
+        self._fb_csr: torch.Tensor | None = None
         self.apply(_init_weights)
         if cfg.magnitude_prior:  # a zero head starts from the analytic spectrum and learns residuals
             nn.init.zeros_(self.head.weight)
@@ -183,12 +196,12 @@ class NeuralVocoder(nn.Module):
                 locked = self.locked_phase(log_mag.detach())
             phase = locked if phase is None else locked + phase
         # Clamping the log keeps exp() finite in bf16 training; no real wave exceeds the bound.
-        mag = torch.exp(log_mag.clamp(max=c.max_log_magnitude)).transpose(1, 2)  # [B, n_freqs, F]
+        mag = torch.exp(log_mag.clamp(max=c.max_log_magnitude))  # [B, F, n_freqs]
         if c.project_magnitude:
             # The mel fixes each band's energy; the network only shapes it inside the band.
-            ops = self.mel_ops
-            mag = mag * ops.from_mel(ops.mel_magnitude(log_mel) / ops.to_mel(mag).clamp_min(1e-12))
-        return mag, phase.transpose(1, 2)
+            target = self.mel_ops.mel_magnitude(log_mel).transpose(1, 2)  # [B, F, n_mels]
+            mag = mag * self.from_mel(target / self.to_mel(mag).clamp_min(1e-12))
+        return mag.transpose(1, 2), phase.transpose(1, 2)
 
     def locked_phase(self, log_mag: torch.Tensor) -> torch.Tensor:
         """Phase of a phase vocoder with identity phase locking for ``log_mag [B, F, K]`` (frames first),
@@ -264,7 +277,7 @@ class NeuralVocoder(nn.Module):
         length = c.hop_length * (log_mel.shape[-1] - 1)
         # torch.complex of the two products is ~3x faster than torch.polar on the CPU.
         wave = torch.istft(torch.complex(mag * torch.cos(phase), mag * torch.sin(phase)), length=length, **stft)
-        refine_iters, mel_projections = self.steps(log_mel.device, recording)
+        refine_iters, coarse_projections, mel_projections = self.steps(log_mel.device, recording)
         for _ in range(refine_iters):
             # One Griffin-Lim step from a good phase repairs much of the overlap-add inconsistency
             # (mel L1 halved with the true magnitude) for one STFT pair; training sees it too.
@@ -272,36 +285,76 @@ class NeuralVocoder(nn.Module):
             parts = torch.view_as_real(rebuilt)  # [B, n_freqs, F, 2]
             gain = mag * torch.rsqrt(parts.square().sum(-1) + 1e-12)  # |S| -> mag, phase kept
             wave = torch.istft(torch.view_as_complex(parts * gain[..., None]), length=length, **stft)
+        for _ in range(coarse_projections):
+            wave = self.project_to_mel(wave, log_mel, c.coarse_hop_factor, c.coarse_power)
         for _ in range(mel_projections):
             wave = self.project_to_mel(wave, log_mel)
         if squeeze:
             wave, mag = wave[0], mag[0]
         return (wave, mag) if with_magnitude else wave
 
-    def steps(self, device: torch.device, recording: bool) -> tuple[int, int]:
-        """(refine_iters, mel_projections) for a forward pass on ``device``."""
+    def steps(self, device: torch.device, recording: bool) -> tuple[int, int, int]:
+        """(refine_iters, coarse_projections, mel_projections) for a forward pass on ``device``."""
         c = self.cfg
         if device.type == "cuda" and not recording:
-            return c.cuda_refine_iters, c.cuda_mel_projections
-        return c.refine_iters, c.mel_projections
+            return c.cuda_refine_iters, c.cuda_coarse_projections, c.cuda_mel_projections
+        return c.refine_iters, c.coarse_projections, c.mel_projections
 
-    def project_to_mel(self, wave: torch.Tensor, log_mel: torch.Tensor) -> torch.Tensor:
+    def project_to_mel(self, wave: torch.Tensor, log_mel: torch.Tensor, hop_factor: int = 1,
+                       power: float = 1.0) -> torch.Tensor:
         """Rescale ``wave [B, T]``'s STFT on the mel's own grid so that its mel bands match ``log_mel``.
 
         Band ratios target / current, spread back to the linear bins through the filterbank and
         applied to the complex STFT, phase kept; bands at the floor are silenced (Griffin-Lim's
         ``project_mel`` step, once). It restores band energies that overlap-add has shifted.
+        With ``hop_factor`` k the STFT hops k x the mel hop and matches every k-th mel frame: k
+        times cheaper, and a Hann window of 2048 at hop 512 still overlap-adds exactly. ``power``
+        > 1 over-relaxes (ratio ** power), which converges in fewer projections.
         """
-        m, ops = self.cfg.mel, self.mel_ops
-        spec = torch.stft(wave, m.n_fft, m.hop_length, m.win_length, ops.window, center=True, return_complex=True)
-        current = ops.to_mel(spec.abs())  # [B, n_mels, F]
-        target = log_mel.float()
+        m = self.cfg.mel
+        hop = m.hop_length * hop_factor
+        spec = torch.stft(wave, m.n_fft, hop, m.win_length, self.mel_ops.window, center=True, return_complex=True)
+        spec = spec.transpose(1, 2)  # [B, F', K]: torch.stft's own memory order, so contiguous
+        current = self.to_mel(spec.abs())  # [B, F', M]
+        target = log_mel.float()[..., ::hop_factor].transpose(1, 2)  # coarse frame j is centred on mel frame k j
         # Capped at +40 dB: a band the wave left empty must not turn a rounding error into a tone.
         log_ratio = (target - torch.log(current.clamp_min(m.log_floor))).clamp(max=math.log(100.0))
+        if power != 1.0:
+            log_ratio = log_ratio * power
         ratio = torch.where(target <= m.log_min + 1e-3, torch.zeros_like(log_ratio), torch.exp(log_ratio))
-        gain = ops.from_mel(ratio)  # [B, n_freqs, F]
+        gain = self.from_mel(ratio)  # [B, F', K]
         scaled = torch.view_as_complex(torch.view_as_real(spec) * gain[..., None])  # real x complex, cheaply
-        return torch.istft(scaled, m.n_fft, m.hop_length, m.win_length, ops.window, center=True, length=wave.shape[-1])
+        return torch.istft(scaled.transpose(1, 2), m.n_fft, hop, m.win_length, self.mel_ops.window, center=True,
+                           length=wave.shape[-1])
+
+    def to_mel(self, magnitude: torch.Tensor) -> torch.Tensor:
+        """Frames-first linear magnitude ``[B, F, n_freqs]`` -> mel magnitude ``[B, F, n_mels]``."""
+        B, F_, K = magnitude.shape
+        if self._sparse_ok(magnitude):
+            fb_t = self._sparse_fb(magnitude.device).t()  # [M, K]; the filterbank has 2 non-zeros a bin
+            return torch.sparse.mm(fb_t, magnitude.reshape(B * F_, K).t()).t().reshape(B, F_, -1)
+        return torch.matmul(magnitude, self.mel_fb)
+
+    def from_mel(self, mel: torch.Tensor) -> torch.Tensor:
+        """Adjoint of ``to_mel``: ``[B, F, n_mels]`` -> ``[B, F, n_freqs]``."""
+        B, F_, M = mel.shape
+        if self._sparse_ok(mel):
+            return torch.sparse.mm(self._sparse_fb(mel.device), mel.reshape(B * F_, M).t()).t().reshape(B, F_, -1)
+        return torch.matmul(mel, self.mel_fb.t())
+
+    @staticmethod
+    def _sparse_ok(x: torch.Tensor) -> bool:
+        # Sparse products are 3-6x faster than the dense or index_add forms on the CPU; training
+        # (autograd) and CUDA take the dense product.
+        return x.device.type == "cpu" and not torch.is_grad_enabled()
+
+    def _sparse_fb(self, device: torch.device) -> torch.Tensor:
+        """The filterbank ``[n_freqs, n_mels]`` as a sparse CSR matrix (built once, not a buffer)."""
+        if getattr(self, "_fb_csr", None) is None or self._fb_csr.device != device:
+            with warnings.catch_warnings():  # "sparse CSR support is in beta": it is used read-only
+                warnings.simplefilter("ignore", UserWarning)
+                self._fb_csr = self.mel_fb.to_sparse_csr()
+        return self._fb_csr
 
 
 def nearest_peak(log_mag: torch.Tensor) -> torch.Tensor:
@@ -325,9 +378,10 @@ def _init_weights(m: nn.Module) -> None:
 
 
 def load_vocoder(path: str | Path, device: str | torch.device = "cpu",
-                 steps: tuple[int, int] | None = None) -> NeuralVocoder:
+                 steps: tuple[int, ...] | None = None) -> NeuralVocoder:
     """A trained vocoder ready to invert mels: eval mode, frozen (no autograd graph is recorded).
-    ``steps`` (refine_iters, mel_projections) replaces the checkpoint's counts on every device."""
+    ``steps`` (refine_iters, mel_projections) or (refine_iters, coarse_projections, mel_projections)
+    replaces the checkpoint's counts on every device."""
     from models import checkpoint
 
     net, _, _ = checkpoint.load(path, NeuralVocoder, device)
@@ -336,10 +390,15 @@ def load_vocoder(path: str | Path, device: str | torch.device = "cpu",
     return net.eval().requires_grad_(False)
 
 
-def with_steps(cfg: VocoderConfig, refine_iters: int, mel_projections: int) -> VocoderConfig:
-    """``cfg`` with these weightless step counts on the CPU and on CUDA alike."""
-    return dataclasses.replace(cfg, refine_iters=refine_iters, mel_projections=mel_projections,
-                               cuda_refine_iters=refine_iters, cuda_mel_projections=mel_projections)
+def with_steps(cfg: VocoderConfig, refine_iters: int, *projections: int) -> VocoderConfig:
+    """``cfg`` with these weightless step counts on the CPU and on CUDA alike:
+    ``with_steps(cfg, r, p)`` (no coarse projections) or ``with_steps(cfg, r, c, p)``."""
+    if len(projections) not in (1, 2):
+        raise ValueError("steps are refine/mel_projections or refine/coarse/mel_projections")
+    coarse, fine = (0, *projections) if len(projections) == 1 else projections
+    return dataclasses.replace(cfg, refine_iters=refine_iters, coarse_projections=coarse, mel_projections=fine,
+                               cuda_refine_iters=refine_iters, cuda_coarse_projections=coarse,
+                               cuda_mel_projections=fine)
 
 
 # ---------------------------------------------------------------- spectral distances

@@ -9,7 +9,7 @@ pitch accuracy of the inverted wave, and mel L1 between G's mel and the mel of t
 
     python -m models.vocoder_eval --data DIR --vocoder runs/vocoder/vocoder.safetensors --device cuda
     python -m models.vocoder_eval --data DIR --vocoder V.safetensors --weights assets --out runs/vocoder_eval
-    python -m models.vocoder_eval --data DIR --vocoder V.safetensors --device cuda --steps 1/2  # the CPU's steps
+    python -m models.vocoder_eval --data DIR --vocoder V.safetensors --device cuda --steps 0/10/1  # the CPU's steps
 """
 from __future__ import annotations
 
@@ -181,9 +181,9 @@ def load_synth(weights: Path, device: torch.device):
 
 def quality_table(data, vocoder_path: str | Path, weights: str | Path | None = None,
                   cfg: VocoderEvalConfig = VocoderEvalConfig(), device: str = "cpu",
-                  gl_iters: int = 32, steps: tuple[int, int] | None = None) -> dict[str, dict[str, float]]:
+                  gl_iters: int = 32, steps: tuple[int, ...] | None = None) -> dict[str, dict[str, float]]:
     """The issue's table: the vocoder at ``vocoder_path`` vs Griffin-Lim (``gl_iters``) on held-out notes.
-    ``steps`` (refine_iters, mel_projections) overrides the vocoder's counts for ``device``."""
+    ``steps`` (refine_iters, [coarse_projections,] mel_projections) overrides the vocoder's counts for ``device``."""
     from models.errors import UserError
     from models.mel import GriffinLim
     from models.vocoder import load_vocoder
@@ -209,8 +209,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--splits", type=int, nargs="+", default=[1])
     parser.add_argument("--max-notes", type=int, default=512)
     parser.add_argument("--gl-iters", type=int, default=32)
-    parser.add_argument("--steps", help="R/P: the vocoder's refine_iters / mel_projections on any device "
-                                        "(default: the checkpoint's for the device), e.g. 1/2 for the CPU's on a GPU")
+    parser.add_argument("--steps", help="R/P or R/C/P: the vocoder's refine_iters / (coarse_projections /) "
+                                        "mel_projections on any device "
+                                        "(default: the checkpoint's for the device), e.g. 0/10/1 for the CPU's on a GPU")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--out", help="folder for vocoder_eval.md and vocoder_eval.json")
     args = parser.parse_args(argv)

@@ -246,13 +246,50 @@ def test_locked_phase_keeps_a_gliding_tone_coherent_across_bins():
 def test_weightless_steps_per_device_and_override(tmp_path):
     V = NeuralVocoder(VocoderConfig.tiny())
     c = V.cfg
-    assert V.steps(torch.device("cpu"), recording=False) == (c.refine_iters, c.mel_projections)
-    assert V.steps(torch.device("cuda"), recording=False) == (c.cuda_refine_iters, c.cuda_mel_projections)
-    assert V.steps(torch.device("cuda"), recording=True) == (c.refine_iters, c.mel_projections)  # training
+    cpu = (c.refine_iters, c.coarse_projections, c.mel_projections)
+    assert V.steps(torch.device("cpu"), recording=False) == cpu
+    assert V.steps(torch.device("cuda"), recording=False) == (c.cuda_refine_iters, c.cuda_coarse_projections,
+                                                              c.cuda_mel_projections)
+    assert V.steps(torch.device("cuda"), recording=True) == cpu  # training
     path = tmp_path / "vocoder.safetensors"
     checkpoint.save(path, V, {})
     loaded = load_vocoder(path, steps=(0, 3))
-    assert loaded.steps(torch.device("cpu"), False) == (0, 3) == loaded.steps(torch.device("cuda"), False)
+    assert loaded.steps(torch.device("cpu"), False) == (0, 0, 3) == loaded.steps(torch.device("cuda"), False)
+    loaded = load_vocoder(path, steps=(1, 2, 1))
+    assert loaded.steps(torch.device("cpu"), False) == (1, 2, 1)
     x = torch.randn(2, TINY_MEL.n_mels, TINY_MEL.n_frames) - 4
     with torch.no_grad():
         assert loaded(x).shape == (2, TINY_MEL.num_samples)
+
+
+def test_coarse_projections_need_an_overlapping_hop():
+    with pytest.raises(ValueError, match="overlap-add"):
+        dataclasses.replace(VocoderConfig.tiny(), coarse_hop_factor=4)  # 4 x 128 > 512 / 2
+    dataclasses.replace(VocoderConfig.tiny(), coarse_hop_factor=4, coarse_projections=0)  # unused: fine
+
+
+def test_coarse_over_relaxed_projections_lower_the_mel_error():
+    torch.manual_seed(0)
+    mel = TINY_MEL
+    V = NeuralVocoder(VocoderConfig.tiny(mel))
+    tone = torch.from_numpy(harmonic_tone(64, duration_s=mel.num_samples / mel.sample_rate + 0.01))[None, :mel.num_samples]
+    target = LogMel(mel)(tone)
+    off = tone * 0.3 + 0.01 * torch.randn_like(tone)
+    error = lambda w: (LogMel(mel)(w) - target).abs().mean()  # noqa: E731
+    once = V.project_to_mel(off, target, hop_factor=2, power=1.5)
+    more = V.project_to_mel(V.project_to_mel(once, target, hop_factor=2, power=1.5), target)
+    assert error(more) < error(once) < 0.6 * error(off)
+
+
+def test_sparse_filterbank_path_equals_the_dense_one():
+    """Inference on the CPU multiplies by a sparse filterbank; training (autograd) by the dense one."""
+    V = NeuralVocoder(VocoderConfig.shipped())
+    mag = torch.rand(2, 7, V.cfg.mel.n_freqs)
+    with torch.no_grad():
+        sparse_mel, sparse_back = V.to_mel(mag), V.from_mel(torch.rand(2, 7, V.cfg.mel.n_mels).mul(0).add(1))
+    with torch.enable_grad():
+        dense_mel = V.to_mel(mag.requires_grad_())
+        dense_back = V.from_mel(torch.ones(2, 7, V.cfg.mel.n_mels))
+    assert torch.allclose(sparse_mel, dense_mel.detach(), rtol=1e-4, atol=1e-6)
+    assert torch.allclose(sparse_back, dense_back, rtol=1e-4, atol=1e-6)
+    assert torch.allclose(dense_mel.detach(), torch.matmul(mag.detach(), LogMel(V.cfg.mel).fb), rtol=1e-4, atol=1e-6)

@@ -318,7 +318,7 @@ class Evaluator:
         rows = evaluate_real(self.data, {"vocoder": V}, cfg, self.device)
         out = {f"valid_{k}": v for k, v in rows["vocoder"].items() if k not in skip}
         if self.cpu_steps:
-            V.cfg = with_steps(own, own.refine_iters, own.mel_projections)
+            V.cfg = with_steps(own, own.refine_iters, own.coarse_projections, own.mel_projections)
             try:
                 rows = evaluate_real(self.data, {"vocoder": V}, cfg, self.device)
             finally:
