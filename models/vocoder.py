@@ -163,7 +163,7 @@ class NeuralVocoder(nn.Module):
         # Griffin-Lim's filterbank helpers and window; they hold no weights.
         self.mel_ops = GriffinLim(cfg.mel, n_iter=0)
         self.register_buffer("mel_fb", LogMel(cfg.mel).fb.clone(), persistent=False)  # [mel n_freqs, n_mels]
-        self._fb_csr: torch.Tensor | None = None
+        self._fb_csr: tuple[torch.Tensor, torch.Tensor] | None = None
         self.apply(_init_weights)
         if cfg.magnitude_prior:  # a zero head starts from the analytic spectrum and learns residuals
             nn.init.zeros_(self.head.weight)
@@ -330,16 +330,15 @@ class NeuralVocoder(nn.Module):
     def to_mel(self, magnitude: torch.Tensor) -> torch.Tensor:
         """Frames-first linear magnitude ``[B, F, n_freqs]`` -> mel magnitude ``[B, F, n_mels]``."""
         B, F_, K = magnitude.shape
-        if self._sparse_ok(magnitude):
-            fb_t = self._sparse_fb(magnitude.device).t()  # [M, K]; the filterbank has 2 non-zeros a bin
-            return torch.sparse.mm(fb_t, magnitude.reshape(B * F_, K).t()).t().reshape(B, F_, -1)
+        if self._sparse_ok(magnitude):  # the filterbank has at most 2 non-zeros a linear bin
+            return torch.mm(magnitude.reshape(B * F_, K), self._sparse_fb(magnitude.device)[0]).reshape(B, F_, -1)
         return torch.matmul(magnitude, self.mel_fb)
 
     def from_mel(self, mel: torch.Tensor) -> torch.Tensor:
         """Adjoint of ``to_mel``: ``[B, F, n_mels]`` -> ``[B, F, n_freqs]``."""
         B, F_, M = mel.shape
         if self._sparse_ok(mel):
-            return torch.sparse.mm(self._sparse_fb(mel.device), mel.reshape(B * F_, M).t()).t().reshape(B, F_, -1)
+            return torch.mm(mel.reshape(B * F_, M), self._sparse_fb(mel.device)[1]).reshape(B, F_, -1)
         return torch.matmul(mel, self.mel_fb.t())
 
     @staticmethod
@@ -348,12 +347,15 @@ class NeuralVocoder(nn.Module):
         # (autograd) and CUDA take the dense product.
         return x.device.type == "cpu" and not torch.is_grad_enabled()
 
-    def _sparse_fb(self, device: torch.device) -> torch.Tensor:
-        """The filterbank ``[n_freqs, n_mels]`` as a sparse CSR matrix (built once, not a buffer)."""
-        if getattr(self, "_fb_csr", None) is None or self._fb_csr.device != device:
+    def _sparse_fb(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """The filterbank ``[n_freqs, n_mels]`` and its transpose as sparse CSR matrices (built once;
+        dense @ CSR gives a contiguous frames-first result; a transposed CSR view would be converted
+        back on every product)."""
+        if self._fb_csr is None or self._fb_csr[0].device != device:
             with warnings.catch_warnings():  # "sparse CSR support is in beta": it is used read-only
                 warnings.simplefilter("ignore", UserWarning)
-                self._fb_csr = self.mel_fb.to_sparse_csr()
+                fb = self.mel_fb.to(device)
+                self._fb_csr = (fb.to_sparse_csr(), fb.t().contiguous().to_sparse_csr())
         return self._fb_csr
 
 
