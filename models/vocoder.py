@@ -50,6 +50,7 @@ class VocoderConfig:
     n_fft: int = 2048             # iSTFT head window: the mel's own (1024 cannot resolve keys 21-23)
     phase: str = "locked"         # "locked": phase-locked vocoder phase from the magnitude; "direct": Vocos
     phase_offset: bool = False    # "locked": plus a learned per-frame phase offset (zero at init)
+    peak_interpolation: str = "parabolic"  # "locked": how a peak's frequency is read ("slope": until session 6)
     magnitude_prior: bool = True  # predict log-magnitude as a residual over the mel's pseudo-inverse
     project_magnitude: bool = True  # rescale the predicted magnitude's bands to the input mel (no STFT)
     refine_iters: int = 0         # Griffin-Lim steps on the head's grid after the first inverse STFT
@@ -75,6 +76,8 @@ class VocoderConfig:
                 self.mel.hop_length * self.coarse_hop_factor > self.mel.win_length // 2:
             raise ValueError(f"coarse projections hop {self.mel.hop_length} x {self.coarse_hop_factor}: more than half "
                              f"the {self.mel.win_length}-sample window, so the inverse STFT cannot overlap-add")
+        if self.peak_interpolation not in ("parabolic", "slope"):
+            raise ValueError(f"peak_interpolation must be 'parabolic' or 'slope', got {self.peak_interpolation!r}")
         if self.phase not in PHASE_MODES:
             raise ValueError(f"phase must be one of {PHASE_MODES}, got {self.phase!r}")
 
@@ -240,13 +243,23 @@ class NeuralVocoder(nn.Module):
         """Phase advance per hop ``[B, F, n_freqs]`` of the partial each bin belongs to (frames first).
 
         For a Gaussian window (Hann ~ Gaussian with gamma = 0.25645 n_fft^2, Prusa et al. 2017) a
-        sinusoid's log-magnitude is a parabola in frequency, so its slope at bin k points at the peak:
-        k0 = k + n_fft^2 / (4 pi gamma) * (log|S|[k+1] - log|S|[k-1]). Bins of one partial then share
-        its frequency (phase locking, as in a phase vocoder) instead of beating at their own.
+        sinusoid's log-magnitude is a parabola in frequency, so the three values around bin k place
+        the partial: ``peak_interpolation`` "parabolic" fits that parabola, k0 = k + (a - c) / (2 (a -
+        2 b + c)), with its measured curvature wherever it is concave; "slope" assumes the window's
+        own curvature, k0 = k + n_fft^2 / (4 pi gamma) (c - a), which reads a low partial sharp when
+        the next partial's lobe lifts its upper side (generated-note pitch 0.982 vs 0.994, models/README.md).
+        Bins of one partial then share its frequency (phase locking, as in a phase vocoder).
         """
         c = self.cfg
-        slope = F.pad(log_mag[..., 2:] - log_mag[..., :-2], (1, 1))
+        below = F.pad(log_mag[..., :-2], (1, 1))
+        above = F.pad(log_mag[..., 2:], (1, 1))
+        slope = above - below
         shift = slope * (1.0 / (4 * math.pi * GAMMA_HANN))  # in bins (n_fft^2 / gamma = 1 / GAMMA_HANN)
+        if c.peak_interpolation == "parabolic":
+            curvature = below + above - 2 * log_mag
+            concave = curvature < -1e-3
+            fitted = -0.5 * slope / torch.where(concave, curvature, torch.ones_like(curvature))
+            shift = torch.where(concave, fitted, shift)
         shift = shift.clamp(-2.0, 2.0)  # the Hann main lobe is 4 bins wide
         return self.bin_advance + shift * (2 * math.pi * c.hop_length / c.n_fft)
 
