@@ -254,13 +254,14 @@ class NeuralVocoder(nn.Module):
         below = F.pad(log_mag[..., :-2], (1, 1))
         above = F.pad(log_mag[..., 2:], (1, 1))
         slope = above - below
-        shift = slope * (1.0 / (4 * math.pi * GAMMA_HANN))  # in bins (n_fft^2 / gamma = 1 / GAMMA_HANN)
         if c.peak_interpolation == "parabolic":
-            curvature = below + above - 2 * log_mag
-            concave = curvature < -1e-3
-            fitted = -0.5 * slope / torch.where(concave, curvature, torch.ones_like(curvature))
-            shift = torch.where(concave, fitted, shift)
-        shift = shift.clamp(-2.0, 2.0)  # the Hann main lobe is 4 bins wide
+            # Only peak bins' advances are used (phase locking), and there the parabola is concave
+            # (a - 2b + c <= 0); the cap keeps flat tops finite.
+            curvature = below.add_(above).sub_(log_mag, alpha=2.0).clamp_(max=-1e-3)
+            shift = slope.mul_(-0.5).div_(curvature)
+        else:
+            shift = slope.mul_(1.0 / (4 * math.pi * GAMMA_HANN))  # in bins (n_fft^2 / gamma = 1 / GAMMA_HANN)
+        shift = shift.clamp_(-2.0, 2.0)  # the Hann main lobe is 4 bins wide
         return self.bin_advance + shift * (2 * math.pi * c.hop_length / c.n_fft)
 
     def prior_log_magnitude(self, log_mel: torch.Tensor) -> torch.Tensor:
