@@ -9,7 +9,7 @@ equal frames, so its phase cannot rotate through a held note, and on our one-sho
 pitch accuracy where Griffin-Lim scored 99 % (models/README.md "Vocoder"). One inverse STFT, then
 ``refine_iters`` Griffin-Lim steps on the head's grid, ``coarse_projections`` over-relaxed steps
 that rescale the wave's mel bands to the input mel on a 4x coarser STFT grid (a quarter of the
-cost each), and ``mel_projections`` such steps on the mel's own grid (other counts on a GPU,
+cost each), and ``mel_projections`` such steps on a 2x coarser grid (the mel's own on a GPU,
 where steps cost little: ``cuda_*``). Everything runs at the frame rate (256 frames for 2 s).
 
 Also here: the multi-resolution STFT distance (training loss and evaluation metric). The critics
@@ -54,10 +54,11 @@ class VocoderConfig:
     magnitude_prior: bool = True  # predict log-magnitude as a residual over the mel's pseudo-inverse
     project_magnitude: bool = True  # rescale the predicted magnitude's bands to the input mel (no STFT)
     refine_iters: int = 0         # Griffin-Lim steps on the head's grid after the first inverse STFT
-    coarse_projections: int = 10  # then mel projections on a grid coarse_hop_factor x coarser (4x cheaper)
+    coarse_projections: int = 9   # then mel projections on a grid coarse_hop_factor x coarser (4x cheaper)
     coarse_hop_factor: int = 4
     coarse_power: float = 1.8     # over-relaxation: a coarse projection applies (target / current) ** power
-    mel_projections: int = 1      # then rescale the wave's STFT on the mel's own grid to the input mel
+    mel_projections: int = 2      # then rescale the wave's STFT to the input mel on a finer grid:
+    mel_hop_factor: int = 2       # every other mel frame (half the cost of the mel's own grid, 1)
     # The CPU counts above are the cheapest measured to take the mel L1 below Griffin-Lim 32's on
     # both held-out splits (models/README.md "Vocoder", session 6): a full-grid step costs ~0.5 s
     # of one core per 88 notes, a coarse one ~0.13 s. Inference on a CUDA device (no autograd)
@@ -65,6 +66,7 @@ class VocoderConfig:
     cuda_refine_iters: int = 4
     cuda_coarse_projections: int = 0
     cuda_mel_projections: int = 32
+    cuda_mel_hop_factor: int = 1
     # The step counts hold no weights: a checkpoint runs with other counts too (models/README.md).
 
     def __post_init__(self) -> None:
@@ -72,10 +74,12 @@ class VocoderConfig:
             raise ValueError(f"n_fft {self.n_fft} must be even and >= the mel hop {self.mel.hop_length}")
         if self.project_magnitude and self.n_fft != self.mel.n_fft:
             raise ValueError("project_magnitude needs the head on the mel's FFT size")
-        if (self.coarse_projections or self.cuda_coarse_projections) and \
-                self.mel.hop_length * self.coarse_hop_factor > self.mel.win_length // 2:
-            raise ValueError(f"coarse projections hop {self.mel.hop_length} x {self.coarse_hop_factor}: more than half "
-                             f"the {self.mel.win_length}-sample window, so the inverse STFT cannot overlap-add")
+        for used, factor in ((self.coarse_projections or self.cuda_coarse_projections, self.coarse_hop_factor),
+                             (self.mel_projections, self.mel_hop_factor),
+                             (self.cuda_mel_projections, self.cuda_mel_hop_factor)):
+            if used and self.mel.hop_length * factor > self.mel.win_length // 2:
+                raise ValueError(f"projections at hop {self.mel.hop_length} x {factor}: more than half the "
+                                 f"{self.mel.win_length}-sample window, so the inverse STFT cannot overlap-add")
         if self.peak_interpolation not in ("parabolic", "slope"):
             raise ValueError(f"peak_interpolation must be 'parabolic' or 'slope', got {self.peak_interpolation!r}")
         if self.phase not in PHASE_MODES:
@@ -292,6 +296,8 @@ class NeuralVocoder(nn.Module):
         # torch.complex of the two products is ~3x faster than torch.polar on the CPU.
         wave = torch.istft(torch.complex(mag * torch.cos(phase), mag * torch.sin(phase)), length=length, **stft)
         refine_iters, coarse_projections, mel_projections = self.steps(log_mel.device, recording)
+        on_cuda = log_mel.device.type == "cuda" and not recording
+        mel_hop_factor = c.cuda_mel_hop_factor if on_cuda else c.mel_hop_factor
         for _ in range(refine_iters):
             # One Griffin-Lim step from a good phase repairs much of the overlap-add inconsistency
             # (mel L1 halved with the true magnitude) for one STFT pair; training sees it too.
@@ -302,7 +308,7 @@ class NeuralVocoder(nn.Module):
         for _ in range(coarse_projections):
             wave = self.project_to_mel(wave, log_mel, c.coarse_hop_factor, c.coarse_power)
         for _ in range(mel_projections):
-            wave = self.project_to_mel(wave, log_mel)
+            wave = self.project_to_mel(wave, log_mel, mel_hop_factor)
         if squeeze:
             wave, mag = wave[0], mag[0]
         return (wave, mag) if with_magnitude else wave
@@ -407,14 +413,15 @@ def load_vocoder(path: str | Path, device: str | torch.device = "cpu",
 
 
 def with_steps(cfg: VocoderConfig, refine_iters: int, *projections: int) -> VocoderConfig:
-    """``cfg`` with these weightless step counts on the CPU and on CUDA alike:
+    """``cfg`` with these weightless step counts on the CPU and on CUDA alike (the CPU's grid for the last
+    projections too, so a GPU reproduces the CPU path):
     ``with_steps(cfg, r, p)`` (no coarse projections) or ``with_steps(cfg, r, c, p)``."""
     if len(projections) not in (1, 2):
         raise ValueError("steps are refine/mel_projections or refine/coarse/mel_projections")
     coarse, fine = (0, *projections) if len(projections) == 1 else projections
     return dataclasses.replace(cfg, refine_iters=refine_iters, coarse_projections=coarse, mel_projections=fine,
                                cuda_refine_iters=refine_iters, cuda_coarse_projections=coarse,
-                               cuda_mel_projections=fine)
+                               cuda_mel_projections=fine, cuda_mel_hop_factor=cfg.mel_hop_factor)
 
 
 # ---------------------------------------------------------------- spectral distances

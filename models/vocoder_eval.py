@@ -9,7 +9,7 @@ pitch accuracy of the inverted wave, and mel L1 between G's mel and the mel of t
 
     python -m models.vocoder_eval --data DIR --vocoder runs/vocoder/vocoder.safetensors --device cuda
     python -m models.vocoder_eval --data DIR --vocoder V.safetensors --weights assets --out runs/vocoder_eval
-    python -m models.vocoder_eval --data DIR --vocoder V.safetensors --device cuda --steps 0/10/1  # the CPU's steps
+    python -m models.vocoder_eval --data DIR --vocoder V.safetensors --device cuda --steps 0/9/2  # the CPU's steps
 """
 from __future__ import annotations
 
@@ -211,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gl-iters", type=int, default=32)
     parser.add_argument("--steps", help="R/P or R/C/P: the vocoder's refine_iters / (coarse_projections /) "
                                         "mel_projections on any device "
-                                        "(default: the checkpoint's for the device), e.g. 0/10/1 for the CPU's on a GPU")
+                                        "(default: the checkpoint's for the device), e.g. 0/9/2 for the CPU's on a GPU")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--out", help="folder for vocoder_eval.md and vocoder_eval.json")
     args = parser.parse_args(argv)

@@ -101,6 +101,9 @@ def test_vocoder_steps_rewrites_only_the_step_counts(tmp_path):
     state_tools.main(["vocoder-steps", str(src), str(dst), "2/0/8", "--cuda"])
     c = load_vocoder(dst).cfg
     assert (c.cuda_refine_iters, c.cuda_coarse_projections, c.cuda_mel_projections) == (2, 0, 8)
+    state_tools.main(["vocoder-steps", str(src), str(dst), "0/2/2", "--mel-hop-factor", "1"])
+    c = load_vocoder(dst).cfg
+    assert (c.coarse_projections, c.mel_projections, c.mel_hop_factor) == (2, 2, 1)
     with pytest.raises(UserError, match="R/C/P"):
         state_tools.vocoder_steps(src, dst, "1/2")
     checkpoint.save(src, Generator(Generator.Config.tiny(TINY_MEL)), {})

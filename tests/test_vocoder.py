@@ -93,7 +93,8 @@ def test_checkpoint_round_trip_float16(tmp_path):
     x = torch.randn(2, TINY_MEL.n_mels, TINY_MEL.n_frames) - 4
     with torch.no_grad():
         a, b = V(x), loaded(x)
-    assert (a - b).abs().max() < 0.02 * a.abs().max() + 1e-4
+    # float16 rounding only (the phase locking picks peaks, so a rounded magnitude can move a few)
+    assert torch.linalg.vector_norm(a - b) < 0.05 * torch.linalg.vector_norm(a)
     with pytest.raises(CheckpointError):
         checkpoint.load(path, Generator)
 
@@ -257,6 +258,7 @@ def test_weightless_steps_per_device_and_override(tmp_path):
     assert loaded.steps(torch.device("cpu"), False) == (0, 0, 3) == loaded.steps(torch.device("cuda"), False)
     loaded = load_vocoder(path, steps=(1, 2, 1))
     assert loaded.steps(torch.device("cpu"), False) == (1, 2, 1)
+    assert loaded.cfg.cuda_mel_hop_factor == loaded.cfg.mel_hop_factor  # a GPU reproduces the CPU path
     x = torch.randn(2, TINY_MEL.n_mels, TINY_MEL.n_frames) - 4
     with torch.no_grad():
         assert loaded(x).shape == (2, TINY_MEL.num_samples)

@@ -11,7 +11,7 @@
         D of a GAN state as a float16 ``discriminator.safetensors`` (S4 starts its D from it).
     python -m models.train.state_tools ship-hyper STATE_DIR OUT.safetensors
         H of a hyper-pre / hyper-adv state as the shipped float16 ``hyper.safetensors``.
-    python -m models.train.state_tools vocoder-steps IN.safetensors OUT.safetensors R/C/P [--cuda]
+    python -m models.train.state_tools vocoder-steps IN.safetensors OUT.safetensors R/C/P [--cuda] [--mel-hop-factor N]
         a vocoder file set to other inference step counts (header only; the steps hold no weights).
     python -m models.train.state_tools half IN.safetensors OUT.safetensors
         a float16 copy of one network file (header kept), for ``assets/``.
@@ -107,9 +107,10 @@ def half_copy(src: Path, dst: Path) -> Path:
     return dst
 
 
-def vocoder_steps(src: Path, dst: Path, steps: str, cuda: bool = False) -> Path:
+def vocoder_steps(src: Path, dst: Path, steps: str, cuda: bool = False, mel_hop_factor: int | None = None) -> Path:
     """A copy of a vocoder file whose config runs other inference step counts (``R/C/P``: refine
     iterations / coarse projections / mel projections; the CPU's, or with ``cuda`` the CUDA ones).
+    ``mel_hop_factor`` sets the grid of the last projections (1: the mel's own, 2: every other frame).
     The tensors are untouched: the step counts hold no weights."""
     tensors, meta = checkpoint.read_tensors(src)
     if meta.get("kind") != NeuralVocoder.__name__:
@@ -122,6 +123,8 @@ def vocoder_steps(src: Path, dst: Path, steps: str, cuda: bool = False) -> Path:
     names = ("cuda_refine_iters", "cuda_coarse_projections", "cuda_mel_projections") if cuda else \
         ("refine_iters", "coarse_projections", "mel_projections")
     cfg = dataclasses.replace(cfg, **dict(zip(names, (r, c, p))))
+    if mel_hop_factor is not None:
+        cfg = dataclasses.replace(cfg, **{"cuda_mel_hop_factor" if cuda else "mel_hop_factor": mel_hop_factor})
     meta = {k: v for k, v in meta.items() if k != "format"}
     meta["config"] = checkpoint.config_to_json(cfg)
     checkpoint.save_tensors(dst, tensors, meta)
@@ -174,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("dst", type=Path)
     p.add_argument("steps", help="R/C/P: refine iterations / coarse projections / mel projections")
     p.add_argument("--cuda", action="store_true", help="set the CUDA step counts instead of the CPU's")
+    p.add_argument("--mel-hop-factor", type=int, help="grid of the last projections: 1 = the mel's own, 2 = every other frame")
     args = parser.parse_args(argv)
     if args.cmd == "cast":
         for path in cast_state(args.src, args.dst, DTYPES[args.dtype], args.name):
@@ -189,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.cmd == "bind-hyper":
         print(bind_hyper(args.src, args.dst, args.weights))
     elif args.cmd == "vocoder-steps":
-        print(vocoder_steps(args.src, args.dst, args.steps, args.cuda))
+        print(vocoder_steps(args.src, args.dst, args.steps, args.cuda, args.mel_hop_factor))
     else:
         print(half_copy(args.src, args.dst))
     return 0
