@@ -87,7 +87,8 @@ def main() -> None:
     print(f"device {device}, {args.workers} workers x {torch.get_num_threads()} threads; {args.notes} notes x {mel.duration_s:.2f} s "
           f"({mel.n_mels} mels x {mel.n_frames} frames, hop {mel.hop_length}); vocoder {params:,} params "
           f"(dim {cfg.dim}, {cfg.n_layers} layers, iSTFT n_fft {cfg.n_fft}; {refine_iters} refine + "
-          f"{coarse_projections} coarse (hop x{cfg.coarse_hop_factor}) + {mel_projections} mel projections)")
+          f"{coarse_projections} coarse (hop x{cfg.coarse_hop_factor}) + {mel_projections} mel projections "
+          f"(hop x{cfg.cuda_mel_hop_factor if device.type == 'cuda' else cfg.mel_hop_factor}))")
     rows = []
     with torch.inference_mode():
         workers = args.workers if device.type == "cpu" else 1

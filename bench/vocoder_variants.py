@@ -12,6 +12,7 @@ projection, ``oE`` one over-relaxed fine projection, ``g`` a silence gate. "s" i
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import time
 
@@ -25,24 +26,6 @@ from models.vocoder_eval import pick_notes, pitch_hits, _pitched
 # Levels relative to each clip's loudest mel bin, natural-log units (20 dB = ln 10).
 EDGES = (-math.inf, -4 * math.log(10), -2.5 * math.log(10), -1 * math.log(10), math.inf)
 EDGE_NAMES = ("< -80 dB", "-80..-50", "-50..-20", "> -20 dB")
-
-
-def project(net, wave: torch.Tensor, log_mel: torch.Tensor, hop_factor: int = 1, power: float = 1.0) -> torch.Tensor:
-    """``net.project_to_mel`` on a coarser STFT grid (hop x ``hop_factor``), optionally over-relaxed."""
-    m, ops = net.cfg.mel, net.mel_ops
-    hop = m.hop_length * hop_factor
-    spec = torch.stft(wave, m.n_fft, hop, m.win_length, ops.window, center=True, return_complex=True)
-    current = ops.to_mel(spec.abs())
-    target = log_mel[..., ::hop_factor].float()
-    frames = min(current.shape[-1], target.shape[-1])
-    current, target = current[..., :frames], target[..., :frames]
-    log_ratio = (target - torch.log(current.clamp_min(m.log_floor))).clamp(max=math.log(100.0)) * power
-    ratio = torch.where(target <= m.log_min + 1e-3, torch.zeros_like(log_ratio), torch.exp(log_ratio))
-    gain = ops.from_mel(ratio)
-    if gain.shape[-1] < spec.shape[-1]:
-        gain = torch.nn.functional.pad(gain, (0, spec.shape[-1] - gain.shape[-1]), mode="replicate")
-    scaled = torch.view_as_complex(torch.view_as_real(spec) * gain[..., None])
-    return torch.istft(scaled, m.n_fft, hop, m.win_length, ops.window, center=True, length=wave.shape[-1])
 
 
 def gate(net, wave: torch.Tensor, log_mel: torch.Tensor) -> torch.Tensor:
@@ -60,18 +43,19 @@ def make_variant(net, name: str):
         parts = name.split("+")
         base = parts[0]  # "r/p"
         r, p = (int(n) for n in base.split("/"))
-        net.cfg = with_steps(net.cfg, r, p)
+        # the base's projections on the mel's own grid, as in the tables of session 6
+        net.cfg = dataclasses.replace(with_steps(net.cfg, r, p), mel_hop_factor=1, cuda_mel_hop_factor=1)
         wave = net(log_mel)
         for op in parts[1:]:
             if op.startswith("c"):  # c2x3: 3 projections at hop x2; c4x6p1.5: over-relaxed (ratio^1.5)
                 factor, rest = op[1:].split("x")
                 count, _, power = rest.partition("p")
                 for _ in range(int(count)):
-                    wave = project(net, wave, log_mel, int(factor), float(power or 1.0))
+                    wave = net.project_to_mel(wave, log_mel, int(factor), float(power or 1.0))
             elif op.startswith("o"):  # o1.3: one over-relaxed fine projection
-                wave = project(net, wave, log_mel, 1, float(op[1:]))
+                wave = net.project_to_mel(wave, log_mel, 1, float(op[1:]))
             elif op == "f":
-                wave = project(net, wave, log_mel, 1)
+                wave = net.project_to_mel(wave, log_mel)
             elif op == "g":
                 wave = gate(net, wave, log_mel)
             else:

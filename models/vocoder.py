@@ -296,8 +296,7 @@ class NeuralVocoder(nn.Module):
         # torch.complex of the two products is ~3x faster than torch.polar on the CPU.
         wave = torch.istft(torch.complex(mag * torch.cos(phase), mag * torch.sin(phase)), length=length, **stft)
         refine_iters, coarse_projections, mel_projections = self.steps(log_mel.device, recording)
-        on_cuda = log_mel.device.type == "cuda" and not recording
-        mel_hop_factor = c.cuda_mel_hop_factor if on_cuda else c.mel_hop_factor
+        mel_hop_factor = c.cuda_mel_hop_factor if self._cuda_counts(log_mel.device, recording) else c.mel_hop_factor
         for _ in range(refine_iters):
             # One Griffin-Lim step from a good phase repairs much of the overlap-add inconsistency
             # (mel L1 halved with the true magnitude) for one STFT pair; training sees it too.
@@ -316,13 +315,18 @@ class NeuralVocoder(nn.Module):
     def steps(self, device: torch.device, recording: bool) -> tuple[int, int, int]:
         """(refine_iters, coarse_projections, mel_projections) for a forward pass on ``device``."""
         c = self.cfg
-        if device.type == "cuda" and not recording:
+        if self._cuda_counts(device, recording):
             return c.cuda_refine_iters, c.cuda_coarse_projections, c.cuda_mel_projections
         return c.refine_iters, c.coarse_projections, c.mel_projections
 
+    @staticmethod
+    def _cuda_counts(device: torch.device, recording: bool) -> bool:
+        """Inference on a CUDA device runs the ``cuda_*`` steps; training always the CPU's."""
+        return device.type == "cuda" and not recording
+
     def project_to_mel(self, wave: torch.Tensor, log_mel: torch.Tensor, hop_factor: int = 1,
                        power: float = 1.0) -> torch.Tensor:
-        """Rescale ``wave [B, T]``'s STFT on the mel's own grid so that its mel bands match ``log_mel``.
+        """Rescale ``wave [B, T]``'s STFT so that its mel bands match ``log_mel`` (on the mel's own grid).
 
         Band ratios target / current, spread back to the linear bins through the filterbank and
         applied to the complex STFT, phase kept; bands at the floor are silenced (Griffin-Lim's

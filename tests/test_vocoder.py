@@ -215,13 +215,17 @@ def test_untrained_shipped_vocoder_is_already_an_analytic_inverter():
     assert estimate_pitch(Audio(wave[0].numpy(), mel.sample_rate)).midi_note == 45
 
 
-def test_mel_projection_makes_the_wave_match_the_requested_mel():
+def _tone_and_a_wrong_wave(mel):
+    """A tiny-grid harmonic tone's log-mel and a wave at the wrong level with noise added."""
     torch.manual_seed(0)
-    mel = TINY_MEL
-    V = NeuralVocoder(VocoderConfig.tiny(mel))
     tone = torch.from_numpy(harmonic_tone(64, duration_s=mel.num_samples / mel.sample_rate + 0.01))[None, :mel.num_samples]
-    target = LogMel(mel)(tone)
-    off = tone * 0.3 + 0.01 * torch.randn_like(tone)  # wrong level, added noise
+    return LogMel(mel)(tone), tone * 0.3 + 0.01 * torch.randn_like(tone)
+
+
+def test_mel_projection_makes_the_wave_match_the_requested_mel():
+    mel = TINY_MEL
+    target, off = _tone_and_a_wrong_wave(mel)
+    V = NeuralVocoder(VocoderConfig.tiny(mel))
     before = (LogMel(mel)(off) - target).abs().mean()
     after = (LogMel(mel)(V.project_to_mel(off, target)) - target).abs().mean()
     assert after < 0.5 * before
@@ -271,12 +275,9 @@ def test_coarse_projections_need_an_overlapping_hop():
 
 
 def test_coarse_over_relaxed_projections_lower_the_mel_error():
-    torch.manual_seed(0)
     mel = TINY_MEL
+    target, off = _tone_and_a_wrong_wave(mel)
     V = NeuralVocoder(VocoderConfig.tiny(mel))
-    tone = torch.from_numpy(harmonic_tone(64, duration_s=mel.num_samples / mel.sample_rate + 0.01))[None, :mel.num_samples]
-    target = LogMel(mel)(tone)
-    off = tone * 0.3 + 0.01 * torch.randn_like(tone)
     error = lambda w: (LogMel(mel)(w) - target).abs().mean()  # noqa: E731
     once = V.project_to_mel(off, target, hop_factor=2, power=1.5)
     more = V.project_to_mel(V.project_to_mel(once, target, hop_factor=2, power=1.5), target)
