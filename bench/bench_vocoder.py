@@ -1,13 +1,15 @@
 """Time to invert one keyboard (88 notes of the shipped mel grid): neural vocoder vs Griffin-Lim.
 
 Random-init weights (the cost does not depend on them); the shipped step counts of the device
-(CPU: 1 refine + 2 mel projections; CUDA: 4 + 32), or ``--steps R/P``. Reports wall time (best of
+(CPU: 0 refine + 9 coarse + 2 mel projections; CUDA: 4 + 0 + 32), or ``--steps R/P`` / ``R/C/P``.
+``--half`` runs the backbone under autocast (float16 on CUDA, bfloat16 on the CPU: no faster on
+this AMX CPU in session 7, 1.73-1.80 s vs 1.69-1.71 s). Reports wall time (best of
 ``--repeats`` after a warm-up) and, on the CPU, the process CPU time, which on a shared machine
 says more about the code than the wall clock does; real-time factor = audio seconds / wall seconds.
 
-    OMP_NUM_THREADS=1 python bench/bench_vocoder.py --workers 2     # this 2-core CPU
-    python bench/bench_vocoder.py --device cuda
-    python bench/bench_vocoder.py --gl-notes 22          # Griffin-Lim on a quarter, scaled to 88
+    OMP_NUM_THREADS=1 python -m bench.bench_vocoder --workers 2     # this 2-core CPU
+    python -m bench.bench_vocoder --device cuda
+    python -m bench.bench_vocoder --gl-notes 22          # Griffin-Lim on a quarter, scaled to 88
 """
 from __future__ import annotations
 

@@ -323,3 +323,33 @@ def test_parabolic_peak_frequency_survives_a_blurred_lobe(key):
         shift = (V.peak_advance(log_mag)[0, 0, peak] - V.bin_advance[peak]) / (2 * math.pi * cfg.hop_length / cfg.n_fft)
         errors[mode] = abs(peak + float(shift) - k0)
     assert errors["parabolic"] < 0.02 < 0.1 < errors["slope"]
+
+
+@pytest.mark.parametrize("hop_factor", [1, 2, 4])
+def test_inverse_stft_equals_torch_istft(hop_factor):
+    V = NeuralVocoder(VocoderConfig.shipped())
+    hop = SHIPPED_MEL.hop_length * hop_factor
+    wave = torch.randn(2, 4000)
+    spec = torch.stft(wave, 2048, hop, 2048, V.mel_window, center=True, return_complex=True)
+    spec = spec * torch.rand(spec.shape)  # not a consistent spectrum: the overlap-add matters
+    for length in (4000, 3900):
+        ours = V.inverse_stft(spec.transpose(1, 2), hop, length, V.mel_window, "mel")
+        theirs = torch.istft(spec, 2048, hop, 2048, V.mel_window, center=True, length=length)
+        assert ours.shape == theirs.shape
+        assert torch.allclose(ours, theirs, atol=1e-5)
+
+
+def test_nearest_peak_matches_a_direct_search():
+    from models.vocoder import nearest_peak
+
+    torch.manual_seed(1)
+    x = torch.randn(3, 5, 40).cumsum(-1)  # random walks: long slopes and plateaus of peaks
+    x[0, 0] = 1.0  # all equal: the last bin is the only peak
+    got = nearest_peak(x)
+    for row, peaks in zip(x.reshape(-1, 40), got.reshape(-1, 40)):
+        is_peak = [(k == 0 or row[k] >= row[k - 1]) and (k == 39 or row[k] > row[k + 1]) for k in range(40)]
+        is_peak[0] = bool(row[0] > row[1])
+        positions = [k for k in range(40) if is_peak[k]]
+        want = [min(positions, key=lambda p: (abs(p - k), p)) for k in range(40)]
+        assert peaks.tolist() == want
+
