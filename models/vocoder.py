@@ -51,6 +51,8 @@ class VocoderConfig:
     phase: str = "locked"         # "locked": phase-locked vocoder phase from the magnitude; "direct": Vocos
     phase_offset: bool = False    # "locked": plus a learned per-frame phase offset (zero at init)
     peak_interpolation: str = "parabolic"  # "locked": how a peak's frequency is read ("slope": until session 6)
+    peak_move_tolerance: float = 0.25  # "locked": bins; a peak moving less carries no timing term (0: until session 7)
+    peak_move_max_hz: float = 1000.0  # ... for partials below this frequency
     magnitude_prior: bool = True  # predict log-magnitude as a residual over the mel's pseudo-inverse
     project_magnitude: bool = True  # rescale the predicted magnitude's bands to the input mel (no STFT)
     refine_iters: int = 0         # Griffin-Lim steps on the head's grid after the first inverse STFT
@@ -219,37 +221,56 @@ class NeuralVocoder(nn.Module):
         """Phase of a phase vocoder with identity phase locking for ``log_mag [B, F, K]`` (frames first),
         from the magnitude alone (Laroche & Dolson 1999; derivatives as in PGHI, Prusa et al. 2017).
 
-        Frame by frame, each spectral peak continues the phase its bin had one frame earlier plus the
-        peak's phase advance per hop (``peak_advance``); every other bin takes the phase of its nearest
-        peak, minus pi per bin (the Hann main lobe alternates sign), plus the integrated frequency
-        derivative of the phase, -(gamma / (hop n_fft)) d log|S| / dt, which places onsets and decays
-        inside the frame. Carrying the phase from frame to frame (rather than integrating each bin's
-        advance on its own) keeps a partial coherent when its peak moves to a neighbouring bin, where
-        a per-bin integral jumps: with the true magnitude, SC 0.36 -> 0.22 (models/README.md).
+        Within a frame every bin takes the phase of its nearest spectral peak, minus pi per bin (the
+        Hann main lobe alternates sign), plus the integrated frequency derivative of the phase,
+        -(gamma / (hop n_fft)) d log|S| / dt (the timing term), which places onsets and decays inside
+        the frame. From frame to frame each peak continues the phase its bin had a frame earlier plus
+        the partial's advance per hop (``peak_shift``): carried through the bins rather than integrated
+        per bin, a partial stays coherent when its peak moves to a neighbouring bin (with the true
+        magnitude, SC 0.36 -> 0.22, models/README.md). When the peak moves but the partial's own
+        frequency stays within ``cfg.peak_move_tolerance`` bins (a flat top flipping between two
+        bins), only the lobe term is carried: the timing term of the frame before, re-applied at each
+        flip, had walked a low e-piano partial a semitone sharp.
         """
         c = self.cfg
         K = log_mag.shape[-1]
         peak = nearest_peak(log_mag)  # [B, F, K]
+        shift = self.peak_shift(log_mag)  # the partial's frequency - k, at every bin k as if it peaked there
         slope_t = F.pad(log_mag[:, 2:] - log_mag[:, :-2], (0, 0, 1, 1))  # 2 d log|S| / dt per hop
         per_bin = slope_t.mul_(-0.5 * GAMMA_HANN * c.n_fft / c.hop_length)  # d phase / d bin, rad
         across = torch.cumsum(per_bin, dim=-1).sub_(per_bin, alpha=0.5)  # trapezoid: integral from bin 0 to k
         k = torch.arange(K, device=log_mag.device, dtype=log_mag.dtype)
-        # Each bin's phase relative to its peak's in the same frame.
-        offset = across.sub_(torch.gather(across, -1, peak)).sub_((k - peak.to(log_mag.dtype)).mul_(math.pi))
-        phase = torch.empty_like(log_mag)
-        prev = phase[:, 0]
-        prev.copy_(offset[:, 0])  # the peaks start at phase 0
-        # phase_t = gather(phase_t-1 + advance_t, peak_t) + offset_t = gather(phase_t-1, peak_t) + step_t
-        step = offset.add_(torch.gather(self.peak_advance(log_mag), -1, peak))
+        # Each bin's phase relative to its peak's in the same frame: lobe term + timing term.
+        offset = (k - peak.to(log_mag.dtype)).mul_(-math.pi).add_(across).sub_(torch.gather(across, -1, peak))
+        # The recursion holds each bin's peak's phase: P_t[k] = P_t-1[p] + step_t[p] with p = peak_t[k].
+        # P_t-1[p] is the phase of q = peak_t-1[p], so where the peak moved (q != p) the step adds the
+        # phase of bin p relative to q a frame earlier (offset_t-1 at p), or below peak_move_max_hz,
+        # where the partial's frequency stayed put, its lobe term alone. Computed at every bin p as if
+        # it were a peak, then read at the peaks (one gather).
+        step = self.bin_advance[:K] + shift * (2 * math.pi * c.hop_length / c.n_fft)  # advance per hop (wrapped)
+        step[:, 1:] += offset[:, :-1]
+        low = min(K, math.ceil(c.peak_move_max_hz * c.n_fft / c.mel.sample_rate))
+        if c.peak_move_tolerance > 0 and low > 0:
+            # a walk of a tenth of a bin detunes bin 128 (1 kHz) by 3 cents, a low note by a semitone
+            centre = shift.add_(k)  # the partial's frequency in bins, if it peaks here
+            before = peak[:, :-1, :low]  # q: the peak of bin p a frame earlier
+            lobe = (before - k[:low].to(peak.dtype)).to(log_mag.dtype).mul_(math.pi)  # p's offset to q, lobe term
+            earlier = torch.gather(centre[:, :-1], -1, before)  # q's frequency a frame earlier
+            stayed = (centre[:, 1:, :low] - earlier).abs_() <= c.peak_move_tolerance
+            step[:, 1:, :low] -= offset[:, :-1, :low].sub(lobe).mul_(stayed)  # products: where() is slower
+        step = torch.gather(step, -1, peak)
+        state = torch.empty_like(log_mag)
+        prev = state[:, 0]
+        prev.zero_()  # the peaks start at phase 0
         for t in range(1, log_mag.shape[1]):  # the only sequential part: two small ops per frame
-            cur = phase[:, t]
+            cur = state[:, t]
             torch.gather(prev, -1, peak[:, t], out=cur)
             cur += step[:, t]
             prev = cur
-        return phase
+        return state.add_(offset)
 
-    def peak_advance(self, log_mag: torch.Tensor) -> torch.Tensor:
-        """Phase advance per hop ``[B, F, n_freqs]`` of the partial each bin belongs to (frames first).
+    def peak_shift(self, log_mag: torch.Tensor) -> torch.Tensor:
+        """Frequency ``[B, F, n_freqs]``, in bins from each bin, of a partial peaking there (frames first).
 
         For a Gaussian window (Hann ~ Gaussian with gamma = 0.25645 n_fft^2, Prusa et al. 2017) a
         sinusoid's log-magnitude is a parabola in frequency, so the three values around bin k place
@@ -270,8 +291,7 @@ class NeuralVocoder(nn.Module):
             shift = slope.mul_(-0.5).div_(curvature)
         else:
             shift = slope.mul_(1.0 / (4 * math.pi * GAMMA_HANN))  # in bins (n_fft^2 / gamma = 1 / GAMMA_HANN)
-        shift = shift.clamp_(-2.0, 2.0)  # the Hann main lobe is 4 bins wide
-        return self.bin_advance + shift * (2 * math.pi * c.hop_length / c.n_fft)
+        return shift.clamp_(-2.0, 2.0)  # the Hann main lobe is 4 bins wide
 
     def prior_log_magnitude(self, log_mel: torch.Tensor) -> torch.Tensor:
         """Log of the mel's least-squares linear magnitude on this head's grid, ``[B, F, n_freqs]``

@@ -1,6 +1,8 @@
 """The neural vocoder: shapes on every preset, checkpoint round trip, distances, critics, learning."""
 from __future__ import annotations
 
+import math
+
 import dataclasses
 
 import numpy as np
@@ -302,7 +304,6 @@ def test_sparse_filterbank_path_equals_the_dense_one():
 def test_parabolic_peak_frequency_survives_a_blurred_lobe(key):
     """G's renders smear each partial over neighbouring bins; the measured-curvature fit still places a
     low partial (the window-curvature "slope" estimate reads it ~0.2 bins off: a semitone at key 25)."""
-    import math
     import torch.nn.functional as F
 
     sr, n = 16000, 16000
@@ -320,8 +321,7 @@ def test_parabolic_peak_frequency_survives_a_blurred_lobe(key):
     errors = {}
     for mode in ("parabolic", "slope"):
         V = NeuralVocoder(dataclasses.replace(cfg, peak_interpolation=mode))
-        shift = (V.peak_advance(log_mag)[0, 0, peak] - V.bin_advance[peak]) / (2 * math.pi * cfg.hop_length / cfg.n_fft)
-        errors[mode] = abs(peak + float(shift) - k0)
+        errors[mode] = abs(peak + float(V.peak_shift(log_mag)[0, 0, peak]) - k0)
     assert errors["parabolic"] < 0.02 < 0.1 < errors["slope"]
 
 
@@ -353,3 +353,28 @@ def test_nearest_peak_matches_a_direct_search():
         want = [min(positions, key=lambda p: (abs(p - k), p)) for k in range(40)]
         assert peaks.tolist() == want
 
+
+
+@pytest.mark.parametrize("tolerance", [0.0, 0.25])
+def test_a_flat_top_flipping_between_bins_keeps_its_frequency(tolerance):
+    """A partial halfway between bins 4 and 5 whose top tilts with its level (as the vocoder's own
+    magnitudes wobble on a low e-piano note): the peak flips between the bins in step with the
+    level's slope. Carrying the timing term across each flip walks the frequency off (0: until
+    session 7); carrying the lobe term alone keeps it."""
+    cfg = dataclasses.replace(VocoderConfig.shipped(), peak_move_tolerance=tolerance)
+    V = NeuralVocoder(cfg)
+    frames, K = 200, 64
+    t = torch.arange(frames, dtype=torch.float32)[:, None]
+    k = torch.arange(K, dtype=torch.float32)
+    k0 = 4.5 + 0.08 * torch.cos(2 * math.pi * t / 10)  # crosses 4.5: the peak flips 4 <-> 5
+    level = 0.3 * torch.sin(2 * math.pi * t / 10)  # rising while the top leans to bin 5
+    log_mag = (level - 1.2 * (k - k0) ** 2)[None]
+    phase = V.locked_phase(log_mag)[0, :, 4]
+    per_bin = 2 * math.pi * cfg.hop_length / cfg.n_fft  # phase advance per hop of one bin's frequency
+    expected = 4.5 * per_bin
+    advance = torch.remainder(phase[1:] - phase[:-1] - expected + math.pi, 2 * math.pi) - math.pi + expected
+    error_bins = abs(float(advance.mean()) / per_bin - 4.5)
+    if tolerance == 0.0:
+        assert error_bins > 0.08  # the walk the tolerance removes (0.11 bins when written)
+    else:
+        assert error_bins < 0.01
