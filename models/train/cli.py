@@ -13,6 +13,7 @@ STAGES: dict[str, tuple[str, str]] = {
     "hyper-pre": ("models.train.hyper_pre", "S3: the hypernetwork H with L_pre (G, f frozen)"),
     "hyper-adv": ("models.train.hyper_adv", "S4: H and D adversarially"),
     "vocoder": ("models.train.vocoder", "the neural mel vocoder"),
+    "vocoder-distill": ("models.train.vocoder_distill", "a narrower vocoder learning the trained one's magnitude"),
 }
 
 
