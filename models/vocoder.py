@@ -485,10 +485,13 @@ def nearest_peak(log_mag: torch.Tensor) -> torch.Tensor:
     k = torch.arange(K, device=log_mag.device, dtype=torch.int32)
     # Products rather than torch.where, which is ~4x slower on the CPU: a peak keeps its index k,
     # any other bin gets -4K (for the running max) or +4K (for the running min).
-    lower = torch.cummax(is_peak * (k + 4 * K) - 4 * K, dim=-1).values  # nearest peak at or below
-    upper = torch.cummin((is_peak * (k - 4 * K) + 4 * K).flip(-1), dim=-1).values.flip(-1)
-    nearer_above = (k - lower) > (upper - k)
-    return (lower + (upper - lower) * nearer_above).clamp_(0, K - 1).long()
+    lower = torch.cummax(torch.mul(is_peak, k + 4 * K).sub_(4 * K), dim=-1).values  # nearest peak at or below
+    from_top = torch.mul(is_peak.flip(-1), k.flip(0) - 4 * K).add_(4 * K)
+    upper = torch.cummin(from_top, dim=-1).values.flip(-1)  # nearest peak at or above
+    # Every row has a peak (its last maximum), so one of the two is a real bin; upper only when it
+    # is strictly nearer (then it is real), else lower (real unless upper is nearer).
+    nearer_above = (lower + upper) < 2 * k
+    return torch.maximum(lower, upper.mul_(nearer_above)).long()
 
 
 def _init_weights(m: nn.Module) -> None:
