@@ -129,6 +129,8 @@ def test_build_end_to_end(tmp_path) -> None:
 def test_cli_names_missing_packages(monkeypatch, tmp_path, capsys) -> None:
     from bench import out_of_set
 
+    for package in out_of_set.PACKAGE_PROBES:  # the others present, whatever this machine has installed
+        monkeypatch.setitem(out_of_set.PACKAGE_PROBES, package, tmp_path)
     monkeypatch.setitem(out_of_set.PACKAGE_PROBES, "freepats", tmp_path / "absent")
     assert out_of_set.main(["--out", str(tmp_path / "oos")]) == 2
     assert "missing Debian packages: freepats" in capsys.readouterr().err
