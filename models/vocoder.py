@@ -51,7 +51,7 @@ class VocoderConfig:
     phase: str = "locked"         # "locked": phase-locked vocoder phase from the magnitude; "direct": Vocos
     phase_offset: bool = False    # "locked": plus a learned per-frame phase offset (zero at init)
     peak_interpolation: str = "parabolic"  # "locked": how a peak's frequency is read ("slope": until session 6)
-    peak_move_tolerance: float = 0.25  # "locked": bins; a peak moving less carries no timing term (0: until session 7)
+    peak_move_tolerance: float = 0.15  # "locked": bins; a peak moving less carries no timing term (0: until session 7)
     peak_move_max_hz: float = 1000.0  # ... for partials below this frequency
     magnitude_prior: bool = True  # predict log-magnitude as a residual over the mel's pseudo-inverse
     project_magnitude: bool = True  # rescale the predicted magnitude's bands to the input mel (no STFT)
