@@ -100,7 +100,7 @@ def train(data, out: Path, opts: common.RunOptions) -> dict[str, float]:
     budget = common.Budget(opts.minutes, opts.max_steps)
     start_step = step
     meta_base = {"stage": "vocoder-distill", "train_config": common.config_json(cfg), "mel": data.mel_cfg.to_json(),
-                 "teacher": str(teacher_path), "teacher_git": checkpoint.read_tensors(teacher_path)[1].get("git", "")}
+                 "teacher": str(teacher_path), "teacher_digest": checkpoint.weights_digest(teacher)}
 
     def evaluate() -> dict[str, float]:
         student.eval()
