@@ -13,7 +13,7 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("models.data.cli", "build or show the NSynth-like training set"),
     "train": ("models.train.cli", "train a stage: features, gan, hyper-pre, hyper-adv, eval-classifiers, vocoder"),
-    "eval": ("models.evaluate", "the paper's Table 1 on held-out instruments"),
+    "eval": ("models.evaluation.table1", "the paper's Table 1 on held-out instruments"),
     "render": ("engine.render_cli", "turn a one-shot into an 88-key multisample pack"),
     "inspect": ("models.inspect_cli", "print the config and provenance stored in a weights file"),
 }

@@ -18,7 +18,7 @@ from PySide6.QtCore import QObject, QThread, Signal
 from app.audio_output import AudioOutput
 from app.render_worker import RenderJob, RenderWorker
 from engine.key_cache import KeySample
-from models.audio import Audio
+from models.signal.audio import Audio
 from models.errors import UserError
 
 SLOTS = ("A", "B")
@@ -41,9 +41,9 @@ class SoundPreview:
 
 def preview_sound(path: Path) -> SoundPreview:
     """Load and pitch-track a file the way the engine would, for display only."""
-    from models.audio import load_audio
-    from models.mel import SHIPPED_MEL
-    from models.pitch import estimate_pitch
+    from models.signal.audio import load_audio
+    from models.signal.mel import SHIPPED_MEL
+    from models.signal.pitch import estimate_pitch
 
     audio = load_audio(path, SHIPPED_MEL.sample_rate)
     estimate = estimate_pitch(audio)

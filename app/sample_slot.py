@@ -26,7 +26,7 @@ def display_mel(samples: np.ndarray, sample_rate: int, n_mels: int = 64) -> np.n
     """Log-mel ``[frames, n_mels]`` of a mono sound for display (not the model's grid)."""
     import torch
 
-    from models.mel import LogMel, MelConfig
+    from models.signal.mel import LogMel, MelConfig
 
     cfg = MelConfig(sample_rate=sample_rate, n_fft=1024, win_length=1024, hop_length=max(64, len(samples) // 256),
                     n_mels=n_mels, f_max=sample_rate / 2)

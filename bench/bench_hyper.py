@@ -14,10 +14,10 @@ from pathlib import Path
 import torch
 
 from models import checkpoint
-from models.features import FeatureExtractor
-from models.generator import Generator
-from models.hyper import HyperConfig, HyperNetwork, refine, zero_z
-from models.mel import SHIPPED_MEL
+from models.nets.features import FeatureExtractor
+from models.nets.generator import Generator
+from models.nets.hyper import HyperConfig, HyperNetwork, refine, zero_z
+from models.signal.mel import SHIPPED_MEL
 
 
 def best_time(fn, repeats: int) -> float:

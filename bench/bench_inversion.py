@@ -17,8 +17,8 @@ import time
 import numpy as np
 import torch
 
-from models.mel import PAPER_MEL, SHIPPED_MEL, TINY_MEL, GriffinLim, LogMel, MelConfig
-from tests.conftest import additive_tone, noisy_pluck, plucked_string
+from models.signal.mel import PAPER_MEL, SHIPPED_MEL, TINY_MEL, GriffinLim, LogMel, MelConfig
+from models.signal.tones import additive_tone, noisy_pluck, plucked_string
 
 PRESETS = {"SHIPPED": SHIPPED_MEL, "PAPER": PAPER_MEL, "TINY": TINY_MEL}
 NOTES = ["tone 33", "tone 60", "tone 84", "pluck 33", "pluck 60", "pluck 84", "saw 45", "noisy 52"]

@@ -24,13 +24,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from engine.device import cpu_cores  # noqa: E402
 from engine.instrument import Engine, EngineConfig  # noqa: E402
 from engine.keys import ALL_KEYS, finish_key  # noqa: E402
-from models.audio import Audio  # noqa: E402
+from models.signal.audio import Audio  # noqa: E402
 from models.checkpoint import save  # noqa: E402
-from models.features import FeatureConfig, FeatureExtractor  # noqa: E402
-from models.generator import Generator, GeneratorConfig  # noqa: E402
-from models.hyper import HyperConfig, HyperNetwork, refine  # noqa: E402
-from models.mel import SHIPPED_MEL  # noqa: E402
-from models.vocoder import NeuralVocoder, VocoderConfig  # noqa: E402
+from models.nets.features import FeatureConfig, FeatureExtractor  # noqa: E402
+from models.nets.generator import Generator, GeneratorConfig  # noqa: E402
+from models.nets.hyper import HyperConfig, HyperNetwork, refine  # noqa: E402
+from models.signal.mel import SHIPPED_MEL  # noqa: E402
+from models.nets.vocoder import NeuralVocoder, VocoderConfig  # noqa: E402
 
 
 def write_shipped_weights(folder: Path, vocoder: bool = False) -> None:

@@ -20,8 +20,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
-from models.mel import SHIPPED_MEL, GriffinLim
-from models.vocoder import NeuralVocoder, VocoderConfig, with_steps
+from models.signal.mel import SHIPPED_MEL, GriffinLim
+from models.nets.vocoder import NeuralVocoder, VocoderConfig, with_steps
 
 
 def timed(fn: Callable[[], torch.Tensor], repeats: int, device: torch.device) -> tuple[float, float]:

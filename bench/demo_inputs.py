@@ -1,7 +1,7 @@
 """How a weights folder does on sounds from outside the data set: the demo one-shots in assets/demo.
 
 For each input (or the files given), the engine renders a spread of keys; per input it prints
-- pitch: the fraction of keys whose independent estimate (``models/pitch.py``, on the audio) is
+- pitch: the fraction of keys whose independent estimate (``models/signal/pitch.py``, on the audio) is
   within half a semitone of the key, and the median absolute error in cents;
 - timbre: the cosine similarity between the evaluation instrument classifier's features (the FID
   features, trained apart from f, so the number compares across f/G pairs) of the input and of
@@ -23,10 +23,10 @@ import torch
 
 from engine.instrument import Engine, EngineConfig, default_weights_dir
 from models import checkpoint
-from models.audio import Audio
-from models.classifiers import InstrumentClassifier
-from models.mel import LogMel
-from models.pitch import estimate_pitch
+from models.signal.audio import Audio
+from models.nets.classifiers import InstrumentClassifier
+from models.signal.mel import LogMel
+from models.signal.pitch import estimate_pitch
 
 
 def parse_keys(text: str) -> list[int]:

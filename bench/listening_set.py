@@ -23,10 +23,10 @@ import torch
 from bench.demo_inputs import embed
 from engine.instrument import Engine, default_weights_dir
 from models import checkpoint
-from models.audio import Audio
-from models.classifiers import InstrumentClassifier
-from models.mel import LogMel
-from models.pitch import estimate_pitch
+from models.signal.audio import Audio
+from models.nets.classifiers import InstrumentClassifier
+from models.signal.mel import LogMel
+from models.signal.pitch import estimate_pitch
 from models.train.common import load_data
 
 KEYS = (36, 48, 60, 72, 84)

@@ -21,8 +21,8 @@ import warnings
 import numpy as np
 import torch
 
-from models.mel import GriffinLim, LogMel, MelConfig, spectral_convergence
-from tests.conftest import additive_tone, plucked_string
+from models.signal.mel import GriffinLim, LogMel, MelConfig, spectral_convergence
+from models.signal.tones import additive_tone, plucked_string
 
 BANDS = [(21, 32), (33, 44), (45, 56), (57, 68), (69, 80), (81, 92), (93, 108)]
 BASE = MelConfig(sample_rate=16000, hop_length=128, n_frames=256, f_max=8000.0)

@@ -18,11 +18,11 @@ from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from models.classifiers import InstrumentClassifier, PitchClassifier  # noqa: E402
-from models.discriminator import Discriminator  # noqa: E402
-from models.features import FeatureExtractor  # noqa: E402
-from models.generator import Generator  # noqa: E402
-from models.mel import SHIPPED_MEL, MelConfig  # noqa: E402
+from models.nets.classifiers import InstrumentClassifier, PitchClassifier  # noqa: E402
+from models.nets.discriminator import Discriminator  # noqa: E402
+from models.nets.features import FeatureExtractor  # noqa: E402
+from models.nets.generator import Generator  # noqa: E402
+from models.signal.mel import SHIPPED_MEL, MelConfig  # noqa: E402
 
 
 def flops(fn) -> int:

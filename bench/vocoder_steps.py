@@ -1,8 +1,8 @@
 """Quality of one trained vocoder at several inference step counts, beside Griffin-Lim, on held-out notes.
 
-The refine / mel-projection steps hold no weights (``models/vocoder.py``), so the CPU's counts are a
+The refine / mel-projection steps hold no weights (``models/nets/vocoder.py``), so the CPU's counts are a
 trade of quality against time; this prints the quality side of it (``bench/bench_vocoder.py`` times
-it). Real notes of the held-out split(s): mel L1, MR-STFT and pitch accuracy, as ``models.vocoder_eval``.
+it). Real notes of the held-out split(s): mel L1, MR-STFT and pitch accuracy, as ``models.evaluation.vocoder_quality``.
 
     python -m bench.vocoder_steps --data /work/hgdata --vocoder assets/vocoder.safetensors \\
         --steps 1/2,1/4,2/6 --splits 2 --max-notes 256
@@ -16,9 +16,9 @@ from pathlib import Path
 import torch
 
 from models.train.common import load_data
-from models.mel import GriffinLim
-from models.vocoder import load_vocoder
-from models.vocoder_eval import VocoderEvalConfig, evaluate_real, markdown_table
+from models.signal.mel import GriffinLim
+from models.nets.vocoder import load_vocoder
+from models.evaluation.vocoder_quality import VocoderEvalConfig, evaluate_real, markdown_table
 
 
 def parse_steps(text: str) -> list[tuple[int, int]]:

@@ -19,9 +19,9 @@ import time
 import numpy as np
 import torch
 
-from models.mel import GriffinLim, LogMel
-from models.vocoder import load_vocoder, multi_resolution_stft, with_steps
-from models.vocoder_eval import pick_notes, pitch_hits, _pitched
+from models.signal.mel import GriffinLim, LogMel
+from models.nets.vocoder import load_vocoder, multi_resolution_stft, with_steps
+from models.evaluation.vocoder_quality import pick_notes, pitch_hits, _pitched
 
 # Levels relative to each clip's loudest mel bin, natural-log units (20 dB = ln 10).
 EDGES = (-math.inf, -4 * math.log(10), -2.5 * math.log(10), -1 * math.log(10), math.inf)

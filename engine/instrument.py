@@ -9,7 +9,7 @@ Plain Python, no Qt; the GUI, the CLI and the tests drive it alike. Typical use:
 Per sample, ``h = f(x)``, ``x_init = G(h, 0, p_in)``, ``h_init = f(x_init)`` and the offsets
 ``H(h, h_init)`` are computed once and cached (memory LRU keyed by the audio's content hash,
 optionally on disk); rendering a key is then one G forward and one mel inversion. The offsets come
-from ``models.hyper.refine`` (H's passes exactly as in training).
+from ``models.nets.hyper.refine`` (H's passes exactly as in training).
 """
 from __future__ import annotations
 
@@ -30,10 +30,10 @@ from engine.key_cache import KeySample
 from engine.keys import ALL_KEYS, HIGHEST_KEY, LOWEST_KEY, KeyConfig, batches, finish_key, progressive_order
 from engine.networks import NetworkClasses, load_networks
 from engine.pipeline import ordered_map
-from models.audio import Audio
+from models.signal.audio import Audio
 from models.errors import SilentAudioError, UserError
-from models.hyper import refine
-from models.mel import LogMel, MelInverter
+from models.nets.hyper import refine
+from models.signal.mel import LogMel, MelInverter
 
 OnKey = Callable[[int, KeySample], None]
 
@@ -120,7 +120,7 @@ class Engine:
             source.require_rate(c.sample_rate)
             audio, default_name = source, "sample"
         else:
-            from models.audio import load_audio
+            from models.signal.audio import load_audio
 
             path = Path(source)
             audio, default_name = load_audio(path, c.sample_rate, max_duration_s=c.duration_s), path.stem
@@ -132,7 +132,7 @@ class Engine:
         audio = Audio(samples, c.sample_rate)
         confidence = 1.0
         if midi is None:
-            from models.pitch import estimate_pitch
+            from models.signal.pitch import estimate_pitch
 
             estimate = estimate_pitch(audio)
             midi, confidence = float(estimate.midi), float(estimate.confidence)

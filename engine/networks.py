@@ -17,7 +17,7 @@ import torch
 
 from models.checkpoint import load, weights_digest
 from models.errors import CheckpointError, UserError
-from models.mel import GriffinLim, MelConfig, MelInverter
+from models.signal.mel import GriffinLim, MelConfig, MelInverter
 
 FEATURES, GENERATOR, HYPER, VOCODER = ("features.safetensors", "generator.safetensors",
                                       "hyper.safetensors", "vocoder.safetensors")
@@ -36,15 +36,15 @@ class NetworkClasses:
 
 def default_classes() -> NetworkClasses:
     """The product's network classes, imported only when an engine is built."""
-    from models.features import FeatureExtractor
-    from models.generator import Generator
+    from models.nets.features import FeatureExtractor
+    from models.nets.generator import Generator
 
     try:
-        from models.hyper import HyperNetwork
+        from models.nets.hyper import HyperNetwork
     except ImportError:
         HyperNetwork = None  # noqa: N806
     try:
-        from models.vocoder import NeuralVocoder
+        from models.nets.vocoder import NeuralVocoder
     except ImportError:  # the vocoder branch not merged into this build
         NeuralVocoder = None  # noqa: N806
     return NetworkClasses(FeatureExtractor, Generator, HyperNetwork, NeuralVocoder)
@@ -152,7 +152,7 @@ def load_networks(weights_dir: str | Path, device: torch.device, vocoder: str | 
                   classes: NetworkClasses | None = None, griffin_lim: dict[str, Any] | None = None) -> Networks:
     """Load f, G, optional H and the mel inverter from ``weights_dir``; raise CheckpointError if unusable.
 
-    ``griffin_lim``: keyword arguments for ``models.mel.GriffinLim`` when it is the inverter.
+    ``griffin_lim``: keyword arguments for ``models.signal.mel.GriffinLim`` when it is the inverter.
     """
     weights = Path(weights_dir)
     if not weights.is_dir():

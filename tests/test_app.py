@@ -22,7 +22,7 @@ from app.main_window import MainWindow
 from app.settings import AppSettings
 from engine.instrument import Engine, EngineConfig
 from engine.voices import Envelope
-from tests.conftest import harmonic_tone, plucked_string
+from models.signal.tones import harmonic_tone, plucked_string
 from tests.test_engine_fakes import FAKE_CLASSES, write_fake_weights
 from tests.test_midi import FakeMidiBackend
 

@@ -2,11 +2,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from models.audio import Audio, LoadConfig, load_audio, peak_normalise, resample, save_wav
+from models.signal.audio import Audio, LoadConfig, load_audio, peak_normalise, resample, save_wav
 from models.errors import (AudioFileError, CorruptAudioError, EmptyAudioError, SilentAudioError,
                            TooShortAudioError, UserError)
-from models.pitch import estimate_pitch
-from tests.conftest import additive_tone
+from models.signal.pitch import estimate_pitch
+from models.signal.tones import additive_tone
 
 SR = 16000
 

@@ -6,10 +6,10 @@ import torch
 import torch.nn.functional as F
 
 from models import checkpoint
-from models.classifiers import (InstrumentClassifier, InstrumentClassifierConfig, PitchClassifier,
+from models.nets.classifiers import (InstrumentClassifier, InstrumentClassifierConfig, PitchClassifier,
                                 PitchClassifierConfig)
-from models.mel import SHIPPED_MEL, TINY_MEL, LogMel
-from tests.conftest import harmonic_tone
+from models.signal.mel import SHIPPED_MEL, TINY_MEL, LogMel
+from models.signal.tones import harmonic_tone
 
 torch.set_num_threads(1)
 CLASSES = [(PitchClassifier, PitchClassifierConfig, 88), (InstrumentClassifier, InstrumentClassifierConfig, 8)]

@@ -13,7 +13,7 @@ from models.data.build import BuildConfig, build
 from models.data.dataset import DatasetError, load_noteset
 from models.data.sf2write import TonePreset, write_tone_font
 from models.data.soundfont import FontError
-from models.mel import TINY_MEL, LogMel
+from models.signal.mel import TINY_MEL, LogMel
 from tests.test_data_units import sine_pitch
 
 

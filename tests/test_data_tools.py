@@ -11,7 +11,7 @@ from models.data.sf2write import TonePreset, write_tone_font
 from models.data.show import write_wav
 from models.data.slim import slim_font
 from models.data.soundfont import FontError, read_font
-from tests.conftest import harmonic_tone
+from models.signal.tones import harmonic_tone
 
 TIMING = NoteTiming(16000, 8000)
 

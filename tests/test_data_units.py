@@ -81,8 +81,8 @@ def test_procedural_recipes_are_deterministic_and_normalised(index):
 
 
 def test_procedural_pitched_recipes_play_their_key():
-    from models.audio import Audio
-    from models.pitch import estimate_pitch
+    from models.signal.audio import Audio
+    from models.signal.pitch import estimate_pitch
 
     timing = NoteTiming(16000, 16000)
     for i, recipe in enumerate(RECIPES):

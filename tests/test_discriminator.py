@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from models import checkpoint
-from models.discriminator import Discriminator, DiscriminatorConfig, minibatch_std, r1_penalty
-from models.mel import SHIPPED_MEL, TINY_MEL
+from models.nets.discriminator import Discriminator, DiscriminatorConfig, minibatch_std, r1_penalty
+from models.signal.mel import SHIPPED_MEL, TINY_MEL
 
 torch.set_num_threads(1)
 

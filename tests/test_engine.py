@@ -12,9 +12,9 @@ from engine.instrument import Engine, EngineConfig, Sample
 from engine.key_cache import KeySample, nearest_key
 from engine.keys import ALL_KEYS, loudness_db, progressive_order
 from engine.loops import seam_jump
-from models.audio import Audio
+from models.signal.audio import Audio
 from models.errors import CheckpointError, SilentAudioError, UserError
-from tests.conftest import harmonic_tone, plucked_string
+from models.signal.tones import harmonic_tone, plucked_string
 from tests.test_engine_fakes import FAKE_CLASSES, TEST_MEL, write_fake_weights
 
 CFG = EngineConfig(output_rate=32000, max_batch=8, griffin_lim_iters=8)
@@ -341,7 +341,7 @@ def test_vocoder_choice(weights: Path, tmp_path: Path) -> None:
     import shutil
 
     from models.checkpoint import save
-    from models.mel import GriffinLim
+    from models.signal.mel import GriffinLim
     from tests.test_engine_fakes import FAKE_CLASSES_WITH_VOCODER, Vocoder, VocoderConfig
 
     folder = tmp_path / "w"

@@ -10,7 +10,7 @@ import soundfile as sf
 from app.cli import main
 from engine.render_cli import parse_keys
 from models.errors import UserError
-from tests.conftest import harmonic_tone, plucked_string
+from models.signal.tones import harmonic_tone, plucked_string
 from tests.test_engine_real import write_tiny_weights
 from tests.test_export import read_sfz
 

@@ -16,7 +16,7 @@ import torchaudio
 
 from engine.networks import NetworkClasses
 from models.checkpoint import save
-from models.mel import MelConfig
+from models.signal.mel import MelConfig
 
 # ~1 s clips on a coarse grid: fast on CPU, long enough for loops.
 TEST_MEL = MelConfig(n_fft=512, win_length=512, hop_length=128, n_mels=48, n_frames=128)
@@ -147,7 +147,7 @@ class Vocoder(torch.nn.Module):
         super().__init__()
         self.cfg = cfg
         self.gain = torch.nn.Parameter(torch.ones(()))
-        from models.mel import GriffinLim
+        from models.signal.mel import GriffinLim
         self.inner = GriffinLim(cfg.mel, n_iter=2)
         self.calls = 0
 

@@ -15,11 +15,11 @@ import torch
 from engine.instrument import Engine, EngineConfig
 from engine.loops import seam_jump
 from models.checkpoint import save
-from models.features import FeatureConfig, FeatureExtractor
-from models.generator import Generator, GeneratorConfig
-from models.hyper import HyperConfig, HyperNetwork
-from models.mel import LogMel, MelConfig
-from tests.conftest import harmonic_tone, plucked_string
+from models.nets.features import FeatureConfig, FeatureExtractor
+from models.nets.generator import Generator, GeneratorConfig
+from models.nets.hyper import HyperConfig, HyperNetwork
+from models.signal.mel import LogMel, MelConfig
+from models.signal.tones import harmonic_tone, plucked_string
 
 # ~1 s at 16 kHz on a small grid; G's levels need n_mels and n_frames divisible by 8.
 REAL_MEL = MelConfig(n_fft=512, win_length=512, hop_length=128, n_mels=32, n_frames=128)
@@ -106,7 +106,7 @@ def test_real_networks_render_cache_and_mix(tiny_weights: Path, pluck_wav: Path)
 
 
 def torch_tone():
-    from models.audio import Audio
+    from models.signal.audio import Audio
     return Audio(harmonic_tone(67, duration_s=1.0, decay_s=0.5), REAL_MEL.sample_rate)
 
 
@@ -114,7 +114,7 @@ def test_hyper_refuses_a_generator_it_was_not_trained_with(tiny_weights: Path, t
     from engine.networks import load_networks
     from models.checkpoint import load, read_tensors, save_tensors, weights_digest
     from models.errors import CheckpointError
-    from models.train.state_tools import bind_hyper
+    from models.runs.state import bind_hyper
 
     folder = tmp_path / "w"
     folder.mkdir()
@@ -134,7 +134,7 @@ def test_hyper_refuses_a_generator_it_was_not_trained_with(tiny_weights: Path, t
 
 
 def test_quiet_recording_gets_the_same_timbre(tiny_weights: Path) -> None:
-    from models.audio import Audio
+    from models.signal.audio import Audio
     engine = Engine(tiny_weights, device="cpu", vocoder="griffinlim", num_threads=1,
                     cfg=EngineConfig(output_rate=16000, griffin_lim_iters=4))
     tone = harmonic_tone(60, duration_s=1.0, decay_s=0.5)

@@ -1,4 +1,4 @@
-"""Metric math (models/metrics.py) and the `hypergan eval` plumbing (models/evaluate.py)."""
+"""Metric math (models/evaluation/metrics.py) and the `hypergan eval` plumbing (models/evaluation/table1.py)."""
 from __future__ import annotations
 
 import json
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from models import metrics
+from models.evaluation import metrics
 
 
 def _gauss(n: int, d: int, mean: float, std: float, seed: int) -> torch.Tensor:
@@ -80,8 +80,8 @@ from dataclasses import dataclass, field  # noqa: E402
 
 from torch import nn  # noqa: E402
 
-from models import evaluate as ev  # noqa: E402
-from models.hyper import HyperConfig, HyperNetwork  # noqa: E402
+from models.evaluation import table1 as ev  # noqa: E402
+from models.nets.hyper import HyperConfig, HyperNetwork  # noqa: E402
 
 N_FRAMES = 8
 
@@ -224,10 +224,10 @@ def test_cli_with_tiny_networks(tmp_path, monkeypatch, capsys):
     """`hypergan eval` end to end: tiny random networks, the tiny synthetic set, H at init = G alone."""
     from app.cli import main
     from models import checkpoint
-    from models.classifiers import InstrumentClassifier, PitchClassifier
-    from models.features import FeatureExtractor
-    from models.generator import Generator
-    from models.mel import TINY_MEL
+    from models.nets.classifiers import InstrumentClassifier, PitchClassifier
+    from models.nets.features import FeatureExtractor
+    from models.nets.generator import Generator
+    from models.signal.mel import TINY_MEL
     from models.train import common
     from tests.train_fixtures import tiny_noteset
 

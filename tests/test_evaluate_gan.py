@@ -1,4 +1,4 @@
-"""The GANStrument acceptance report (models/evaluate_gan.py) end to end with tiny random networks."""
+"""The GANStrument acceptance report (models/evaluation/gan_report.py) end to end with tiny random networks."""
 from __future__ import annotations
 
 import json
@@ -6,11 +6,12 @@ import json
 import numpy as np
 import torch
 
-from models import checkpoint, evaluate_gan
-from models.classifiers import InstrumentClassifier, PitchClassifier
-from models.features import FeatureExtractor
-from models.generator import Generator
-from models.mel import TINY_MEL
+from models import checkpoint
+from models.evaluation import gan_report as evaluate_gan
+from models.nets.classifiers import InstrumentClassifier, PitchClassifier
+from models.nets.features import FeatureExtractor
+from models.nets.generator import Generator
+from models.signal.mel import TINY_MEL
 from models.train import common
 from tests.train_fixtures import tiny_noteset
 

@@ -12,7 +12,7 @@ import soundfile as sf
 from engine.export import ExportError, PackExistsError, export_pack, read_loop_chunk, zones
 from engine.key_cache import KeySample
 from engine.loops import make_loop, midi_to_hz
-from tests.conftest import harmonic_tone
+from models.signal.tones import harmonic_tone
 
 RATE = 48000
 

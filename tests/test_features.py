@@ -6,9 +6,9 @@ import torch
 import torch.nn.functional as F
 
 from models import checkpoint
-from models.features import FeatureConfig, FeatureExtractor
-from models.layers import grad_reverse
-from models.mel import SHIPPED_MEL, TINY_MEL
+from models.nets.features import FeatureConfig, FeatureExtractor
+from models.nets.layers import grad_reverse
+from models.signal.mel import SHIPPED_MEL, TINY_MEL
 
 torch.set_num_threads(1)
 

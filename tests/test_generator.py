@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from models import checkpoint
-from models.generator import Generator, GeneratorConfig
-from models.layers import ModulatedConv, log_mel_top
-from models.mel import PAPER_MEL, SHIPPED_MEL, TINY_MEL
-from models.pitch_template import N_KEYS, PitchMap, harmonic_template, mel_bin_centres_hz, midi_to_hz
+from models.nets.generator import Generator, GeneratorConfig
+from models.nets.layers import ModulatedConv, log_mel_top
+from models.signal.mel import PAPER_MEL, SHIPPED_MEL, TINY_MEL
+from models.nets.pitch_template import N_KEYS, PitchMap, harmonic_template, mel_bin_centres_hz, midi_to_hz
 
 torch.set_num_threads(1)
 
@@ -212,7 +212,7 @@ def test_autocast_bf16_runs(with_deltas):
 @pytest.mark.filterwarnings("ignore:At least one mel filterbank")
 @pytest.mark.parametrize("mel", [PAPER_MEL, dataclasses.replace(SHIPPED_MEL, n_frames=128)], ids=["paper", "tall"])
 def test_other_grids_generator_and_discriminator(mel):
-    from models.discriminator import Discriminator, DiscriminatorConfig
+    from models.nets.discriminator import Discriminator, DiscriminatorConfig
 
     G = Generator(GeneratorConfig.tiny(mel)).eval()
     D = Discriminator(DiscriminatorConfig.tiny(mel))

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from models import checkpoint
-from models.hyper import HyperConfig, HyperNetwork, add_deltas, refine, select_layers
+from models.nets.hyper import HyperConfig, HyperNetwork, add_deltas, refine, select_layers
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from models.knn import NeighbourSampler, build_neighbours
+from models.train.knn import NeighbourSampler, build_neighbours
 
 torch.set_num_threads(1)
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from engine.loops import LoopConfig, crossfade_loop, find_loop, make_loop, midi_to_hz, seam_jump
-from tests.conftest import harmonic_tone, plucked_string
+from models.signal.tones import harmonic_tone, plucked_string
 
 
 def _straight_jump(y: np.ndarray, end: int) -> tuple[float, float]:

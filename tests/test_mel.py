@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from models.mel import PAPER_MEL, SHIPPED_MEL, TINY_MEL, GriffinLim, LogMel, MelConfig, spectral_convergence
-from tests.conftest import harmonic_tone, plucked_string
+from models.signal.mel import PAPER_MEL, SHIPPED_MEL, TINY_MEL, GriffinLim, LogMel, MelConfig, spectral_convergence
+from models.signal.tones import harmonic_tone, plucked_string
 
 
 @pytest.mark.parametrize("cfg", [SHIPPED_MEL, PAPER_MEL, TINY_MEL])

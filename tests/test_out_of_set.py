@@ -1,4 +1,4 @@
-"""bench/out_of_set.py: the GUS patch parser on synthetic in-memory patches, crop/normalise, and the build."""
+"""models/evaluation/out_of_set.py: the GUS patch parser on synthetic in-memory patches, crop/normalise, and the build."""
 from __future__ import annotations
 
 import json
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from bench.out_of_set import (MODE_16BIT, MODE_LOOPING, MODE_PINGPONG, MODE_UNSIGNED, BuildConfig, GusSample, build,
+from models.evaluation.out_of_set import (MODE_16BIT, MODE_LOOPING, MODE_PINGPONG, MODE_UNSIGNED, BuildConfig, GusSample, build,
                               crop_normalise, missing_packages, parse_gus_patch, pick_gus_wave, unroll_loop)
 
 
@@ -127,7 +127,7 @@ def test_build_end_to_end(tmp_path) -> None:
 
 
 def test_cli_names_missing_packages(monkeypatch, tmp_path, capsys) -> None:
-    from bench import out_of_set
+    from models.evaluation import out_of_set
 
     for package in out_of_set.PACKAGE_PROBES:  # the others present, whatever this machine has installed
         monkeypatch.setitem(out_of_set.PACKAGE_PROBES, package, tmp_path)

@@ -1,10 +1,10 @@
-"""Picking the best of several f runs trained side by side (models/train/pick_features.py)."""
+"""Picking the best of several f runs trained side by side (models/runs/pick_features.py)."""
 import json
 
 import pytest
 
 from models.errors import UserError
-from models.train import pick_features
+from models.runs import pick_features
 
 
 def fake_run(path, final: dict | None, weights: bytes = b"w"):

@@ -1,10 +1,10 @@
-"""Picking the best of several S3 runs trained side by side (models/train/pick_hyper.py)."""
+"""Picking the best of several S3 runs trained side by side (models/runs/pick_hyper.py)."""
 import json
 
 import pytest
 
 from models.errors import UserError
-from models.train import pick_hyper
+from models.runs import pick_hyper
 
 
 def fake_run(path, final: dict | None, weights: bytes = b"w"):

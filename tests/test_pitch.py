@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from models.audio import Audio
-from models.pitch import PitchEstimate, estimate_pitch, hz_to_midi, midi_to_hz
-from tests.conftest import additive_tone, noisy_pluck, plucked_string
+from models.signal.audio import Audio
+from models.signal.pitch import PitchEstimate, estimate_pitch, hz_to_midi, midi_to_hz
+from models.signal.tones import additive_tone, noisy_pluck, plucked_string
 
 SR = 16000
 KEYS = range(21, 109)
@@ -86,7 +86,7 @@ def test_estimate_fields_agree():
 def test_refine_period_terminates_on_degenerate_periods():
     import numpy as np
 
-    from models.pitch import _refine_period
+    from models.signal.pitch import _refine_period
 
     nsdf = np.zeros(2048)
     nsdf[0] = 1.0

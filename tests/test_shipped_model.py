@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from engine.instrument import Engine, EngineConfig, default_weights_dir
-from models.audio import Audio
+from models.signal.audio import Audio
 from models.checkpoint import read_tensors
-from models.pitch import estimate_pitch
+from models.signal.pitch import estimate_pitch
 
 ASSETS = default_weights_dir()
 DEMO = ASSETS / "demo"

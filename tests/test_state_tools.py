@@ -4,9 +4,10 @@ from __future__ import annotations
 import torch
 
 from models import checkpoint
-from models.generator import Generator
-from models.mel import TINY_MEL
-from models.train import common, state_tools
+from models.nets.generator import Generator
+from models.signal.mel import TINY_MEL
+from models.runs import state as state_tools
+from models.train import common
 
 
 def _gan_like_state(tmp_path):
@@ -65,7 +66,7 @@ def test_ship_vocoder_writes_the_state_net_in_fp16_and_refuses_other_states(tmp_
     import pytest
 
     from models.errors import UserError
-    from models.vocoder import NeuralVocoder
+    from models.nets.vocoder import NeuralVocoder
 
     torch.manual_seed(0)
     cfg = NeuralVocoder.Config.tiny(TINY_MEL)
@@ -86,7 +87,7 @@ def test_vocoder_steps_rewrites_only_the_step_counts(tmp_path):
     import pytest
 
     from models.errors import UserError
-    from models.vocoder import NeuralVocoder, VocoderConfig, load_vocoder
+    from models.nets.vocoder import NeuralVocoder, VocoderConfig, load_vocoder
 
     V = NeuralVocoder(VocoderConfig.tiny())
     src, dst = tmp_path / "v.safetensors", tmp_path / "w.safetensors"

@@ -7,7 +7,7 @@ import pytest
 
 from app.cli import main
 from models import checkpoint
-from models.features import FeatureExtractor
+from models.nets.features import FeatureExtractor
 
 
 @pytest.fixture(scope="module")
@@ -45,8 +45,8 @@ def test_missing_data_is_a_clear_error(tmp_path, capsys):
 def test_vocoder_distill_learns_the_teachers_magnitude_and_resumes(tiny_data, tmp_path):
     import torch
 
-    from models.vocoder import NeuralVocoder, VocoderConfig
-    from models.mel import TINY_MEL
+    from models.nets.vocoder import NeuralVocoder, VocoderConfig
+    from models.signal.mel import TINY_MEL
 
     torch.manual_seed(0)
     teacher = NeuralVocoder(VocoderConfig.tiny(TINY_MEL))

@@ -7,13 +7,14 @@ import pytest
 import torch
 
 from models import checkpoint
-from models.classifiers import InstrumentClassifier
-from models.discriminator import Discriminator
-from models.features import FeatureExtractor
-from models.generator import Generator
-from models.hyper import HyperNetwork
-from models.mel import TINY_MEL
-from models.train import common, hyper_adv, hyper_pre, state_tools
+from models.nets.classifiers import InstrumentClassifier
+from models.nets.discriminator import Discriminator
+from models.nets.features import FeatureExtractor
+from models.nets.generator import Generator
+from models.nets.hyper import HyperNetwork
+from models.signal.mel import TINY_MEL
+from models.runs import state as state_tools
+from models.train import common, hyper_adv, hyper_pre
 from tests.train_fixtures import tiny_noteset
 
 

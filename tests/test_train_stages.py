@@ -10,8 +10,8 @@ import torch
 import torch.multiprocessing as mp
 
 from models import checkpoint
-from models.features import FeatureExtractor
-from models.generator import Generator
+from models.nets.features import FeatureExtractor
+from models.nets.generator import Generator
 from models.train import common, eval_classifiers, features, gan
 from tests.train_fixtures import tiny_noteset
 

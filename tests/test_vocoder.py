@@ -11,12 +11,12 @@ import torch
 
 from models import checkpoint
 from models.errors import CheckpointError
-from models.generator import Generator
-from models.mel import SHIPPED_MEL, TINY_MEL, GriffinLim, LogMel
+from models.nets.generator import Generator
+from models.signal.mel import SHIPPED_MEL, TINY_MEL, GriffinLim, LogMel
 from models.train.vocoder import Crops, VocoderStep, VocoderTrainConfig, corrupt, crop_frames, crop_samples
-from models.vocoder import NeuralVocoder, VocoderConfig, load_vocoder, multi_resolution_stft
-from models.vocoder_critic import VocoderCritic, feature_matching_loss, hinge_critic_loss, hinge_generator_loss
-from tests.conftest import harmonic_tone
+from models.nets.vocoder import NeuralVocoder, VocoderConfig, load_vocoder, multi_resolution_stft
+from models.nets.vocoder_critic import VocoderCritic, feature_matching_loss, hinge_critic_loss, hinge_generator_loss
+from models.signal.tones import harmonic_tone
 
 
 @pytest.fixture(autouse=True)
@@ -184,8 +184,8 @@ def test_pooled_spectral_convergence_tolerates_a_silent_clip():
 
 
 def test_locked_phase_rebuilds_a_held_tone_between_bins_from_its_magnitude():
-    from models.pitch import estimate_pitch
-    from models.audio import Audio
+    from models.signal.pitch import estimate_pitch
+    from models.signal.audio import Audio
 
     cfg = VocoderConfig.shipped()
     V = NeuralVocoder(cfg)
@@ -206,8 +206,8 @@ def test_locked_phase_rebuilds_a_held_tone_between_bins_from_its_magnitude():
 
 def test_untrained_shipped_vocoder_is_already_an_analytic_inverter():
     """A zero head gives the mel's pseudo-inverse magnitude with the locked phase: the pitch survives."""
-    from models.pitch import estimate_pitch
-    from models.audio import Audio
+    from models.signal.pitch import estimate_pitch
+    from models.signal.audio import Audio
 
     mel = SHIPPED_MEL
     V = NeuralVocoder(VocoderConfig.shipped(mel)).eval()
@@ -340,7 +340,7 @@ def test_inverse_stft_equals_torch_istft(hop_factor):
 
 
 def test_nearest_peak_matches_a_direct_search():
-    from models.vocoder import nearest_peak
+    from models.nets.vocoder import nearest_peak
 
     torch.manual_seed(1)
     x = torch.randn(3, 5, 40).cumsum(-1)  # random walks: long slopes and plateaus of peaks

@@ -11,12 +11,12 @@ import torch
 
 from models import checkpoint
 from models.errors import UserError
-from models.features import FeatureExtractor
-from models.generator import Generator
-from models.mel import TINY_MEL, LogMel
+from models.nets.features import FeatureExtractor
+from models.nets.generator import Generator
+from models.signal.mel import TINY_MEL, LogMel
 from models.train import common, vocoder as stage
-from models.vocoder import NeuralVocoder, load_vocoder
-from models.vocoder_eval import VocoderEvalConfig, evaluate_real, markdown_table, quality_table
+from models.nets.vocoder import NeuralVocoder, load_vocoder
+from models.evaluation.vocoder_quality import VocoderEvalConfig, evaluate_real, markdown_table, quality_table
 from tests.train_fixtures import tiny_noteset
 
 FAST = ("batch_size=4", "crop_frames=12", "context_frames=4", "log_every=2", "eval_every=1000", "save_every=1000",
@@ -157,7 +157,7 @@ def test_quality_table_vocoder_vs_griffin_lim_with_generated_notes(noteset, weig
 
 
 def test_the_metrics_tell_a_good_inverter_from_a_bad_one(noteset):
-    from models.mel import GriffinLim
+    from models.signal.mel import GriffinLim
 
     mel = noteset.mel_cfg
     inverters = {"gl": GriffinLim(mel, n_iter=8), "noise": lambda x: 0.01 * torch.randn(x.shape[0], mel.num_samples)}

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from models.mel import TINY_MEL, LogMel, MelConfig
+from models.signal.mel import TINY_MEL, LogMel, MelConfig
 
 
 @dataclass

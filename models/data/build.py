@@ -22,7 +22,7 @@ from models.data.dataset import FORMAT, DatasetError
 from models.data.filter import FilterConfig, check_note, decide_pitched, final_reasons
 from models.data.render import NoteTiming
 from models.data.sources import DEFAULT_SOURCES, Plan, plan_instruments, source_name
-from models.mel import PAPER_MEL, SHIPPED_MEL, TINY_MEL, MelConfig
+from models.signal.mel import PAPER_MEL, SHIPPED_MEL, TINY_MEL, MelConfig
 
 MEL_PRESETS = {"shipped": SHIPPED_MEL, "tiny": TINY_MEL, "paper": PAPER_MEL}
 FONT_CHECK_PATH = Path(__file__).with_name("font_check.json")
@@ -91,7 +91,7 @@ class _Worker:
     def __init__(self, cfg: BuildConfig, parts_dir: str) -> None:
         import torch
 
-        from models.mel import LogMel
+        from models.signal.mel import LogMel
 
         torch.set_num_threads(1)
         self.cfg = cfg

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from models.data.dataset import SPLITS
-from models.mel import MelConfig
+from models.signal.mel import MelConfig
 
 
 def _table(header: list[str], rows: list[list]) -> list[str]:

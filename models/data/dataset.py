@@ -2,7 +2,7 @@
 
 Layout of a built set (every array a plain ``.npy``, memory-mapped on load; no pickle):
     manifest.json        format, MelConfig, instruments, families, counts, array shapes
-    mels.npy             float16 [N, n_mels, n_frames]  natural-log mel (models/mel.py LogMel)
+    mels.npy             float16 [N, n_mels, n_frames]  natural-log mel (models/signal/mel.py LogMel)
     audio.npy            int16   [N, num_samples]       only with --keep-audio
     pitch.npy, velocity.npy, family.npy (int16), instrument.npy (int32), split.npy (int8)
     pitch_estimate.npy   float32 [N]  measured MIDI pitch (NaN where none was measured)
@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from models.errors import UserError
-from models.mel import MelConfig
+from models.signal.mel import MelConfig
 
 FORMAT = "hypergan-noteset/1"
 SPLITS = ("train", "valid", "test")

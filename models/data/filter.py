@@ -1,6 +1,6 @@
 """NSynth-style quality filter: drop silent, clipped and mistuned notes, and say why.
 
-Pitch is measured with ``models.pitch.estimate_pitch``. An instrument is treated as pitched when
+Pitch is measured with ``models.signal.pitch.estimate_pitch``. An instrument is treated as pitched when
 its program says so *and* most of its notes measure at their key; otherwise its notes are kept for
 timbre and excluded from the pitch check (``pitched=False``).
 """
@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from models.audio import Audio
-from models.pitch import estimate_pitch
+from models.signal.audio import Audio
+from models.signal.pitch import estimate_pitch
 
 REASONS = ("silent", "clipped", "mistuned", "unclear_pitch", "out_of_range", "unreadable")
 

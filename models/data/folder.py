@@ -15,7 +15,7 @@ from typing import Callable
 
 import numpy as np
 
-from models.audio import Audio, load_audio
+from models.signal.audio import Audio, load_audio
 from models.data.build import MEL_PRESETS, BuildConfig, _Worker
 from models.data.dataset import DatasetError
 from models.data.filter import FilterConfig, check_note

@@ -21,11 +21,11 @@ from typing import Callable
 
 import numpy as np
 
-from models.audio import Audio
+from models.signal.audio import Audio
 from models.data.render import FontRenderer, NoteTiming, distinct_velocities
 from models.data.soundfont import FontError, Preset
 from models.data.sources import FONT_SOURCES, find_font
-from models.pitch import estimate_pitch
+from models.signal.pitch import estimate_pitch
 
 DEFAULT_OUT = Path(__file__).with_name("font_check.json")
 

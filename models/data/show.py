@@ -104,8 +104,8 @@ def show(data: str | Path, out: str | Path, seed: int = 0, n_rows: int = 12, n_g
 
 
 def _wavs(ns: NoteSet, out: Path, instruments: list[int], legend: list[str]) -> list[Path]:
-    from models.audio import Audio
-    from models.pitch import estimate_pitch
+    from models.signal.audio import Audio
+    from models.signal.pitch import estimate_pitch
 
     legend += ["", "WAVs (stored audio)" if ns.audio is not None else "WAVs (Griffin-Lim from the mels)"]
     rows = []
@@ -120,7 +120,7 @@ def _wavs(ns: NoteSet, out: Path, instruments: list[int], legend: list[str]) -> 
     else:
         import torch
 
-        from models.mel import GriffinLim
+        from models.signal.mel import GriffinLim
 
         with torch.no_grad():
             waves = list(GriffinLim(ns.mel_cfg)(torch.from_numpy(ns.mels[rows].astype(np.float32))).numpy())

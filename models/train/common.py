@@ -23,7 +23,7 @@ import torch.distributed as dist
 
 from models.checkpoint import read_tensors, save_tensors, unwrap
 from models.errors import UserError
-from models.mel import MelConfig
+from models.signal.mel import MelConfig
 
 SHARD_BYTES = 15 * 1024 * 1024  # files coming back from the GPU machine must stay under 16 MiB
 

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from models import checkpoint
-from models.classifiers import InstrumentClassifier, PitchClassifier
+from models.nets.classifiers import InstrumentClassifier, PitchClassifier
 from models.train import common
 from models.train.features import holdout_mask, jitter_gain
 

@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 
 from models import checkpoint
-from models.features import FeatureExtractor
-from models.pitch_template import N_KEYS
+from models.nets.features import FeatureExtractor
+from models.nets.pitch_template import N_KEYS
 from models.train import common
 
 

@@ -15,14 +15,14 @@ import torch
 import torch.nn.functional as F
 
 from models import checkpoint
-from models.discriminator import Discriminator, r1_penalty
+from models.nets.discriminator import Discriminator, r1_penalty
 from models.errors import UserError
-from models.features import FeatureExtractor
-from models.generator import Generator
-from models.knn import build_neighbours
+from models.nets.features import FeatureExtractor
+from models.nets.generator import Generator
+from models.train.knn import build_neighbours
 from models.train import common
 from models.train.features import embed
-from models.train.gan_eval import GanProbe
+from models.evaluation.gan_probes import GanProbe
 
 
 @dataclass(frozen=True)

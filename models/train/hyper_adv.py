@@ -21,8 +21,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from models import checkpoint
-from models.discriminator import Discriminator, r1_penalty
-from models.hyper import HyperNetwork
+from models.nets.discriminator import Discriminator, r1_penalty
+from models.nets.hyper import HyperNetwork
 from models.train import common
 from models.train.hyper_pre import (HyperBatch, HyperData, HyperPreTrainConfig, HyperProbe, load_frozen, pair_digests, pre_loss,
                                      render_fine)

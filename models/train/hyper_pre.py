@@ -17,12 +17,12 @@ import torch
 from torch import nn
 
 from models import checkpoint
-from models.features import FeatureExtractor
-from models.generator import Generator
-from models.hyper import HyperConfig, HyperNetwork, refine, zero_z
+from models.nets.features import FeatureExtractor
+from models.nets.generator import Generator
+from models.nets.hyper import HyperConfig, HyperNetwork, refine, zero_z
 from models.train import common
 from models.train.features import embed
-from models.knn import build_neighbours
+from models.train.knn import build_neighbours
 from models.train.plots import mel_grid_png
 
 PROBE_KEYS = (28, 40, 52, 64, 76, 88, 100)
@@ -138,13 +138,13 @@ class HyperProbe:
         path = Path(weights) / "pitch_classifier.safetensors"
         self.pitch_net = None
         if path.is_file():
-            from models.classifiers import PitchClassifier
+            from models.nets.classifiers import PitchClassifier
             self.pitch_net = checkpoint.load(path, PitchClassifier, device)[0].eval().requires_grad_(False)
         # f-independent timbre: the evaluation classifier's features (H is trained against f's)
         path = Path(weights) / "instrument_classifier.safetensors"
         self.inst_net, self.inst_x = None, None
         if path.is_file():
-            from models.classifiers import InstrumentClassifier
+            from models.nets.classifiers import InstrumentClassifier
             self.inst_net = checkpoint.load(path, InstrumentClassifier, device)[0].eval().requires_grad_(False)
             self.inst_x = self._inst_features(self.x)
 

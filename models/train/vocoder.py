@@ -9,7 +9,7 @@ are off by default (``adv_weight``, ``fm_weight`` 0): on the GPU they made every
 worse (models/README.md "Vocoder").
 With ``gen_fraction > 0`` that share of each batch takes G's (+ H's) reconstruction of the note as
 input instead of the real mel (fine-tuning to G's outputs; needs f and G in ``--weights``).
-Evaluation: full held-out notes, vocoder vs Griffin-Lim (``models/vocoder_eval.py``).
+Evaluation: full held-out notes, vocoder vs Griffin-Lim (``models/evaluation/vocoder_quality.py``).
 
     hypergan train vocoder --data data/set --out runs/vocoder --minutes 9
     hypergan train vocoder --data data/set --out runs/vocoder --weights assets --set gen_fraction=0.5
@@ -24,11 +24,11 @@ import torch
 
 from models import checkpoint
 from models.errors import UserError
-from models.mel import GriffinLim, LogMel, MelConfig
+from models.signal.mel import GriffinLim, LogMel, MelConfig
 from models.train import common
-from models.vocoder import DEFAULT_RESOLUTIONS, NeuralVocoder, stft_magnitude, with_steps
-from models.vocoder_critic import VocoderCritic, feature_matching_loss, hinge_critic_loss, hinge_generator_loss
-from models.vocoder_eval import VocoderEvalConfig, evaluate_real, load_synth
+from models.nets.vocoder import DEFAULT_RESOLUTIONS, NeuralVocoder, stft_magnitude, with_steps
+from models.nets.vocoder_critic import VocoderCritic, feature_matching_loss, hinge_critic_loss, hinge_generator_loss
+from models.evaluation.vocoder_quality import VocoderEvalConfig, evaluate_real, load_synth
 
 
 @dataclass(frozen=True)

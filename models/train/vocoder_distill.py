@@ -22,7 +22,7 @@ import torch
 from models import checkpoint
 from models.errors import UserError
 from models.train import common
-from models.vocoder import NeuralVocoder, VocoderConfig, load_vocoder
+from models.nets.vocoder import NeuralVocoder, VocoderConfig, load_vocoder
 
 
 @dataclass(frozen=True)

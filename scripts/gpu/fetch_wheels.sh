@@ -2,7 +2,7 @@
 # Run HERE (a machine with internet and the Debian fonts): gather what the GPU machine needs to build
 # the training set offline, into the git-ignored folder carry/ (it travels with `run --carry carry`).
 #   carry/wheels/  cp312 manylinux wheels: tinysoundfont (renderer), soundfile + cffi + pycparser
-#                  (models/audio.py imports soundfile)
+#                  (models/signal/audio.py imports soundfile)
 #   carry/fonts/   MuseScore_General_Lite.sf3, TimGM6mb.sf2, sf_GMbank.sf2, slimmed (see below)
 # Prints the carried size; the whole call (repo + carry) must stay under 64 MiB.
 set -euo pipefail

@@ -21,7 +21,7 @@ for dir in state_local/full/*/; do
   if [ "$name" = weights ]; then
     cp -r "$dir" "state_local/$name"
   else
-    "$py" -m models.train.state_tools cast "$dir" "state_local/$name" --dtype float16 >/dev/null
+    "$py" -m models.runs.state cast "$dir" "state_local/$name" --dtype float16 >/dev/null
   fi
 done
 du -sh state_local/* | grep -v full

@@ -58,19 +58,19 @@ run_stage() {  # one stage in the foreground (called inside the background pipel
   fi
   local w; w="$(weights_dir)"
   case "$stage" in
-    pick-features)  # the best of the features@* runs becomes runs/features (models/train/pick_features.py)
-      python3 -m models.train.pick_features "$HG"/runs/features@* --into "$HG/runs/features" \
+    pick-features)  # the best of the features@* runs becomes runs/features (models/runs/pick_features.py)
+      python3 -m models.runs.pick_features "$HG"/runs/features@* --into "$HG/runs/features" \
         >>"$HG/logs/pick-features.log" 2>&1
       weights_dir >/dev/null; return 0 ;;
-    pick-hyper)  # the best of the hyper-pre@* runs becomes runs/hyper-pre (models/train/pick_hyper.py)
-      python3 -m models.train.pick_hyper "$HG"/runs/hyper-pre@* --into "$HG/runs/hyper-pre" \
+    pick-hyper)  # the best of the hyper-pre@* runs becomes runs/hyper-pre (models/runs/pick_hyper.py)
+      python3 -m models.runs.pick_hyper "$HG"/runs/hyper-pre@* --into "$HG/runs/hyper-pre" \
         >>"$HG/logs/pick-hyper.log" 2>&1
       rm -f "$HG/weights/hyper_pre.safetensors"; weights_dir >/dev/null; return 0 ;;
-    eval)  # the Table 1 analogue on the test split: G, G + H after S3 and after S4 (models/evaluate.py)
+    eval)  # the Table 1 analogue on the test split: G, G + H after S3 and after S4 (models/evaluation/table1.py)
       python3 -m app.cli eval --data "$DATA" --weights "$w" --split test --device cuda \
         --out "$HG/runs/eval" >>"$HG/logs/eval.log" 2>&1; return 0 ;;
-    eval-gan)  # the test-split evaluation of the GAN just trained (models/evaluate_gan.py)
-      python3 -m models.evaluate_gan --data "$DATA" --weights "$w" --split test --device cuda \
+    eval-gan)  # the test-split evaluation of the GAN just trained (models/evaluation/gan_report.py)
+      python3 -m models.evaluation.gan_report --data "$DATA" --weights "$w" --split test --device cuda \
         --out "$HG/runs/eval-gan" >>"$HG/logs/eval-gan.log" 2>&1; return 0 ;;
   esac
   seed_state "$run"

@@ -13,7 +13,7 @@ cost each), and ``mel_projections`` such steps on a 2x coarser grid (the mel's o
 where steps cost little: ``cuda_*``). Everything runs at the frame rate (256 frames for 2 s).
 
 Also here: the multi-resolution STFT distance (training loss and evaluation metric). The critics
-used only in training are in ``models/vocoder_critic.py``.
+used only in training are in ``models/nets/vocoder_critic.py``.
 """
 from __future__ import annotations
 
@@ -28,8 +28,8 @@ import torch.nn.functional as F
 import torchaudio
 from torch import nn
 
-from models.layers import normalize_log_mel
-from models.mel import SHIPPED_MEL, TINY_MEL, GriffinLim, LogMel, MelConfig
+from models.nets.layers import normalize_log_mel
+from models.signal.mel import SHIPPED_MEL, TINY_MEL, GriffinLim, LogMel, MelConfig
 
 
 PHASE_MODES = ("locked", "direct")

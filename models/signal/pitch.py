@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from models.audio import Audio
+from models.signal.audio import Audio
 
 
 def midi_to_hz(midi: float) -> float:

@@ -2,14 +2,14 @@
 
 Real notes (the held-out split's stored log-mels -> wave, compared with the note's own audio):
 mel L1 (natural-log mel on the data's grid), multi-resolution STFT distance (spectral convergence +
-log-magnitude L1, see ``models.vocoder.multi_resolution_stft``) and pitch accuracy (the nearest key
-of ``models.pitch.estimate_pitch`` equals the note's key; pitched instruments only). Generated notes
+log-magnitude L1, see ``models.nets.vocoder.multi_resolution_stft``) and pitch accuracy (the nearest key
+of ``models.signal.pitch.estimate_pitch`` equals the note's key; pitched instruments only). Generated notes
 (optional, needs f and G, H if present): G (+ H) renders each held-out note's timbre at its own pitch;
 pitch accuracy of the inverted wave, and mel L1 between G's mel and the mel of the inverted wave.
 
-    python -m models.vocoder_eval --data DIR --vocoder runs/vocoder/vocoder.safetensors --device cuda
-    python -m models.vocoder_eval --data DIR --vocoder V.safetensors --weights assets --out runs/vocoder_eval
-    python -m models.vocoder_eval --data DIR --vocoder V.safetensors --device cuda --steps 0/9/2  # the CPU's steps
+    python -m models.evaluation.vocoder_quality --data DIR --vocoder runs/vocoder/vocoder.safetensors --device cuda
+    python -m models.evaluation.vocoder_quality --data DIR --vocoder V.safetensors --weights assets --out runs/vocoder_eval
+    python -m models.evaluation.vocoder_quality --data DIR --vocoder V.safetensors --device cuda --steps 0/9/2  # the CPU's steps
 """
 from __future__ import annotations
 
@@ -23,10 +23,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models.audio import Audio
-from models.mel import LogMel, MelConfig
-from models.pitch import estimate_pitch
-from models.vocoder import multi_resolution_stft
+from models.signal.audio import Audio
+from models.signal.mel import LogMel, MelConfig
+from models.signal.pitch import estimate_pitch
+from models.nets.vocoder import multi_resolution_stft
 
 Inverter = Callable[[torch.Tensor], torch.Tensor]  # a MelInverter: log-mel [B, M, F] -> wave [B, T]
 COLUMNS = (  # (key, header, decimals)
@@ -162,10 +162,10 @@ def markdown_table(rows: Mapping[str, Mapping[str, float]]) -> str:
 def load_synth(weights: Path, device: torch.device):
     """(synth, f) from ``weights`` (features, generator, and hyper or hyper_pre if present), or None."""
     from models import checkpoint
-    from models.evaluate import Synth
-    from models.features import FeatureExtractor
-    from models.generator import Generator
-    from models.hyper import HyperNetwork
+    from models.evaluation.table1 import Synth
+    from models.nets.features import FeatureExtractor
+    from models.nets.generator import Generator
+    from models.nets.hyper import HyperNetwork
 
     if not ((weights / "features.safetensors").is_file() and (weights / "generator.safetensors").is_file()):
         return None
@@ -185,8 +185,8 @@ def quality_table(data, vocoder_path: str | Path, weights: str | Path | None = N
     """The issue's table: the vocoder at ``vocoder_path`` vs Griffin-Lim (``gl_iters``) on held-out notes.
     ``steps`` (refine_iters, [coarse_projections,] mel_projections) overrides the vocoder's counts for ``device``."""
     from models.errors import UserError
-    from models.mel import GriffinLim
-    from models.vocoder import load_vocoder
+    from models.signal.mel import GriffinLim
+    from models.nets.vocoder import load_vocoder
 
     dev = torch.device(device)
     vocoder = load_vocoder(vocoder_path, dev, steps)

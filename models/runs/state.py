@@ -1,19 +1,19 @@
 """Move training state between the lent GPU, git history and the shipped ``assets/``.
 
-    python -m models.train.state_tools cast SRC_DIR DST_DIR [--dtype float16]
+    python -m models.runs.state cast SRC_DIR DST_DIR [--dtype float16]
         rewrite a sharded state (``state-*.safetensors``) at another precision: a float16 GAN state
         is 24 MB instead of 48 MB, which is what lets it travel with the tree and the fonts.
-    python -m models.train.state_tools ship-generator STATE_DIR OUT.safetensors
+    python -m models.runs.state ship-generator STATE_DIR OUT.safetensors
         write G_ema of a GAN state as the shipped float16 ``generator.safetensors``.
-    python -m models.train.state_tools ship-vocoder STATE_DIR OUT.safetensors
+    python -m models.runs.state ship-vocoder STATE_DIR OUT.safetensors
         write the vocoder of a vocoder state as the shipped float16 ``vocoder.safetensors``.
-    python -m models.train.state_tools ship-discriminator STATE_DIR OUT.safetensors
+    python -m models.runs.state ship-discriminator STATE_DIR OUT.safetensors
         D of a GAN state as a float16 ``discriminator.safetensors`` (S4 starts its D from it).
-    python -m models.train.state_tools ship-hyper STATE_DIR OUT.safetensors
+    python -m models.runs.state ship-hyper STATE_DIR OUT.safetensors
         H of a hyper-pre / hyper-adv state as the shipped float16 ``hyper.safetensors``.
-    python -m models.train.state_tools vocoder-steps IN.safetensors OUT.safetensors R/C/P [--cuda] [--mel-hop-factor N]
+    python -m models.runs.state vocoder-steps IN.safetensors OUT.safetensors R/C/P [--cuda] [--mel-hop-factor N]
         a vocoder file set to other inference step counts (header only; the steps hold no weights).
-    python -m models.train.state_tools half IN.safetensors OUT.safetensors
+    python -m models.runs.state half IN.safetensors OUT.safetensors
         a float16 copy of one network file (header kept), for ``assets/``.
 
 Weights restored from a float16 state are cast back to float32 by ``common.restore``; the
@@ -31,14 +31,14 @@ import torch
 
 from models import checkpoint
 from models.errors import UserError
-from models.discriminator import Discriminator
-from models.features import FeatureExtractor
-from models.generator import Generator
-from models.hyper import HyperNetwork
-from models.mel import MelConfig
+from models.nets.discriminator import Discriminator
+from models.nets.features import FeatureExtractor
+from models.nets.generator import Generator
+from models.nets.hyper import HyperNetwork
+from models.signal.mel import MelConfig
 from models.train import common
 from models.train.hyper_pre import pair_digests
-from models.vocoder import NeuralVocoder, VocoderConfig
+from models.nets.vocoder import NeuralVocoder, VocoderConfig
 
 DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 
@@ -147,7 +147,7 @@ def bind_hyper(src: Path, dst: Path, weights: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m models.train.state_tools", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m models.runs.state", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("cast")

@@ -1,7 +1,7 @@
 """Out-of-set one-shots: a folder of sounds from outside the training data, to evaluate the sampler on.
 
-    python -m bench.out_of_set --out /work/oos
-    python -m bench.out_of_set --out /work/oos --check   # also print duration, peak, root vs estimate
+    python -m models.evaluation.out_of_set --out /work/oos
+    python -m models.evaluation.out_of_set --out /work/oos --check   # also print duration, peak, root vs estimate
 
 The training data comes from the MuseScore General, TimGM6mb and csound GM soundfonts plus procedural
 synths, so none of those is used here. The sources are Debian packages
@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from models.audio import peak_normalise
+from models.signal.audio import peak_normalise
 
 ALSA_DIR = Path("/usr/share/sounds/alsa")
 FREEPATS_DIR = Path("/usr/share/midi/freepats/Tone_000")
@@ -205,8 +205,8 @@ def build(out_dir: Path, cfg: BuildConfig = BuildConfig()) -> dict[str, dict]:
 
 def check(out_dir: Path, manifest: dict[str, dict]) -> None:
     """Print each file's duration, peak and root vs the independent pitch estimate."""
-    from models.audio import Audio
-    from models.pitch import estimate_pitch
+    from models.signal.audio import Audio
+    from models.signal.pitch import estimate_pitch
 
     print("| file | rate | duration s | peak dBFS | root | estimate (conf) |")
     print("|---|---|---|---|---|---|")

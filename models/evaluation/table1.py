@@ -23,9 +23,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from models import metrics
+from models.evaluation import metrics
 from models.errors import UserError
-from models.hyper import HyperNetwork, refine, zero_z
+from models.nets.hyper import HyperNetwork, refine, zero_z
 
 SPLITS = {"valid": (1,), "test": (2,), "heldout": (1, 2)}
 COLUMNS = (  # (key, header, decimals)
@@ -296,9 +296,9 @@ def _weight_path(args: argparse.Namespace, name: str, required: bool) -> Path | 
 
 def run(args: argparse.Namespace) -> int:
     from models import checkpoint
-    from models.classifiers import InstrumentClassifier, PitchClassifier
-    from models.features import FeatureExtractor
-    from models.generator import Generator
+    from models.nets.classifiers import InstrumentClassifier, PitchClassifier
+    from models.nets.features import FeatureExtractor
+    from models.nets.generator import Generator
     from models.train.common import load_data
 
     device = torch.device(args.device)

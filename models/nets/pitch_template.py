@@ -18,7 +18,7 @@ import torch
 import torchaudio
 from torch import nn
 
-from models.mel import MelConfig
+from models.signal.mel import MelConfig
 
 MIDI_LOW, MIDI_HIGH = 21, 108
 N_KEYS = MIDI_HIGH - MIDI_LOW + 1

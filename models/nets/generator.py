@@ -3,7 +3,7 @@
 Mapping (IC-GAN's StyleGAN2 variant): embed(h) and embed(p) each through a linear layer, concatenated
 with the normalised z, then an MLP -> w. Synthesis: learned rectangular constant, modulated 3x3 convs
 with demodulation, bilinear upsampling, noise, skip "to-mel" outputs per resolution.
-Explicit pitch structure (see models/pitch_template.py): every synthesis layer adds a learned 1x1
+Explicit pitch structure (see models/nets/pitch_template.py): every synthesis layer adds a learned 1x1
 projection of the key's pitch map, pooled to the layer's height and broadcast over time.
 Timbre path: h reaches every layer twice, through w (modulation) and as a per-channel bias.
 Every modulated conv takes an optional offset Δ [B, C_out, C_in]: weight * (1 + Δ) (HyperStyle).
@@ -17,10 +17,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.layers import (LRELU_GAIN, EqualLinear, ModulatedConv, denormalize_log_mel, normalize_2nd_moment,
+from models.nets.layers import (LRELU_GAIN, EqualLinear, ModulatedConv, denormalize_log_mel, normalize_2nd_moment,
                            normalize_h)
-from models.mel import SHIPPED_MEL, TINY_MEL, MelConfig
-from models.pitch_template import MIDI_LOW, N_KEYS, N_PITCH_CHANNELS, PitchMap, log_f0_fourier
+from models.signal.mel import SHIPPED_MEL, TINY_MEL, MelConfig
+from models.nets.pitch_template import MIDI_LOW, N_KEYS, N_PITCH_CHANNELS, PitchMap, log_f0_fourier
 
 NOISE_MODES = ("random", "const", "none")
 

@@ -12,9 +12,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.layers import LRELU_GAIN, EqualConv2d, EqualLinear, normalize_h, normalize_log_mel
-from models.mel import SHIPPED_MEL, TINY_MEL, MelConfig
-from models.pitch_template import MIDI_LOW, N_KEYS, N_PITCH_CHANNELS, PitchMap
+from models.nets.layers import LRELU_GAIN, EqualConv2d, EqualLinear, normalize_h, normalize_log_mel
+from models.signal.mel import SHIPPED_MEL, TINY_MEL, MelConfig
+from models.nets.pitch_template import MIDI_LOW, N_KEYS, N_PITCH_CHANNELS, PitchMap
 
 
 @dataclass(frozen=True)

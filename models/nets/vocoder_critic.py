@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.mel import SHIPPED_MEL, TINY_MEL, MelConfig
-from models.vocoder import stft_magnitude
+from models.signal.mel import SHIPPED_MEL, TINY_MEL, MelConfig
+from models.nets.vocoder import stft_magnitude
 
 
 @dataclass(frozen=True)

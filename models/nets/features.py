@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from models.layers import ConvEncoder, grad_reverse, normalize_h
-from models.mel import SHIPPED_MEL, TINY_MEL, MelConfig
-from models.pitch_template import N_KEYS
+from models.nets.layers import ConvEncoder, grad_reverse, normalize_h
+from models.signal.mel import SHIPPED_MEL, TINY_MEL, MelConfig
+from models.nets.pitch_template import N_KEYS
 
 
 @dataclass(frozen=True)

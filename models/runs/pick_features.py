@@ -1,6 +1,6 @@
 """Pick one of several f runs (variants trained side by side) and install it as the ``features`` run.
 
-    python -m models.train.pick_features RUN_DIR... --into runs/features
+    python -m models.runs.pick_features RUN_DIR... --into runs/features
 
 Each run's final evaluation (the ``final`` line of its metrics.jsonl) is scored as
 ``inst_acc_holdout - pitch_probe_acc``: f must name instruments from one note (timbre) and a linear

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.mel import MelConfig
+from models.signal.mel import MelConfig
 
 # StyleGAN2's gain after leaky ReLU keeps activations at unit variance.
 LRELU_GAIN = math.sqrt(2.0)

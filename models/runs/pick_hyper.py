@@ -1,6 +1,6 @@
 """Pick one of several S3 (hyper-pre) runs trained side by side; install it as the ``hyper-pre`` run.
 
-    python -m models.train.pick_hyper RUN_DIR... --into runs/hyper-pre
+    python -m models.runs.pick_hyper RUN_DIR... --into runs/hyper-pre
 
 H is trained against f's features, so f's own distance can be gamed; the score is f-independent:
 the mean cosine of the evaluation instrument classifier's features between a held-out note and
@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from models.errors import UserError
-from models.train.pick_features import cli, final_metrics, install
+from models.runs.pick_features import cli, final_metrics, install
 
 PITCH_SLACK = 0.02
 SCORE = "valid_cls_cos_other_gh"

@@ -1,12 +1,12 @@
 """The GANStrument acceptance report: G on held-out instruments, from one note each, over all 88 keys.
 
-    python -m models.evaluate_gan --data DATA --weights assets --split test --out docs/eval/gan
+    python -m models.evaluation.gan_report --data DATA --weights assets --split test --out docs/eval/gan
 
 For every held-out instrument one source note (nearest MIDI 60, loudest) gives h = f(x); G renders
 keys 21..108 from h (z = 0). Measured:
 - pitch accuracy of the generated mels by the evaluation pitch classifier, overall and per key band
   (pitched instruments only), and of the real notes of the same instruments (the classifier's floor);
-- pitch accuracy by the independent estimator (``models.pitch``, no network) on Griffin-Lim audio of
+- pitch accuracy by the independent estimator (``models.signal.pitch``, no network) on Griffin-Lim audio of
   a spread subset of the generated keys (within ±0.5 semitone), and of the real audio at the same
   keys (inverted the same way, so the inversion's own error is visible);
 - timbre identification: is the source instrument the nearest gallery one-shot (the source notes) in
@@ -25,14 +25,14 @@ import numpy as np
 import torch
 
 from models import checkpoint
-from models.audio import Audio
-from models.classifiers import InstrumentClassifier, PitchClassifier
-from models.features import FeatureExtractor
-from models.generator import Generator
-from models.mel import GriffinLim
-from models.pitch import estimate_pitch
+from models.signal.audio import Audio
+from models.nets.classifiers import InstrumentClassifier, PitchClassifier
+from models.nets.features import FeatureExtractor
+from models.nets.generator import Generator
+from models.signal.mel import GriffinLim
+from models.signal.pitch import estimate_pitch
 from models.train import common
-from models.train.gan_eval import frechet_distance
+from models.evaluation.gan_probes import frechet_distance
 
 SPLITS = {"valid": 1, "test": 2}
 BANDS = ((21, 32), (33, 44), (45, 56), (57, 68), (69, 80), (81, 92), (93, 104), (105, 108))
@@ -179,7 +179,7 @@ def markdown(r: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m models.evaluate_gan", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m models.evaluation.gan_report", description=__doc__.split("\n")[0])
     parser.add_argument("--data", required=True)
     parser.add_argument("--weights", default="assets", type=Path)
     parser.add_argument("--split", default="test", choices=sorted(SPLITS))

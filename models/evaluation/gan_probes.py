@@ -34,7 +34,7 @@ def frechet_distance(a: torch.Tensor, b: torch.Tensor) -> float:
 def _maybe_load(path: Path, cls_name: str, device: torch.device):
     if not path.is_file():
         return None
-    from models import classifiers
+    from models.nets import classifiers
 
     net, _, _ = checkpoint.load(path, getattr(classifiers, cls_name), device=device)
     return net.eval().requires_grad_(False)

@@ -17,9 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.layers import ConvEncoder, ConvStage, normalize_log_mel
-from models.mel import SHIPPED_MEL, TINY_MEL, MelConfig
-from models.pitch_template import N_KEYS
+from models.nets.layers import ConvEncoder, ConvStage, normalize_log_mel
+from models.signal.mel import SHIPPED_MEL, TINY_MEL, MelConfig
+from models.nets.pitch_template import N_KEYS
 
 
 @dataclass(frozen=True)
