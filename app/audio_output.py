@@ -12,9 +12,9 @@ from typing import Protocol
 from engine.key_cache import KeySample
 from engine.voice_events import EventQueue
 from engine.voices import Envelope, MixerConfig, VoiceMixer
+from models.units import OUTPUT_SAMPLE_RATE
 
 GUI, MIDI = 0, 1   # producer ids: one event queue each
-DEFAULT_RATE = 48000
 
 
 class AudioUnavailable(Exception):
@@ -82,7 +82,7 @@ class AudioOutput:
         self._keys: dict[int, KeySample] = {}
         self._envelope = Envelope()
         self._volume = 0.5
-        self.mixer = self._new_mixer(DEFAULT_RATE, 2)
+        self.mixer = self._new_mixer(OUTPUT_SAMPLE_RATE, 2)
         self.device: OutputDevice | None = None
         self.stream: Stream | None = None
         self.available: list[OutputDevice] = []

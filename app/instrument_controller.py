@@ -20,9 +20,9 @@ from app.render_worker import RenderJob, RenderWorker
 from engine.key_cache import KeySample
 from models.signal.audio import Audio
 from models.errors import UserError
+from models.units import N_KEYS, clamp_key
 
 SLOTS = ("A", "B")
-N_KEYS = 88
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ class SoundPreview:
 
     @property
     def root_note(self) -> int:
-        return int(min(max(round(self.midi), 21), 108))
+        return clamp_key(self.midi)
 
 
 def preview_sound(path: Path) -> SoundPreview:

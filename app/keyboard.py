@@ -9,7 +9,8 @@ from PySide6.QtCore import QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QFocusEvent, QKeyEvent, QMouseEvent, QPainter, QPaintEvent
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
-LOWEST, HIGHEST = 21, 108
+from models.units import HIGHEST_KEY, LOWEST_KEY
+
 BLACK = {1, 3, 6, 8, 10}
 LOWER_ROW = [Qt.Key_Z, Qt.Key_S, Qt.Key_X, Qt.Key_D, Qt.Key_C, Qt.Key_V, Qt.Key_G, Qt.Key_B, Qt.Key_H, Qt.Key_N,
              Qt.Key_J, Qt.Key_M, Qt.Key_Comma]
@@ -29,7 +30,7 @@ def is_black(midi: int) -> bool:
     return midi % 12 in BLACK
 
 
-WHITE_KEYS = [m for m in range(LOWEST, HIGHEST + 1) if not is_black(m)]   # 52
+WHITE_KEYS = [m for m in range(LOWEST_KEY, HIGHEST_KEY + 1) if not is_black(m)]   # 52
 
 
 class KeyboardWidget(QWidget):
@@ -91,7 +92,7 @@ class KeyboardWidget(QWidget):
             return None
         white = WHITE_KEYS[index]
         for black in (white - 1, white + 1):
-            if LOWEST <= black <= HIGHEST and is_black(black) and self.key_rect(black).contains(x, y):
+            if LOWEST_KEY <= black <= HIGHEST_KEY and is_black(black) and self.key_rect(black).contains(x, y):
                 return black
         return white
 
@@ -103,16 +104,16 @@ class KeyboardWidget(QWidget):
         p = QPainter(self)
         p.setRenderHint(QPainter.Antialiasing, False)
         for black in (False, True):
-            for midi in range(LOWEST, HIGHEST + 1):
+            for midi in range(LOWEST_KEY, HIGHEST_KEY + 1):
                 if is_black(midi) == black:
                     p.setPen(COLORS["outline"])
                     p.setBrush(self._color(midi))
                     p.drawRect(self.key_rect(midi))
         p.setPen(COLORS["outline"])
-        for c in range(24, HIGHEST + 1, 12):   # octave names on the C keys
+        for c in range(24, HIGHEST_KEY + 1, 12):   # octave names on the C keys
             r = self.key_rect(c)
             p.drawText(QRectF(r.left(), r.bottom() - 30, r.width(), 14), Qt.AlignCenter, f"C{c // 12 - 1}")
-        if self.root_note is not None and LOWEST <= self.root_note <= HIGHEST:
+        if self.root_note is not None and LOWEST_KEY <= self.root_note <= HIGHEST_KEY:
             r = self.key_rect(self.root_note)
             p.setPen(Qt.NoPen)
             p.setBrush(COLORS["root"])
@@ -175,7 +176,7 @@ class KeyboardWidget(QWidget):
             super().keyPressEvent(event)
             return
         note = 48 + self.octave_shift + offset
-        if LOWEST <= note <= HIGHEST:
+        if LOWEST_KEY <= note <= HIGHEST_KEY:
             self._typed[key] = note
             self._press(note, 100)
 

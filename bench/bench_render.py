@@ -23,7 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from engine.device import cpu_cores  # noqa: E402
 from engine.instrument import Engine, EngineConfig  # noqa: E402
-from engine.keys import ALL_KEYS, finish_key  # noqa: E402
+from engine.keys import finish_key  # noqa: E402
+from models.units import ALL_KEYS  # noqa: E402
 from models.signal.audio import Audio  # noqa: E402
 from models.checkpoint import save  # noqa: E402
 from models.nets.features import FeatureConfig, FeatureExtractor  # noqa: E402

@@ -27,13 +27,14 @@ import torchaudio
 from engine.cache import TensorCache
 from engine.device import configure_threads, cpu_cores, resolve_device
 from engine.key_cache import KeySample
-from engine.keys import ALL_KEYS, HIGHEST_KEY, LOWEST_KEY, KeyConfig, batches, finish_key, progressive_order
+from engine.keys import KeyConfig, batches, finish_key, progressive_order
 from engine.networks import NetworkClasses, load_networks
 from engine.pipeline import ordered_map
 from models.signal.audio import Audio
 from models.errors import SilentAudioError, UserError
 from models.nets.hyper import refine
 from models.signal.mel import LogMel, MelInverter
+from models.units import ALL_KEYS, HIGHEST_KEY, LOWEST_KEY, OUTPUT_SAMPLE_RATE, clamp_key
 
 OnKey = Callable[[int, KeySample], None]
 
@@ -49,7 +50,7 @@ def default_weights_dir() -> Path:
 class EngineConfig:
     """Rendering settings; the networks' own settings travel in their weights."""
 
-    output_rate: int = 48000          # the audio device's rate: keys are resampled once, at render
+    output_rate: int = OUTPUT_SAMPLE_RATE  # the audio device's rate: keys are resampled once, at render
     max_batch: int | None = None      # keys per G forward (batches grow 1, 2, 4, ...); None: 1 CPU, 64 GPU
     cache_bytes: int = 256 << 20      # memory for cached h / offsets
     griffin_lim_iters: int = 32       # the fallback inverter's iterations ...
@@ -69,8 +70,8 @@ class Sample:
 
     @property
     def root_note(self) -> int:
-        """The key the sample is taken to sound at (``midi`` rounded, within 21..108)."""
-        return int(min(max(round(self.midi), LOWEST_KEY), HIGHEST_KEY))
+        """The key the sample is taken to sound at (``midi`` rounded, within the piano's range)."""
+        return clamp_key(self.midi)
 
 
 @dataclass(frozen=True)

@@ -7,10 +7,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from engine.key_cache import KeySample
-from engine.loops import LoopConfig, make_loop, midi_to_hz
-
-LOWEST_KEY, HIGHEST_KEY = 21, 108
-ALL_KEYS = range(LOWEST_KEY, HIGHEST_KEY + 1)
+from engine.loops import LoopConfig, make_loop
+from models.units import midi_to_hz
 
 
 @dataclass(frozen=True)

@@ -28,10 +28,6 @@ class LoopConfig:
     max_flatten_db: float = 12.0  # the most level change across a loop that is flattened out
 
 
-def midi_to_hz(midi: float) -> float:
-    return 440.0 * 2.0 ** ((midi - 69.0) / 12.0)
-
-
 def envelope(samples: np.ndarray, frame: int) -> np.ndarray:
     """RMS per non-overlapping frame of ``frame`` samples ``[T // frame]``."""
     n = len(samples) // frame

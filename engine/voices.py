@@ -20,6 +20,7 @@ import numpy as np
 
 from engine.key_cache import KeySample, nearest_key
 from engine.voice_events import ALL_NOTES_OFF, ALL_SOUND_OFF, BEND, NOTE_OFF, NOTE_ON, SUSTAIN, EventQueue
+from models.units import OUTPUT_SAMPLE_RATE
 
 __all__ = ["Envelope", "EventQueue", "KeyBank", "MixerConfig", "VoiceMixer"]
 
@@ -32,7 +33,7 @@ _SILENT = 1e-3  # -60 dB: an envelope below this is finished
 class MixerConfig:
     """Sizes and constants of the mixer; buffers are allocated from these once."""
 
-    sample_rate: int = 48000
+    sample_rate: int = OUTPUT_SAMPLE_RATE
     block_size: int = 512
     channels: int = 2
     n_voices: int = 32

@@ -10,7 +10,8 @@ import torch
 
 from engine.instrument import Engine, EngineConfig, Sample
 from engine.key_cache import KeySample, nearest_key
-from engine.keys import ALL_KEYS, loudness_db, progressive_order
+from engine.keys import loudness_db, progressive_order
+from models.units import ALL_KEYS
 from engine.loops import seam_jump
 from models.signal.audio import Audio
 from models.errors import CheckpointError, SilentAudioError, UserError

@@ -7,7 +7,6 @@ The classes are named like the product's so that models/checkpoint.load accepts 
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import torchaudio
 from engine.networks import NetworkClasses
 from models.checkpoint import save
 from models.signal.mel import MelConfig
+from models.units import midi_to_hz
 
 # ~1 s clips on a coarse grid: fast on CPU, long enough for loops.
 TEST_MEL = MelConfig(n_fft=512, win_length=512, hop_length=128, n_mels=48, n_frames=128)
@@ -127,10 +127,6 @@ def write_fake_weights(folder: Path, seed: int = 0, hyper: bool = True, mel: Mel
     if hyper:
         save(folder / "hyper.safetensors", HyperNetwork(HyperNetworkConfig()), meta)
     return folder
-
-
-def midi_to_hz(midi: float) -> float:
-    return 440.0 * math.pow(2.0, (midi - 69.0) / 12.0)
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,8 @@ import soundfile as sf
 
 from engine.export import ExportError, PackExistsError, export_pack, read_loop_chunk, zones
 from engine.key_cache import KeySample
-from engine.loops import make_loop, midi_to_hz
+from engine.loops import make_loop
+from models.units import midi_to_hz
 from models.signal.tones import harmonic_tone
 
 RATE = 48000

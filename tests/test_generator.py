@@ -10,7 +10,8 @@ from models import checkpoint
 from models.nets.generator import Generator, GeneratorConfig
 from models.nets.layers import ModulatedConv, log_mel_top
 from models.signal.mel import PAPER_MEL, SHIPPED_MEL, TINY_MEL
-from models.nets.pitch_template import N_KEYS, PitchMap, harmonic_template, mel_bin_centres_hz, midi_to_hz
+from models.nets.pitch_template import PitchMap, harmonic_template, mel_bin_centres_hz
+from models.units import N_KEYS, midi_to_hz
 
 torch.set_num_threads(1)
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.loops import LoopConfig, crossfade_loop, find_loop, make_loop, midi_to_hz, seam_jump
+from engine.loops import LoopConfig, crossfade_loop, find_loop, make_loop, seam_jump
+from models.units import midi_to_hz
 from models.signal.tones import harmonic_tone, plucked_string
 
 

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 
 from models.signal.audio import Audio
-from models.signal.pitch import PitchEstimate, estimate_pitch, hz_to_midi, midi_to_hz
+from models.signal.pitch import PitchEstimate, estimate_pitch
+from models.units import hz_to_midi, midi_to_hz
 from models.signal.tones import additive_tone, noisy_pluck, plucked_string
 
 SR = 16000

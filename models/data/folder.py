@@ -19,8 +19,9 @@ from models.signal.audio import Audio, load_audio
 from models.data.build import MEL_PRESETS, BuildConfig, _Worker
 from models.data.dataset import DatasetError
 from models.data.filter import FilterConfig, check_note
-from models.data.sources import MIDI_HI, MIDI_LO, InstrumentSpec, Plan
+from models.data.sources import InstrumentSpec, Plan
 from models.errors import AudioFileError
+from models.units import HIGHEST_KEY, LOWEST_KEY
 
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".aif", ".aiff", ".mp3"}
 _NOTE = re.compile(r"(?<![A-Za-z])([A-Ga-g])([#b]?)(-?\d)(?!\d)")
@@ -49,7 +50,7 @@ def pitch_from_name(stem: str) -> int | None:
         shift = {"#": 1, "b": -1}.get(accidental, 0)
         return 12 * (int(octave) + 1) + _SEMITONE[letter.lower()] + shift
     m = _NUMBER.search(clean)
-    if m and MIDI_LO - 12 <= int(m.group(1)) <= 127:
+    if m and LOWEST_KEY - 12 <= int(m.group(1)) <= 127:
         return int(m.group(1))
     return None
 
@@ -123,7 +124,7 @@ def _instrument_part(name: str, paths: list[Path], root: Path, mel_cfg, fcfg: Fi
         elif not reason and named is not None and check.confidence >= fcfg.min_confidence \
                 and abs(check.pitch_estimate - named) > fcfg.tolerance_semitones:
             reason = "mistuned"
-        elif not reason and not MIDI_LO <= label <= MIDI_HI:
+        elif not reason and not LOWEST_KEY <= label <= HIGHEST_KEY:
             reason = "out_of_range"
         if reason:
             rejected.append((label or 0, vel, reason, check.pitch_estimate))

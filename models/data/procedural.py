@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from models.data.render import NoteTiming
+from models.units import midi_to_hz
 
 MAX_PARTIALS = 96
 NYQUIST_GUARD = 0.45  # partials above this fraction of the sample rate are dropped (no aliasing)
@@ -60,10 +61,6 @@ class Timbre:
     noise_harmonic: bool = False               # noise concentrated around the harmonics (breath)
     seed: int = 0
     gains: tuple[float, ...] = field(default=(), repr=False)  # per-partial fixed gains (from jitter)
-
-
-def midi_to_hz(midi: float) -> float:
-    return 440.0 * 2.0 ** ((midi - 69.0) / 12.0)
 
 
 def _seed(*parts: object) -> int:

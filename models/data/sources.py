@@ -12,8 +12,8 @@ from pathlib import Path
 from models.data import families as fam
 from models.data.render import distinct_velocities
 from models.data.soundfont import FontError, FontInfo, Preset, read_font
+from models.units import ALL_KEYS
 
-MIDI_LO, MIDI_HI = 21, 108
 
 
 @dataclass(frozen=True)
@@ -124,7 +124,7 @@ def _gm_group(preset: Preset) -> str:
 
 def _preset_notes(preset: Preset, velocities: tuple[int, ...]) -> list[tuple[int, int]]:
     notes = []
-    for key in range(MIDI_LO, MIDI_HI + 1):
+    for key in ALL_KEYS:
         notes.extend((key, v) for v in distinct_velocities(preset, key, velocities))
     return notes
 
@@ -142,7 +142,7 @@ def procedural_instruments(count: int, seed: int, velocities: tuple[int, ...]) -
         # One velocity per key, drawn per instrument: velocity still varies the timbre, while a
         # procedural instrument costs 88 notes like a font preset instead of 88 x len(velocities).
         rng = np.random.default_rng(_seed("velocities", seed, i))
-        notes = tuple((k, int(rng.choice(sorted(velocities)))) for k in range(MIDI_LO, MIDI_HI + 1))
+        notes = tuple((k, int(rng.choice(sorted(velocities)))) for k in ALL_KEYS)
         specs.append(InstrumentSpec(
             name=f"procedural/{recipe.name}#{i}", source=PROCEDURAL, preset=f"{recipe.name}#{i}",
             family=recipe.family, group=f"procedural:{i}", nominal_pitched=recipe.pitched, notes=notes,

@@ -15,6 +15,7 @@ import torch
 from models import checkpoint
 from models.train import common
 from models.train.plots import mel_grid_png
+from models.units import LOWEST_KEY
 
 GRID_KEYS = (24, 36, 48, 60, 72, 84, 96, 105)
 
@@ -113,7 +114,7 @@ class GanProbe:
         metrics["timbre_id_real"] = self._timbre_id(self._embed(self.f, self.notes.x(self.q_real)))
         if self.pitch_net is not None:
             pitched = torch.as_tensor(self.pitched, device=self.device)[self.q_row]
-            pred = self._embed(self.pitch_net.logits, fake).argmax(1) + 21
+            pred = self._embed(self.pitch_net.logits, fake).argmax(1) + LOWEST_KEY
             ok = (pred == self.q_key)[pitched].float()
             metrics["pitch_acc_gen"] = float(ok.mean())
             for lo, hi in ((21, 42), (43, 64), (65, 86), (87, 108)):

@@ -33,10 +33,11 @@ from models.signal.mel import GriffinLim
 from models.signal.pitch import estimate_pitch
 from models.train import common
 from models.evaluation.gan_probes import frechet_distance
+from models.units import HIGHEST_KEY, LOWEST_KEY, N_KEYS
 
 SPLITS = {"valid": 1, "test": 2}
 BANDS = ((21, 32), (33, 44), (45, 56), (57, 68), (69, 80), (81, 92), (93, 104), (105, 108))
-KEYS = torch.arange(21, 109)
+KEYS = torch.arange(LOWEST_KEY, HIGHEST_KEY + 1)
 
 
 def _batched(fn, x: torch.Tensor, chunk: int = 64) -> torch.Tensor:
@@ -84,7 +85,7 @@ def evaluate(data, weights: Path, split: str, estimator_keys: int, gl_iters: int
     with torch.no_grad():
         fake = torch.cat([G(h_src[rows[s:s + 64]], torch.zeros(len(rows[s:s + 64]), G.cfg.z_dim, device=device),
                             keys[s:s + 64]) for s in range(0, len(rows), 64)])
-    pred = _batched(pitch_net.logits, fake).argmax(1) + 21
+    pred = _batched(pitch_net.logits, fake).argmax(1) + LOWEST_KEY
     ok_gen = (pred == keys).cpu().numpy()
     p_rows = pitched[rows.cpu().numpy()]
     report: dict = {"split": split, "instruments": int(n_inst), "pitched_instruments": int(pitched.sum()),
@@ -93,14 +94,14 @@ def evaluate(data, weights: Path, split: str, estimator_keys: int, gl_iters: int
     report["pitch_acc_gen_bands"] = _band_table(keys.cpu().numpy()[p_rows], ok_gen[p_rows])
     # real notes of the same held-out instruments, by the same classifier
     real_pitched = notes.pitched.cpu().numpy()
-    real_pred = _batched(pitch_net.logits, notes.x(torch.arange(len(notes), device=device))).argmax(1).cpu().numpy() + 21
+    real_pred = _batched(pitch_net.logits, notes.x(torch.arange(len(notes), device=device))).argmax(1).cpu().numpy() + LOWEST_KEY
     report["pitch_acc_real"] = float((real_pred == pitch)[real_pitched].mean())
     report["pitch_acc_real_bands"] = _band_table(pitch[real_pitched], (real_pred == pitch)[real_pitched])
     # real notes at (instrument, key) pairs that exist: timbre id and FID against generated twins
     row_of = {int(i): r for r, i in enumerate(instruments)}
     pair_real = np.setdiff1d(np.arange(len(notes)), src)
     pair_rows = np.array([row_of[int(inst[j])] for j in pair_real])
-    pair_fake = fake[torch.as_tensor(pair_rows * len(KEYS) + (pitch[pair_real] - 21), device=device)]
+    pair_fake = fake[torch.as_tensor(pair_rows * len(KEYS) + (pitch[pair_real] - LOWEST_KEY), device=device)]
     ref = torch.nn.functional.normalize(h_src, dim=1)
 
     def timbre_id(x: torch.Tensor) -> float:
@@ -118,11 +119,11 @@ def evaluate(data, weights: Path, split: str, estimator_keys: int, gl_iters: int
     gl = GriffinLim(data.mel_cfg, n_iter=gl_iters).to(device)
     sel_rows, sel_keys = [], []
     for r in np.nonzero(pitched)[0]:
-        offset = rng.integers(0, 88 // estimator_keys)
-        for k in range(21 + offset, 109, max(1, 88 // estimator_keys)):
+        offset = rng.integers(0, N_KEYS // estimator_keys)
+        for k in range(LOWEST_KEY + offset, HIGHEST_KEY + 1, max(1, N_KEYS // estimator_keys)):
             sel_rows.append(r)
             sel_keys.append(k)
-    sel = torch.as_tensor(np.array(sel_rows) * len(KEYS) + np.array(sel_keys) - 21, device=device)
+    sel = torch.as_tensor(np.array(sel_rows) * len(KEYS) + np.array(sel_keys) - LOWEST_KEY, device=device)
     t0 = time.perf_counter()
     with torch.no_grad():
         audio = torch.cat([gl(fake[sel[s:s + 32]]) for s in range(0, len(sel), 32)]).cpu().numpy()

@@ -10,7 +10,8 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
-MIDI_LOW = 21  # class 0 of the 88-way pitch classifier
+from models.units import LOWEST_KEY
+
 
 
 def gaussian_stats(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -57,7 +58,7 @@ def feature_mse(features_a: torch.Tensor, features_b: torch.Tensor) -> float:
 
 def pitch_hits(logits: torch.Tensor, midi: torch.Tensor) -> torch.Tensor:
     """Bool ``[N]``: the 88-way pitch classifier's argmax (class 0 = MIDI 21) equals ``midi [N]``."""
-    return (logits.argmax(dim=1) + MIDI_LOW) == midi.to(logits.device).long()
+    return (logits.argmax(dim=1) + LOWEST_KEY) == midi.to(logits.device).long()
 
 
 def pitch_accuracy(logits: torch.Tensor, midi: torch.Tensor) -> float:

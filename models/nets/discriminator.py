@@ -14,7 +14,8 @@ from torch import nn
 
 from models.nets.layers import LRELU_GAIN, EqualConv2d, EqualLinear, normalize_h, normalize_log_mel
 from models.signal.mel import SHIPPED_MEL, TINY_MEL, MelConfig
-from models.nets.pitch_template import MIDI_LOW, N_KEYS, N_PITCH_CHANNELS, PitchMap
+from models.nets.pitch_template import N_PITCH_CHANNELS, PitchMap
+from models.units import LOWEST_KEY, N_KEYS
 
 
 @dataclass(frozen=True)
@@ -113,7 +114,7 @@ class Discriminator(nn.Module):
 
     def forward(self, log_mel: torch.Tensor, midi: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
         phi = self.features(log_mel, midi)
-        key = self.embed_key(midi.long() - MIDI_LOW).to(phi.dtype)
+        key = self.embed_key(midi.long() - LOWEST_KEY).to(phi.dtype)
         hp = self.proj_h(normalize_h(h)).to(phi.dtype)
         return self.psi(phi)[:, 0] + (key * phi).sum(1) + (hp * phi).sum(1) / math.sqrt(phi.shape[1])
 

@@ -15,7 +15,7 @@ from torch import nn
 
 from models.nets.layers import ConvEncoder, grad_reverse, normalize_h
 from models.signal.mel import SHIPPED_MEL, TINY_MEL, MelConfig
-from models.nets.pitch_template import N_KEYS
+from models.units import N_KEYS
 
 
 @dataclass(frozen=True)

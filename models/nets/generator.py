@@ -20,7 +20,8 @@ from torch import nn
 from models.nets.layers import (LRELU_GAIN, EqualLinear, ModulatedConv, denormalize_log_mel, normalize_2nd_moment,
                            normalize_h)
 from models.signal.mel import SHIPPED_MEL, TINY_MEL, MelConfig
-from models.nets.pitch_template import MIDI_LOW, N_KEYS, N_PITCH_CHANNELS, PitchMap, log_f0_fourier
+from models.nets.pitch_template import N_PITCH_CHANNELS, PitchMap, log_f0_fourier
+from models.units import LOWEST_KEY, N_KEYS
 
 NOISE_MODES = ("random", "const", "none")
 
@@ -103,7 +104,7 @@ class MappingNetwork(nn.Module):
         self.mlp = nn.Sequential(*layers)
 
     def forward(self, h: torch.Tensor, z: torch.Tensor, midi: torch.Tensor) -> torch.Tensor:
-        key = self.embed_key(midi.long() - MIDI_LOW) + self.embed_f0(log_f0_fourier(midi, self.cfg.pitch_fourier))
+        key = self.embed_key(midi.long() - LOWEST_KEY) + self.embed_f0(log_f0_fourier(midi, self.cfg.pitch_fourier))
         x = torch.cat([normalize_2nd_moment(self.embed_h(h)), normalize_2nd_moment(key),
                        normalize_2nd_moment(z)], dim=1)
         return self.mlp(x)

@@ -19,14 +19,9 @@ import torchaudio
 from torch import nn
 
 from models.signal.mel import MelConfig
+from models.units import HIGHEST_KEY, LOWEST_KEY, N_KEYS, midi_to_hz
 
-MIDI_LOW, MIDI_HIGH = 21, 108
-N_KEYS = MIDI_HIGH - MIDI_LOW + 1
 N_PITCH_CHANNELS = 3
-
-
-def midi_to_hz(midi: torch.Tensor | float) -> torch.Tensor:
-    return 440.0 * 2.0 ** ((torch.as_tensor(midi, dtype=torch.float64) - 69.0) / 12.0)
 
 
 def _mel_filterbank(mel: MelConfig) -> torch.Tensor:
@@ -55,8 +50,8 @@ def harmonic_template(mel: MelConfig, rolloff: float = 1.0, floor_db: float = 60
     n = torch.arange(mel.win_length, dtype=torch.float64)
     nyquist = min(mel.f_max, mel.sample_rate / 2)
     rows = []
-    for midi in range(MIDI_LOW, MIDI_HIGH + 1):
-        f0 = float(midi_to_hz(midi))
+    for midi in range(LOWEST_KEY, HIGHEST_KEY + 1):
+        f0 = float(midi_to_hz(torch.tensor(midi, dtype=torch.float64)))
         k = torch.arange(1, int(nyquist / f0) + 1, dtype=torch.float64)
         frames = torch.cos(2 * math.pi * k[:, None] * f0 / mel.sample_rate * n) * win  # [K, win]
         frames = nn.functional.pad(frames, (pad, mel.n_fft - mel.win_length - pad))
@@ -71,14 +66,14 @@ def harmonic_template(mel: MelConfig, rolloff: float = 1.0, floor_db: float = 60
 def relative_position(mel: MelConfig, low: float = -3.0, high: float = 8.0) -> torch.Tensor:
     """``log2(f_bin / f0)`` clipped to ``[low, high]`` and scaled to about [-1, 1]: ``[88, n_mels]``."""
     centres = mel_bin_centres_hz(mel).clamp_min(1.0)
-    f0 = midi_to_hz(torch.arange(MIDI_LOW, MIDI_HIGH + 1))
+    f0 = midi_to_hz(torch.arange(LOWEST_KEY, HIGHEST_KEY + 1, dtype=torch.float64))
     rel = torch.log2(centres[None, :] / f0[:, None]).clamp(low, high)
     return ((rel - 0.5 * (low + high)) / (0.5 * (high - low))).float()
 
 
 def log_f0_fourier(midi: torch.Tensor, n_freqs: int) -> torch.Tensor:
     """Fourier features of the key position in [0, 1] (log f0): ``[B, 2 * n_freqs]``."""
-    pos = (midi.float() - MIDI_LOW) / (MIDI_HIGH - MIDI_LOW)
+    pos = (midi.float() - LOWEST_KEY) / (HIGHEST_KEY - LOWEST_KEY)
     freqs = math.pi * 2.0 ** torch.arange(n_freqs, device=midi.device, dtype=torch.float32)
     angles = pos[:, None] * freqs[None, :]
     return torch.cat([angles.sin(), angles.cos()], dim=1)
@@ -97,4 +92,4 @@ class PitchMap(nn.Module):
         self.register_buffer("maps", maps)  # [88, 3, n_mels]
 
     def forward(self, midi: torch.Tensor) -> torch.Tensor:
-        return self.maps[midi.long() - MIDI_LOW]
+        return self.maps[midi.long() - LOWEST_KEY]

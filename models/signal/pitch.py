@@ -14,14 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from models.signal.audio import Audio
-
-
-def midi_to_hz(midi: float) -> float:
-    return 440.0 * 2.0 ** ((midi - 69.0) / 12.0)
-
-
-def hz_to_midi(hz: float) -> float:
-    return 69.0 + 12.0 * math.log2(hz / 440.0)
+from models.units import clamp_key, hz_to_midi, midi_to_hz
 
 
 @dataclass(frozen=True)
@@ -51,8 +44,8 @@ class PitchEstimate:
 
     @property
     def midi_note(self) -> int:
-        """Nearest MIDI key, clamped to the piano range 21..108."""
-        return int(min(108, max(21, round(self.midi))))
+        """Nearest MIDI key, clamped to the piano's range (``models.units``)."""
+        return clamp_key(self.midi)
 
 
 def estimate_pitch(audio: Audio, cfg: PitchConfig = PitchConfig()) -> PitchEstimate:

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-
-def midi_to_hz(midi: float) -> float:
-    return 440.0 * 2.0 ** ((midi - 69.0) / 12.0)
+from models.units import midi_to_hz
 
 
 def harmonic_tone(midi: float, sample_rate: int = 16000, duration_s: float = 1.0, n_harmonics: int = 12,
