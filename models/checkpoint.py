@@ -6,12 +6,10 @@ plus any extra string fields a stage adds. Never pickle.
 """
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
 import subprocess
-import typing
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -20,33 +18,11 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from safetensors import safe_open
 
+from models.configs import config_from_dict, config_to_json
 from models.errors import CheckpointError
 
 FORMAT = "hypergan/1"
-T = TypeVar("T")
 N = TypeVar("N", bound=torch.nn.Module)
-
-
-def config_to_json(cfg: Any) -> str:
-    return json.dumps(dataclasses.asdict(cfg), sort_keys=True)
-
-
-def config_from_dict(cls: type[T], fields: dict[str, Any]) -> T:
-    """Rebuild a (possibly nested) config dataclass; unknown fields raise."""
-    hints = typing.get_type_hints(cls)
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = set(fields) - known
-    if unknown:
-        raise CheckpointError(f"{cls.__name__}: unknown config fields {sorted(unknown)}")
-    kwargs = {}
-    for name, value in fields.items():
-        hint = hints.get(name)
-        if dataclasses.is_dataclass(hint) and isinstance(value, dict):
-            value = config_from_dict(hint, value)
-        elif isinstance(value, list):
-            value = tuple(value)
-        kwargs[name] = value
-    return cls(**kwargs)
 
 
 def git_revision() -> str:
@@ -138,7 +114,7 @@ def load(path: str | Path, net_cls: type[N], device: str | torch.device = "cpu",
         raise CheckpointError(f"{path} holds a {kind!r}, not a {net_cls.__name__}")
     try:
         cfg = config_from_dict(net_cls.Config, json.loads(meta["config"]))
-    except (KeyError, TypeError, json.JSONDecodeError) as exc:
+    except (KeyError, TypeError, ValueError) as exc:  # json.JSONDecodeError is a ValueError
         raise CheckpointError(f"{path}: missing or invalid config: {exc}") from exc
     net = net_cls(cfg)
     state = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}

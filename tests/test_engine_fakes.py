@@ -16,7 +16,6 @@ import torchaudio
 from engine.networks import NetworkClasses
 from models.checkpoint import save
 from models.signal.mel import MelConfig
-from models.units import midi_to_hz
 
 # ~1 s clips on a coarse grid: fast on CPU, long enough for loops.
 TEST_MEL = MelConfig(n_fft=512, win_length=512, hop_length=128, n_mels=48, n_frames=128)

@@ -13,23 +13,12 @@ import numpy as np
 import torch
 
 from models import checkpoint
+from models.evaluation.metrics import fid
 from models.train import common
 from models.train.plots import mel_grid_png
 from models.units import LOWEST_KEY
 
 GRID_KEYS = (24, 36, 48, 60, 72, 84, 96, 105)
-
-
-def frechet_distance(a: torch.Tensor, b: torch.Tensor) -> float:
-    """FID between two feature sets ``[N, d]`` (float64 on the CPU)."""
-    a, b = a.double().cpu(), b.double().cpu()
-    mu_a, mu_b = a.mean(0), b.mean(0)
-    cov_a, cov_b = torch.cov(a.T), torch.cov(b.T)
-    # trace sqrt(cov_a cov_b) from the eigenvalues of sqrt(cov_a) cov_b sqrt(cov_a)
-    ev, vec = torch.linalg.eigh(cov_a)
-    sqrt_a = vec @ torch.diag(ev.clamp_min(0).sqrt()) @ vec.T
-    mid = torch.linalg.eigvalsh(sqrt_a @ cov_b @ sqrt_a).clamp_min(0).sqrt().sum()
-    return float(((mu_a - mu_b) ** 2).sum() + torch.trace(cov_a) + torch.trace(cov_b) - 2 * mid)
 
 
 def _maybe_load(path: Path, cls_name: str, device: torch.device):
@@ -122,6 +111,6 @@ class GanProbe:
                 if m.any():
                     metrics[f"pitch_acc_gen_{lo}_{hi}"] = float(ok[m].mean())
         if self.inst_net is not None and len(fake) > 64:
-            metrics["fid"] = frechet_distance(self._embed(self.inst_net.features, fake),
+            metrics["fid"] = fid(self._embed(self.inst_net.features, fake),
                                               self._embed(self.inst_net.features, self.notes.x(self.q_real)))
         return metrics

@@ -32,7 +32,7 @@ from models.nets.generator import Generator
 from models.signal.mel import GriffinLim
 from models.signal.pitch import estimate_pitch
 from models.train import common
-from models.evaluation.gan_probes import frechet_distance
+from models.evaluation.metrics import fid
 from models.units import HIGHEST_KEY, LOWEST_KEY, N_KEYS
 
 SPLITS = {"valid": 1, "test": 2}
@@ -112,7 +112,7 @@ def evaluate(data, weights: Path, split: str, estimator_keys: int, gl_iters: int
     report["timbre_id_gen"] = timbre_id(pair_fake)
     report["timbre_id_real"] = timbre_id(x_real)
     report["timbre_id_chance"] = 1.0 / n_inst
-    report["fid"] = frechet_distance(_batched(inst_net.features, pair_fake), _batched(inst_net.features, x_real))
+    report["fid"] = fid(_batched(inst_net.features, pair_fake), _batched(inst_net.features, x_real))
     report["fid_real_halves"] = _fid_halves(_batched(inst_net.features, x_real), seed)
     # independent estimator on inverted audio, a spread subset of keys per pitched instrument
     rng = np.random.default_rng(seed)
@@ -148,7 +148,7 @@ def _fid_halves(feats: torch.Tensor, seed: int) -> float:
     """FID between two random halves of the real notes: the floor FID can reach on this set."""
     perm = torch.randperm(len(feats), generator=torch.Generator().manual_seed(seed))
     half = len(feats) // 2
-    return frechet_distance(feats[perm[:half]], feats[perm[half:]])
+    return fid(feats[perm[:half]], feats[perm[half:]])
 
 
 def markdown(r: dict) -> str:

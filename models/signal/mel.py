@@ -5,14 +5,14 @@ always know the grid they were trained on.
 """
 from __future__ import annotations
 
-import dataclasses
-import json
 import math
 from dataclasses import dataclass
 from typing import Protocol
 
 import torch
 import torchaudio
+
+from models.configs import config_from_json, config_to_json
 
 
 @dataclass(frozen=True)
@@ -49,16 +49,12 @@ class MelConfig:
         return math.log(self.log_floor)
 
     def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+        return config_to_json(self)
 
     @classmethod
     def from_json(cls, text: str) -> "MelConfig":
-        fields = json.loads(text)
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(fields) - known
-        if unknown:
-            raise ValueError(f"unknown MelConfig fields: {sorted(unknown)}")
-        return cls(**fields)
+        """Raises ``ValueError`` for unknown fields."""
+        return config_from_json(cls, text)
 
 
 # The paper's grid (512 mels x 512 frames at hop 64, ~2.05 s at 16 kHz).
