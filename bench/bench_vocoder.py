@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 import torch
 
 from models.signal.mel import SHIPPED_MEL, GriffinLim
-from models.nets.vocoder import NeuralVocoder, VocoderConfig, with_steps
+from models.nets.vocoder import NeuralVocoder, VocoderConfig, VocoderSchedule
 
 
 def timed(fn: Callable[[], torch.Tensor], repeats: int, device: torch.device) -> tuple[float, float]:
@@ -71,10 +71,11 @@ def main() -> None:
     torch.manual_seed(0)
     mel = SHIPPED_MEL
     cfg = VocoderConfig.shipped(mel)
+    schedule = VocoderSchedule()
     if args.steps:
-        cfg = with_steps(cfg, *(int(n) for n in args.steps.split("/")))
-    vocoder = NeuralVocoder(cfg).to(device).eval().requires_grad_(False)
-    refine_iters, coarse_projections, mel_projections = vocoder.steps(device, recording=False)
+        schedule = schedule.with_steps(*(int(n) for n in args.steps.split("/")))
+    vocoder = NeuralVocoder(cfg, schedule).to(device).eval().requires_grad_(False)
+    steps = vocoder.steps(device, recording=False)
     invert = vocoder
     if args.half:  # autocast, not .half(): the vocoder keeps its analytic spectrum steps in float32
         dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
@@ -88,9 +89,9 @@ def main() -> None:
     params = sum(p.numel() for p in vocoder.parameters())
     print(f"device {device}, {args.workers} workers x {torch.get_num_threads()} threads; {args.notes} notes x {mel.duration_s:.2f} s "
           f"({mel.n_mels} mels x {mel.n_frames} frames, hop {mel.hop_length}); vocoder {params:,} params "
-          f"(dim {cfg.dim}, {cfg.n_layers} layers, iSTFT n_fft {cfg.n_fft}; {refine_iters} refine + "
-          f"{coarse_projections} coarse (hop x{cfg.coarse_hop_factor}) + {mel_projections} mel projections "
-          f"(hop x{cfg.cuda_mel_hop_factor if device.type == 'cuda' else cfg.mel_hop_factor}))")
+          f"(dim {cfg.dim}, {cfg.n_layers} layers, iSTFT n_fft {cfg.n_fft}; {steps.refine_iters} refine + "
+          f"{steps.coarse_projections} coarse (hop x{schedule.coarse_hop_factor}) + {steps.mel_projections} mel "
+          f"projections (hop x{steps.mel_hop_factor}))")
     rows = []
     with torch.inference_mode():
         workers = args.workers if device.type == "cpu" else 1

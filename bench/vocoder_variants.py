@@ -20,7 +20,8 @@ import numpy as np
 import torch
 
 from models.signal.mel import GriffinLim, LogMel
-from models.nets.vocoder import load_vocoder, multi_resolution_stft, with_steps
+from models.nets.vocoder import load_vocoder
+from models.signal.stft import multi_resolution_stft
 from models.evaluation.vocoder_quality import pick_notes, pitch_hits, _pitched
 
 # Levels relative to each clip's loudest mel bin, natural-log units (20 dB = ln 10).
@@ -43,19 +44,19 @@ def make_variant(net, name: str):
         parts = name.split("+")
         base = parts[0]  # "r/p"
         r, p = (int(n) for n in base.split("/"))
-        # the base's projections on the mel's own grid, as in the tables of session 6
-        net.cfg = dataclasses.replace(with_steps(net.cfg, r, p), mel_hop_factor=1, cuda_mel_hop_factor=1)
+        # the base's projections on the mel's own grid (models/README.md "Vocoder" compares these)
+        net.schedule = dataclasses.replace(net.schedule.with_steps(r, p), mel_hop_factor=1, cuda_mel_hop_factor=1)
         wave = net(log_mel)
         for op in parts[1:]:
             if op.startswith("c"):  # c2x3: 3 projections at hop x2; c4x6p1.5: over-relaxed (ratio^1.5)
                 factor, rest = op[1:].split("x")
                 count, _, power = rest.partition("p")
                 for _ in range(int(count)):
-                    wave = net.project_to_mel(wave, log_mel, int(factor), float(power or 1.0))
+                    wave = net.bands.project(wave, log_mel, int(factor), float(power or 1.0))
             elif op.startswith("o"):  # o1.3: one over-relaxed fine projection
-                wave = net.project_to_mel(wave, log_mel, 1, float(op[1:]))
+                wave = net.bands.project(wave, log_mel, 1, float(op[1:]))
             elif op == "f":
-                wave = net.project_to_mel(wave, log_mel)
+                wave = net.bands.project(wave, log_mel)
             elif op == "g":
                 wave = gate(net, wave, log_mel)
             else:

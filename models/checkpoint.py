@@ -3,6 +3,9 @@
 Header metadata (all JSON strings): ``format`` ("hypergan/1"), ``kind`` (the network's class name),
 ``config`` (its config dataclass), ``mel`` (the MelConfig it was trained on), ``step``, ``git``,
 plus any extra string fields a stage adds. Never pickle.
+
+Migrations: a config field that older headers carry but the current config no longer has is listed
+in ``RETIRED_FIELDS`` and dropped when the config is rebuilt (``config_from_dict``).
 """
 from __future__ import annotations
 
@@ -18,10 +21,28 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from safetensors import safe_open
 
-from models.configs import config_from_dict, config_to_json
+from models import configs
+from models.configs import config_to_json
 from models.errors import CheckpointError
 
 FORMAT = "hypergan/1"
+T = TypeVar("T")
+
+# Config class name -> fields its older headers hold that the current class no longer has.
+RETIRED_FIELDS: dict[str, frozenset[str]] = {
+    # The inference step counts left VocoderConfig for VocoderSchedule (they hold no weights, and a
+    # schedule is chosen when the vocoder is loaded). The shipped vocoder's header still carries them.
+    "VocoderConfig": frozenset({
+        "refine_iters", "coarse_projections", "coarse_hop_factor", "coarse_power", "mel_projections",
+        "mel_hop_factor", "cuda_refine_iters", "cuda_coarse_projections", "cuda_mel_projections",
+        "cuda_mel_hop_factor"}),
+}
+
+
+def config_from_dict(cls: type[T], fields: dict[str, Any]) -> T:
+    """``configs.config_from_dict`` of a header's config, after dropping ``RETIRED_FIELDS``."""
+    retired = RETIRED_FIELDS.get(cls.__name__, frozenset())
+    return configs.config_from_dict(cls, {k: v for k, v in fields.items() if k not in retired})
 N = TypeVar("N", bound=torch.nn.Module)
 
 

@@ -81,32 +81,3 @@ def test_ship_vocoder_writes_the_state_net_in_fp16_and_refuses_other_states(tmp_
     _gan_like_state(tmp_path)
     with pytest.raises(UserError, match="no vocoder state"):
         state_tools.ship_vocoder(tmp_path / "run", tmp_path / "v2.safetensors")
-
-
-def test_vocoder_steps_rewrites_only_the_step_counts(tmp_path):
-    import pytest
-
-    from models.errors import UserError
-    from models.nets.vocoder import NeuralVocoder, VocoderConfig, load_vocoder
-
-    V = NeuralVocoder(VocoderConfig.tiny())
-    src, dst = tmp_path / "v.safetensors", tmp_path / "w.safetensors"
-    checkpoint.save(src, V, {"step": 7}, dtype=torch.float16)
-    state_tools.main(["vocoder-steps", str(src), str(dst), "1/3/2"])
-    loaded = load_vocoder(dst)
-    assert (loaded.cfg.refine_iters, loaded.cfg.coarse_projections, loaded.cfg.mel_projections) == (1, 3, 2)
-    assert loaded.cfg.cuda_mel_projections == V.cfg.cuda_mel_projections
-    before, _ = checkpoint.read_tensors(src)
-    after, meta = checkpoint.read_tensors(dst)
-    assert meta["step"] == "7" and all(torch.equal(before[k], after[k]) for k in before)
-    state_tools.main(["vocoder-steps", str(src), str(dst), "2/0/8", "--cuda"])
-    c = load_vocoder(dst).cfg
-    assert (c.cuda_refine_iters, c.cuda_coarse_projections, c.cuda_mel_projections) == (2, 0, 8)
-    state_tools.main(["vocoder-steps", str(src), str(dst), "0/2/2", "--mel-hop-factor", "1"])
-    c = load_vocoder(dst).cfg
-    assert (c.coarse_projections, c.mel_projections, c.mel_hop_factor) == (2, 2, 1)
-    with pytest.raises(UserError, match="R/C/P"):
-        state_tools.vocoder_steps(src, dst, "1/2")
-    checkpoint.save(src, Generator(Generator.Config.tiny(TINY_MEL)), {})
-    with pytest.raises(UserError, match="not a NeuralVocoder"):
-        state_tools.vocoder_steps(src, dst, "0/10/1")

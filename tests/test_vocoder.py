@@ -14,8 +14,9 @@ from models.errors import CheckpointError
 from models.nets.generator import Generator
 from models.signal.mel import SHIPPED_MEL, TINY_MEL, GriffinLim, LogMel
 from models.train.vocoder import Crops, VocoderStep, VocoderTrainConfig, corrupt, crop_frames, crop_samples
-from models.nets.vocoder import NeuralVocoder, VocoderConfig, load_vocoder, multi_resolution_stft
+from models.nets.vocoder import NeuralVocoder, VocoderConfig, VocoderSchedule, load_vocoder
 from models.nets.vocoder_critic import VocoderCritic, feature_matching_loss, hinge_critic_loss, hinge_generator_loss
+from models.signal.stft import multi_resolution_stft
 from models.signal.tones import harmonic_tone
 
 
@@ -44,11 +45,13 @@ def test_full_clip_gives_num_samples_like_griffin_lim(cfg):
     assert GriffinLim(mel, n_iter=1)(x[:1]).shape[-1] == wave.shape[-1]
 
 
-@pytest.mark.parametrize("changes", [dict(phase="direct", magnitude_prior=False), dict(phase_offset=True),
-                                     dict(refine_iters=0, mel_projections=0)], ids=["vocos", "offset", "bare"])
-def test_variants_build_and_keep_the_length(changes):
+@pytest.mark.parametrize("changes, steps", [(dict(phase="direct", magnitude_prior=False), {}),
+                                            (dict(phase_offset=True), {}),
+                                            ({}, dict(refine_iters=0, mel_projections=0))],
+                         ids=["vocos", "offset", "bare"])
+def test_variants_build_and_keep_the_length(changes, steps):
     cfg = dataclasses.replace(VocoderConfig.tiny(), **changes)
-    V = NeuralVocoder(cfg)
+    V = NeuralVocoder(cfg, dataclasses.replace(VocoderSchedule.tiny(), **steps))
     assert V.head.out_features == cfg.head_channels
     wave = V(torch.randn(2, cfg.mel.n_mels, cfg.mel.n_frames) - 4)
     assert wave.shape == (2, cfg.mel.num_samples) and torch.isfinite(wave).all()
@@ -198,7 +201,7 @@ def test_locked_phase_rebuilds_a_held_tone_between_bins_from_its_magnitude():
     sc, _ = multi_resolution_stft(tone, wave)
     assert sc.item() < 0.2
     assert estimate_pitch(Audio(wave[0].numpy(), 16000)).midi_note == 57
-    bin_centres = torch.polar(spec.abs(), V.bin_advance[:, None] * torch.arange(spec.shape[-1]))  # no locking, no peak IF
+    bin_centres = torch.polar(spec.abs(), V.locked_phase.bin_advance[:, None] * torch.arange(spec.shape[-1]))  # no locking, no peak IF
     wave_naive = torch.istft(bin_centres, cfg.n_fft, cfg.hop_length, cfg.n_fft, window, center=True,
                              length=tone.shape[-1])
     assert multi_resolution_stft(tone, wave_naive)[0].item() > 2 * sc.item()
@@ -229,7 +232,7 @@ def test_mel_projection_makes_the_wave_match_the_requested_mel():
     target, off = _tone_and_a_wrong_wave(mel)
     V = NeuralVocoder(VocoderConfig.tiny(mel))
     before = (LogMel(mel)(off) - target).abs().mean()
-    after = (LogMel(mel)(V.project_to_mel(off, target)) - target).abs().mean()
+    after = (LogMel(mel)(V.bands.project(off, target)) - target).abs().mean()
     assert after < 0.5 * before
 
 
@@ -252,28 +255,48 @@ def test_locked_phase_keeps_a_gliding_tone_coherent_across_bins():
 
 def test_weightless_steps_per_device_and_override(tmp_path):
     V = NeuralVocoder(VocoderConfig.tiny())
-    c = V.cfg
-    cpu = (c.refine_iters, c.coarse_projections, c.mel_projections)
-    assert V.steps(torch.device("cpu"), recording=False) == cpu
-    assert V.steps(torch.device("cuda"), recording=False) == (c.cuda_refine_iters, c.cuda_coarse_projections,
-                                                              c.cuda_mel_projections)
+    s = V.schedule
+    assert s == VocoderSchedule.tiny()  # the default schedule's 4x coarse grid does not fit TINY_MEL
+    cpu = (s.refine_iters, s.coarse_projections, s.mel_projections, s.mel_hop_factor)
+    assert V.steps(torch.device("cpu"), recording=False) == cpu == (0, 2, 2, 2)
+    assert V.steps(torch.device("cuda"), recording=False) == (4, 0, 32, 1)
     assert V.steps(torch.device("cuda"), recording=True) == cpu  # training
     path = tmp_path / "vocoder.safetensors"
     checkpoint.save(path, V, {})
     loaded = load_vocoder(path, steps=(0, 3))
-    assert loaded.steps(torch.device("cpu"), False) == (0, 0, 3) == loaded.steps(torch.device("cuda"), False)
+    assert loaded.steps(torch.device("cpu"), False) == (0, 0, 3, 2) == loaded.steps(torch.device("cuda"), False)
     loaded = load_vocoder(path, steps=(1, 2, 1))
-    assert loaded.steps(torch.device("cpu"), False) == (1, 2, 1)
-    assert loaded.cfg.cuda_mel_hop_factor == loaded.cfg.mel_hop_factor  # a GPU reproduces the CPU path
+    assert loaded.steps(torch.device("cpu"), False)[:3] == (1, 2, 1)
+    assert loaded.schedule.cuda_mel_hop_factor == loaded.schedule.mel_hop_factor  # a GPU reproduces the CPU path
     x = torch.randn(2, TINY_MEL.n_mels, TINY_MEL.n_frames) - 4
     with torch.no_grad():
         assert loaded(x).shape == (2, TINY_MEL.num_samples)
 
 
 def test_coarse_projections_need_an_overlapping_hop():
+    V = NeuralVocoder(VocoderConfig.tiny())
     with pytest.raises(ValueError, match="overlap-add"):
-        dataclasses.replace(VocoderConfig.tiny(), coarse_hop_factor=4)  # 4 x 128 > 512 / 2
-    dataclasses.replace(VocoderConfig.tiny(), coarse_hop_factor=4, coarse_projections=0)  # unused: fine
+        V.schedule = dataclasses.replace(VocoderSchedule.tiny(), coarse_hop_factor=4)  # 4 x 128 > 512 / 2
+    with pytest.raises(ValueError, match="overlap-add"):
+        NeuralVocoder(VocoderConfig.tiny(), VocoderSchedule())
+    V.schedule = dataclasses.replace(VocoderSchedule.tiny(), coarse_hop_factor=4, coarse_projections=0)  # unused
+    assert V.schedule.coarse_hop_factor == 4
+    assert NeuralVocoder(VocoderConfig.shipped()).schedule == VocoderSchedule()
+
+
+def test_a_header_with_the_step_counts_in_the_config_still_loads(tmp_path):
+    """Older vocoder files keep the inference step counts inside the architecture config (the shipped
+    one does): they load, the counts are dropped, and the schedule is chosen at load time."""
+    V = NeuralVocoder(VocoderConfig.tiny())
+    path = tmp_path / "old.safetensors"
+    old_config = {**dataclasses.asdict(V.cfg), **dataclasses.asdict(VocoderSchedule(refine_iters=3))}
+    checkpoint.save_tensors(path, V.state_dict(), {"kind": "NeuralVocoder", "config": old_config})
+    loaded = load_vocoder(path)
+    assert loaded.cfg == V.cfg and loaded.schedule == VocoderSchedule.tiny()
+    assert all(torch.equal(loaded.state_dict()[k], v) for k, v in V.state_dict().items())
+    with pytest.raises(CheckpointError, match="unknown config fields"):
+        checkpoint.save_tensors(path, V.state_dict(), {"kind": "NeuralVocoder", "config": {**old_config, "x": 1}})
+        load_vocoder(path)
 
 
 def test_coarse_over_relaxed_projections_lower_the_mel_error():
@@ -281,8 +304,8 @@ def test_coarse_over_relaxed_projections_lower_the_mel_error():
     target, off = _tone_and_a_wrong_wave(mel)
     V = NeuralVocoder(VocoderConfig.tiny(mel))
     error = lambda w: (LogMel(mel)(w) - target).abs().mean()  # noqa: E731
-    once = V.project_to_mel(off, target, hop_factor=2, power=1.5)
-    more = V.project_to_mel(V.project_to_mel(once, target, hop_factor=2, power=1.5), target)
+    once = V.bands.project(off, target, hop_factor=2, power=1.5)
+    more = V.bands.project(V.bands.project(once, target, hop_factor=2, power=1.5), target)
     assert error(more) < error(once) < 0.6 * error(off)
 
 
@@ -291,10 +314,10 @@ def test_sparse_filterbank_path_equals_the_dense_one():
     V = NeuralVocoder(VocoderConfig.shipped())
     mag = torch.rand(2, 7, V.cfg.mel.n_freqs)
     with torch.no_grad():
-        sparse_mel, sparse_back = V.to_mel(mag), V.from_mel(torch.rand(2, 7, V.cfg.mel.n_mels).mul(0).add(1))
+        sparse_mel, sparse_back = V.bands.to_mel(mag), V.bands.from_mel(torch.rand(2, 7, V.cfg.mel.n_mels).mul(0).add(1))
     with torch.enable_grad():
-        dense_mel = V.to_mel(mag.requires_grad_())
-        dense_back = V.from_mel(torch.ones(2, 7, V.cfg.mel.n_mels))
+        dense_mel = V.bands.to_mel(mag.requires_grad_())
+        dense_back = V.bands.from_mel(torch.ones(2, 7, V.cfg.mel.n_mels))
     assert torch.allclose(sparse_mel, dense_mel.detach(), rtol=1e-4, atol=1e-6)
     assert torch.allclose(sparse_back, dense_back, rtol=1e-4, atol=1e-6)
     assert torch.allclose(dense_mel.detach(), torch.matmul(mag.detach(), LogMel(V.cfg.mel).fb), rtol=1e-4, atol=1e-6)
@@ -321,7 +344,7 @@ def test_parabolic_peak_frequency_survives_a_blurred_lobe(key):
     errors = {}
     for mode in ("parabolic", "slope"):
         V = NeuralVocoder(dataclasses.replace(cfg, peak_interpolation=mode))
-        errors[mode] = abs(peak + float(V.peak_shift(log_mag)[0, 0, peak]) - k0)
+        errors[mode] = abs(peak + float(V.locked_phase.peak_shift(log_mag)[0, 0, peak]) - k0)
     assert errors["parabolic"] < 0.02 < 0.1 < errors["slope"]
 
 
@@ -330,17 +353,18 @@ def test_inverse_stft_equals_torch_istft(hop_factor):
     V = NeuralVocoder(VocoderConfig.shipped())
     hop = SHIPPED_MEL.hop_length * hop_factor
     wave = torch.randn(2, 4000)
-    spec = torch.stft(wave, 2048, hop, 2048, V.mel_window, center=True, return_complex=True)
+    window = V.bands.window
+    spec = torch.stft(wave, 2048, hop, 2048, window, center=True, return_complex=True)
     spec = spec * torch.rand(spec.shape)  # not a consistent spectrum: the overlap-add matters
     for length in (4000, 3900):
-        ours = V.inverse_stft(spec.transpose(1, 2), hop, length, V.mel_window, "mel")
-        theirs = torch.istft(spec, 2048, hop, 2048, V.mel_window, center=True, length=length)
+        ours = V.inverse_stft(spec.transpose(1, 2), hop, length, window, "mel")
+        theirs = torch.istft(spec, 2048, hop, 2048, window, center=True, length=length)
         assert ours.shape == theirs.shape
         assert torch.allclose(ours, theirs, atol=1e-5)
 
 
 def test_nearest_peak_matches_a_direct_search():
-    from models.nets.vocoder import nearest_peak
+    from models.signal.phase import nearest_peak
 
     torch.manual_seed(1)
     x = torch.randn(3, 5, 40).cumsum(-1)  # random walks: long slopes and plateaus of peaks
@@ -359,8 +383,8 @@ def test_nearest_peak_matches_a_direct_search():
 def test_a_flat_top_flipping_between_bins_keeps_its_frequency(tolerance):
     """A partial halfway between bins 4 and 5 whose top tilts with its level (as the vocoder's own
     magnitudes wobble on a low e-piano note): the peak flips between the bins in step with the
-    level's slope. Carrying the timing term across each flip walks the frequency off (0: until
-    session 7); carrying the lobe term alone keeps it."""
+    level's slope. Carrying the timing term across each flip walks the frequency off (tolerance 0);
+    carrying the lobe term alone keeps it."""
     cfg = dataclasses.replace(VocoderConfig.shipped(), peak_move_tolerance=tolerance)
     V = NeuralVocoder(cfg)
     frames, K = 200, 64
@@ -375,6 +399,6 @@ def test_a_flat_top_flipping_between_bins_keeps_its_frequency(tolerance):
     advance = torch.remainder(phase[1:] - phase[:-1] - expected + math.pi, 2 * math.pi) - math.pi + expected
     error_bins = abs(float(advance.mean()) / per_bin - 4.5)
     if tolerance == 0.0:
-        assert error_bins > 0.08  # the walk the tolerance removes (0.11 bins when written)
+        assert error_bins > 0.08  # the walk the tolerance removes (0.11 bins as measured)
     else:
         assert error_bins < 0.01

@@ -1,7 +1,6 @@
 """``hypergan train vocoder`` and the vocoder evaluation on the tiny synthetic NoteSet (CPU, seconds)."""
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from models.nets.features import FeatureExtractor
 from models.nets.generator import Generator
 from models.signal.mel import TINY_MEL, LogMel
 from models.train import common, vocoder as stage
-from models.nets.vocoder import NeuralVocoder, load_vocoder
+from models.nets.vocoder import NeuralVocoder, VocoderSchedule, load_vocoder
 from models.evaluation.vocoder_quality import VocoderEvalConfig, evaluate_real, markdown_table, quality_table
 from tests.train_fixtures import tiny_noteset
 
@@ -89,12 +88,12 @@ def test_batches_give_windows_with_context_around_aligned_crops(noteset):
 
 
 def test_evaluator_reports_the_cpu_step_counts_beside_the_device_ones(noteset):
-    V = NeuralVocoder(dataclasses.replace(NeuralVocoder.Config.tiny(TINY_MEL), refine_iters=0, mel_projections=1))
+    V = NeuralVocoder(NeuralVocoder.Config.tiny(TINY_MEL), VocoderSchedule.tiny().with_steps(0, 1))
     rows = stage.Evaluator(noteset, torch.device("cpu"), cpu_steps=True)(V, notes=3, pitch=False)
     for key in ("valid_mel_l1", "valid_cpu_mel_l1", "valid_cpu_mrstft", "valid_gl_mel_l1"):
         assert np.isfinite(rows[key]), key
     assert rows["valid_mel_l1"] == rows["valid_cpu_mel_l1"]  # on the CPU both are the CPU counts
-    assert V.cfg.mel_projections == 1 and V.training  # restored
+    assert V.schedule == VocoderSchedule.tiny().with_steps(0, 1) and V.training  # restored
     assert "valid_cpu_mel_l1" not in stage.Evaluator(noteset, torch.device("cpu"))(V, notes=3, pitch=False)
 
 

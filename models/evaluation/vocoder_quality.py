@@ -2,7 +2,7 @@
 
 Real notes (the held-out split's stored log-mels -> wave, compared with the note's own audio):
 mel L1 (natural-log mel on the data's grid), multi-resolution STFT distance (spectral convergence +
-log-magnitude L1, see ``models.nets.vocoder.multi_resolution_stft``) and pitch accuracy (the nearest key
+log-magnitude L1, see ``models.signal.stft.multi_resolution_stft``) and pitch accuracy (the nearest key
 of ``models.signal.pitch.estimate_pitch`` equals the note's key; pitched instruments only). Generated notes
 (optional, needs f and G, H if present): G (+ H) renders each held-out note's timbre at its own pitch;
 pitch accuracy of the inverted wave, and mel L1 between G's mel and the mel of the inverted wave.
@@ -26,7 +26,7 @@ import torch
 from models.signal.audio import Audio
 from models.signal.mel import LogMel, MelConfig
 from models.signal.pitch import estimate_pitch
-from models.nets.vocoder import multi_resolution_stft
+from models.signal.stft import multi_resolution_stft
 
 Inverter = Callable[[torch.Tensor], torch.Tensor]  # a MelInverter: log-mel [B, M, F] -> wave [B, T]
 COLUMNS = (  # (key, header, decimals)

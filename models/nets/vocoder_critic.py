@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.signal.mel import SHIPPED_MEL, TINY_MEL, MelConfig
-from models.nets.vocoder import stft_magnitude
+from models.signal.stft import stft_magnitude
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,6 @@
         D of a GAN state as a float16 ``discriminator.safetensors`` (S4 starts its D from it).
     python -m models.runs.state ship-hyper STATE_DIR OUT.safetensors
         H of a hyper-pre / hyper-adv state as the shipped float16 ``hyper.safetensors``.
-    python -m models.runs.state vocoder-steps IN.safetensors OUT.safetensors R/C/P [--cuda] [--mel-hop-factor N]
-        a vocoder file set to other inference step counts (header only; the steps hold no weights).
     python -m models.runs.state half IN.safetensors OUT.safetensors
         a float16 copy of one network file (header kept), for ``assets/``.
 
@@ -23,7 +21,6 @@ steps anyway (see models/README.md, "Training on the lent GPU").
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 from pathlib import Path
 
@@ -38,7 +35,7 @@ from models.nets.hyper import HyperNetwork
 from models.signal.mel import MelConfig
 from models.train import common
 from models.train.hyper_pre import pair_digests
-from models.nets.vocoder import NeuralVocoder, VocoderConfig
+from models.nets.vocoder import NeuralVocoder
 
 DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 
@@ -107,30 +104,6 @@ def half_copy(src: Path, dst: Path) -> Path:
     return dst
 
 
-def vocoder_steps(src: Path, dst: Path, steps: str, cuda: bool = False, mel_hop_factor: int | None = None) -> Path:
-    """A copy of a vocoder file whose config runs other inference step counts (``R/C/P``: refine
-    iterations / coarse projections / mel projections; the CPU's, or with ``cuda`` the CUDA ones).
-    ``mel_hop_factor`` sets the grid of the last projections (1: the mel's own, 2: every other frame).
-    The tensors are untouched: the step counts hold no weights."""
-    tensors, meta = checkpoint.read_tensors(src)
-    if meta.get("kind") != NeuralVocoder.__name__:
-        raise UserError(f"{src} holds a {meta.get('kind')!r}, not a NeuralVocoder")
-    try:
-        r, c, p = (int(n) for n in steps.split("/"))
-    except ValueError:
-        raise UserError(f"steps must be R/C/P (three integers), got {steps!r}") from None
-    cfg = checkpoint.config_from_dict(VocoderConfig, json.loads(meta["config"]))
-    names = ("cuda_refine_iters", "cuda_coarse_projections", "cuda_mel_projections") if cuda else \
-        ("refine_iters", "coarse_projections", "mel_projections")
-    cfg = dataclasses.replace(cfg, **dict(zip(names, (r, c, p))))
-    if mel_hop_factor is not None:
-        cfg = dataclasses.replace(cfg, **{"cuda_mel_hop_factor" if cuda else "mel_hop_factor": mel_hop_factor})
-    meta = {k: v for k, v in meta.items() if k != "format"}
-    meta["config"] = checkpoint.config_to_json(cfg)
-    checkpoint.save_tensors(dst, tensors, meta)
-    return dst
-
-
 def bind_hyper(src: Path, dst: Path, weights: Path) -> Path:
     """A float16 copy of an H file that records the digests of the f and G in ``weights`` it was trained
     with (H files written before the trainers recorded them); the engine then refuses H beside another G."""
@@ -172,12 +145,6 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("half")
     p.add_argument("src", type=Path)
     p.add_argument("dst", type=Path)
-    p = sub.add_parser("vocoder-steps")
-    p.add_argument("src", type=Path)
-    p.add_argument("dst", type=Path)
-    p.add_argument("steps", help="R/C/P: refine iterations / coarse projections / mel projections")
-    p.add_argument("--cuda", action="store_true", help="set the CUDA step counts instead of the CPU's")
-    p.add_argument("--mel-hop-factor", type=int, help="grid of the last projections: 1 = the mel's own, 2 = every other frame")
     args = parser.parse_args(argv)
     if args.cmd == "cast":
         for path in cast_state(args.src, args.dst, DTYPES[args.dtype], args.name):
@@ -192,8 +159,6 @@ def main(argv: list[str] | None = None) -> int:
         print(ship_hyper(args.state_dir, args.out))
     elif args.cmd == "bind-hyper":
         print(bind_hyper(args.src, args.dst, args.weights))
-    elif args.cmd == "vocoder-steps":
-        print(vocoder_steps(args.src, args.dst, args.steps, args.cuda, args.mel_hop_factor))
     else:
         print(half_copy(args.src, args.dst))
     return 0

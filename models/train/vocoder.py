@@ -26,7 +26,8 @@ from models import checkpoint
 from models.errors import UserError
 from models.signal.mel import GriffinLim, LogMel, MelConfig
 from models.train import common
-from models.nets.vocoder import DEFAULT_RESOLUTIONS, NeuralVocoder, stft_magnitude, with_steps
+from models.nets.vocoder import NeuralVocoder
+from models.signal.stft import DEFAULT_RESOLUTIONS, stft_magnitude
 from models.nets.vocoder_critic import VocoderCritic, feature_matching_loss, hinge_critic_loss, hinge_generator_loss
 from models.evaluation.vocoder_quality import VocoderEvalConfig, evaluate_real, load_synth
 
@@ -313,16 +314,16 @@ class Evaluator:
             base = {f"valid_gl_{k}": v for k, v in rows["gl"].items() if k not in skip}
             base.update({f"valid_real_{k}": v for k, v in rows.get("real audio", {}).items() if k not in skip})
             self.baseline[(notes, pitch)] = base
-        was_training, own = V.training, V.cfg
+        was_training, own = V.training, V.schedule
         V.eval()
         rows = evaluate_real(self.data, {"vocoder": V}, cfg, self.device)
         out = {f"valid_{k}": v for k, v in rows["vocoder"].items() if k not in skip}
         if self.cpu_steps:
-            V.cfg = with_steps(own, own.refine_iters, own.coarse_projections, own.mel_projections)
+            V.schedule = own.with_steps(own.refine_iters, own.coarse_projections, own.mel_projections)
             try:
                 rows = evaluate_real(self.data, {"vocoder": V}, cfg, self.device)
             finally:
-                V.cfg = own
+                V.schedule = own
             out.update({f"valid_cpu_{k}": v for k, v in rows["vocoder"].items() if k not in skip})
         V.train(was_training)
         return {**out, **self.baseline[(notes, pitch)]}
