@@ -11,7 +11,8 @@ from typing import Protocol
 
 from engine.key_cache import KeySample
 from engine.voice_events import EventQueue
-from engine.voices import Envelope, MixerConfig, VoiceMixer
+from engine.envelope import Envelope
+from engine.voices import MixerConfig, VoiceMixer
 from models.units import OUTPUT_SAMPLE_RATE
 
 GUI, MIDI = 0, 1   # producer ids: one event queue each

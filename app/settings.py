@@ -5,7 +5,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QSettings
 
-from engine.voices import Envelope
+from engine.envelope import Envelope
 
 
 def default_settings() -> QSettings:

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QGridLayout, QLabel, QSlider, QWidget
 
-from engine.voices import Envelope
+from engine.envelope import Envelope
 
 
 def log_scale(lo: float, hi: float) -> tuple[Callable[[int], float], Callable[[float], float]]:

@@ -23,7 +23,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from engine.key_cache import KeySample  # noqa: E402
-from engine.voices import Envelope, MixerConfig, VoiceMixer  # noqa: E402
+from engine.envelope import Envelope  # noqa: E402
+from engine.voices import MixerConfig, VoiceMixer  # noqa: E402
 
 
 def key_cache(sample_rate: int, duration_s: float = 2.0) -> dict[int, KeySample]:

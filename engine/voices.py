@@ -18,15 +18,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.key_cache import KeySample, nearest_key
+from engine.envelope import ATTACK, DECAY, IDLE, KILL, RELEASE, SILENT, SUSTAINING, BlockRates, Envelope
+from engine.key_bank import KeyBank
+from engine.key_cache import KeySample
+from engine.master_bus import MasterBus
 from engine.voice_events import ALL_NOTES_OFF, ALL_SOUND_OFF, BEND, NOTE_OFF, NOTE_ON, SUSTAIN, EventQueue
 from models.units import OUTPUT_SAMPLE_RATE
-
-__all__ = ["Envelope", "EventQueue", "KeyBank", "MixerConfig", "VoiceMixer"]
-
-# Voice stages.
-IDLE, ATTACK, DECAY, SUSTAINING, RELEASE, KILL = 0, 1, 2, 3, 4, 5
-_SILENT = 1e-3  # -60 dB: an envelope below this is finished
 
 
 @dataclass(frozen=True)
@@ -48,75 +45,6 @@ class MixerConfig:
         return self.block_size / self.sample_rate
 
 
-@dataclass(frozen=True)
-class Envelope:
-    """ADSR: linear attack, exponential decay/release (times to fall 60 dB), sustain level 0..1."""
-
-    attack_s: float = 0.005
-    decay_s: float = 1.0
-    sustain: float = 0.7
-    release_s: float = 0.4
-
-
-@dataclass(frozen=True)
-class _BlockRates:
-    """An Envelope as per-block increments, computed off the audio thread."""
-
-    attack_inc: float
-    decay_coef: float
-    sustain: float
-    release_coef: float
-
-    @classmethod
-    def build(cls, env: Envelope, block_s: float) -> "_BlockRates":
-        def t60(seconds: float) -> float:
-            return 10.0 ** (-3.0 * block_s / max(seconds, 1e-6))
-        # An attack shorter than a block still ramps over one block: no click at note-on.
-        return cls(min(1.0, block_s / max(env.attack_s, 1e-6)), t60(env.decay_s),
-                   min(max(env.sustain, 0.0), 1.0), t60(env.release_s))
-
-
-@dataclass(frozen=True)
-class KeyBank:
-    """The key cache as the callback reads it: for each MIDI note 0..127, what to play and how fast.
-
-    ``entries[note]`` is ``(samples, step, loop_start, loop_len, loop_end, last_index)`` (numbers as
-    Python floats, ready for the callback) or None when nothing is rendered. A note without its own
-    KeySample uses the nearest rendered key (``nearest_key``), stepped by the semitone ratio.
-    ``sources`` keeps each rendered key with its finite-checked samples, so rebuilding the bank as
-    keys land one by one checks each key once.
-    """
-
-    entries: tuple
-    sources: dict
-
-    @property
-    def rendered(self) -> frozenset:
-        return frozenset(self.sources)
-
-    @classmethod
-    def build(cls, keys: dict[int, KeySample], out_rate: int, previous: "KeyBank | None" = None) -> "KeyBank":
-        keys = {k: ks for k, ks in keys.items() if 0 <= k <= 127}
-        old = previous.sources if previous is not None else {}
-        sources = {k: old[k] if k in old and old[k][0] is ks else (ks, _finite(ks.samples)) for k, ks in keys.items()}
-        clean = {id(ks): samples for ks, samples in sources.values()}
-        entries = []
-        for note in range(128):
-            ks = nearest_key(keys, note)
-            if ks is None:
-                entries.append(None)
-                continue
-            step = 2.0 ** ((note - ks.root_note) / 12.0) * ks.sample_rate / out_rate
-            entries.append((clean[id(ks)], float(step), float(ks.loop_start), float(ks.loop_end - ks.loop_start),
-                            float(ks.loop_end), float(len(ks.samples) - 1)))
-        return cls(tuple(entries), sources)
-
-
-def _finite(samples: np.ndarray) -> np.ndarray:
-    """``samples`` with NaN/inf zeroed (copied only when needed): the callback must stay finite."""
-    return samples if np.isfinite(samples).all() else np.nan_to_num(samples, nan=0.0, posinf=0.0, neginf=0.0)
-
-
 class VoiceMixer:
     """A fixed pool of voices mixed into a mono bus, limited, and copied to every output channel.
 
@@ -131,11 +59,9 @@ class VoiceMixer:
         self.cfg = cfg
         self.queues = tuple(EventQueue(cfg.bend_range_semitones) for _ in range(cfg.n_queues))
         self._bank = KeyBank.build({}, cfg.sample_rate)
-        self._rates = _BlockRates.build(envelope, cfg.block_s)
-        self._volume = self._volume_prev = 0.5
-        self._limiter_gain = 1.0
-        self._limiter_release = 1.0 - math.exp(-cfg.block_s / cfg.limiter_release_s)
-        self._meter_hold = 0.0
+        self._rates = BlockRates.build(envelope, cfg.block_s)
+        self.master = MasterBus(cfg.block_size, cfg.block_s, cfg.limiter_threshold, cfg.limiter_ceiling,
+                                cfg.limiter_release_s)
         self._bend = 1.0
         self._pedal = False
         self._clock = 0.0
@@ -161,7 +87,6 @@ class VoiceMixer:
         ramp = np.arange(n, dtype=np.float64)
         self._ramp_pos = np.stack([ramp, np.ones(n)])                         # [2, N]
         self._ramp_env = np.stack([np.ones(n), ramp / n]).astype(np.float32)  # [2, N]
-        self._ramp01 = (ramp / n).astype(np.float32)
         self._P, self._T, self._M = np.zeros((v, n)), np.zeros((v, n)), np.zeros((v, n), bool)
         self._frac = np.zeros((v, n), np.float32)
         self._idx = np.zeros((2, v, n), np.int64)          # floor(pos), floor(pos) + 1
@@ -175,10 +100,6 @@ class VoiceMixer:
         self._ones_c = np.ones((1, cfg.channels), np.float32)
         self._mix = np.zeros(n, np.float32)
         self._mix_row, self._mix_col = self._mix.reshape(1, n), self._mix.reshape(n, 1)  # contiguous
-        self._gain, self._lin, self._excess = (np.zeros(n, np.float32) for _ in range(3))
-        room = cfg.limiter_ceiling - cfg.limiter_threshold
-        self._knee, self._neg_knee = np.float32(cfg.limiter_threshold), np.float32(-cfg.limiter_threshold)
-        self._knee_room, self._knee_inv = np.float32(room), np.float32(1.0 / room)
 
     # ---- producer side (any thread; each queue has exactly one producer) ----
 
@@ -197,17 +118,15 @@ class VoiceMixer:
         return self._bank
 
     def set_envelope(self, envelope: Envelope) -> None:
-        self._rates = _BlockRates.build(envelope, self.cfg.block_s)
+        self._rates = BlockRates.build(envelope, self.cfg.block_s)
 
     def set_volume(self, gain: float) -> None:
         """Master gain (linear, 0..2), ramped over one block by the callback."""
-        self._volume = float(min(max(gain, 0.0), 2.0))
+        self.master.set_volume(gain)
 
     def read_peak(self) -> float:
         """Highest output peak since the previous call (for a level meter), then reset."""
-        peak = self._meter_hold
-        self._meter_hold = 0.0   # a peak landing between these two lines is lost: harmless for a meter
-        return peak
+        return self.master.read_peak()
 
     def active_notes(self) -> list[int]:
         """Notes of the voices sounding or about to (a racy snapshot, for tests and display)."""
@@ -228,12 +147,11 @@ class VoiceMixer:
                 self._drain(q, bank)
             if self._stage.count(IDLE) == len(self._stage):
                 outdata.fill(0.0)
-                self._volume_prev = self._volume
-                self._limiter_gain = 1.0   # silence: the next note starts unattenuated
+                self.master.silent_block()
                 return
             self._plan_block()
             self._render_voices()
-            self._master_and_limit()
+            self.master.process(self._mix)
             np.dot(self._mix_col, self._ones_c, out=outdata)   # [N, 1] @ [1, C]
             self._advance()
         except Exception:  # noqa: BLE001 - the audio thread must never raise
@@ -375,7 +293,7 @@ class VoiceMixer:
                     self._stage[v] = DECAY
             elif st == DECAY:
                 nxt = r.sustain + (lvl - r.sustain) * r.decay_coef
-                if nxt - r.sustain < _SILENT:
+                if nxt - r.sustain < SILENT:
                     nxt = r.sustain
                     self._stage[v] = SUSTAINING
             elif st == SUSTAINING:
@@ -384,7 +302,7 @@ class VoiceMixer:
                 nxt = lvl * r.release_coef
             else:  # KILL
                 nxt = 0.0
-            if (nxt < _SILENT and st != ATTACK) or (self._ends[v] and not self._looping[v]):
+            if (nxt < SILENT and st != ATTACK) or (self._ends[v] and not self._looping[v]):
                 nxt = 0.0
                 self._finishing[v] = True
             g = self._vgain[v]
@@ -427,42 +345,6 @@ class VoiceMixer:
         np.add(t, start, out=t)
         np.greater_equal(p, end, out=m)
         np.copyto(p, t, where=m)
-
-    def _master_and_limit(self) -> None:
-        """Master volume ramp, block peak limiter, then a soft clip guard below ``limiter_ceiling``."""
-        mix, gain, lin, ex = self._mix, self._gain, self._lin, self._excess
-        vol, prev = self._volume, self._volume_prev
-        np.multiply(self._ramp01, vol - prev, out=gain)
-        np.add(gain, prev, out=gain)
-        np.multiply(mix, gain, out=mix)
-        self._volume_prev = vol
-        np.abs(mix, out=lin)
-        peak = lin.item(lin.argmax())
-        thr = self.cfg.limiter_threshold
-        target = thr / peak if peak > thr else 1.0
-        g0 = self._limiter_gain
-        if target < g0:
-            # Attack: the whole block is known, so its peak lands exactly on the threshold (a gain
-            # step at the block edge instead of an overshoot).
-            g0 = g1 = target
-        else:  # release: ramp up, never above what this block's peak allows
-            g1 = g0 + (target - g0) * self._limiter_release
-        self._limiter_gain = g1
-        np.multiply(self._ramp01, g1 - g0, out=gain)
-        np.add(gain, g0, out=gain)
-        np.multiply(mix, gain, out=mix)
-        # Guard: identity up to the knee; any excess is squashed by tanh below the ceiling.
-        np.minimum(mix, self._knee, out=lin)
-        np.maximum(lin, self._neg_knee, out=lin)
-        np.subtract(mix, lin, out=ex)
-        np.multiply(ex, self._knee_inv, out=ex)
-        np.tanh(ex, out=ex)
-        np.multiply(ex, self._knee_room, out=ex)
-        np.add(lin, ex, out=mix)
-        np.abs(mix, out=lin)
-        peak = lin.item(lin.argmax())
-        if peak > self._meter_hold:
-            self._meter_hold = peak
 
     def _advance(self) -> None:
         """Move read positions to the next block, wrap loops, retire finished voices."""

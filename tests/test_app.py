@@ -21,7 +21,7 @@ from app.main import load_engine, qt_refcount_problem
 from app.main_window import MainWindow
 from app.settings import AppSettings
 from engine.instrument import Engine, EngineConfig
-from engine.voices import Envelope
+from engine.envelope import Envelope
 from models.signal.tones import harmonic_tone, plucked_string
 from tests.test_engine_fakes import FAKE_CLASSES, write_fake_weights
 from tests.test_midi import FakeMidiBackend

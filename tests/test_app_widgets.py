@@ -11,7 +11,7 @@ from app.level_meter import FLOOR_DB, LevelMeter
 from app.mix_slider import MixSlider
 from app.sample_slot import note_name
 from app.sound_panel import SoundPanel
-from engine.voices import Envelope
+from engine.envelope import Envelope
 
 
 @pytest.fixture

@@ -10,7 +10,8 @@ import pytest
 
 from app.midi_input import MidiInput, MidiRouter, MidiUnavailable, MidoBackend, default_port
 from engine.voice_events import BEND
-from engine.voices import Envelope, MixerConfig, VoiceMixer
+from engine.envelope import Envelope
+from engine.voices import MixerConfig, VoiceMixer
 from tests.test_voices import BLOCK, SR, pull, sine_key
 
 

@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 
 from engine.key_cache import KeySample
-from engine.voices import Envelope, EventQueue, MixerConfig, VoiceMixer
+from engine.envelope import Envelope
+from engine.voice_events import EventQueue
+from engine.voices import MixerConfig, VoiceMixer
 
 SR = 48000
 BLOCK = 512
@@ -288,8 +290,8 @@ def test_callback_allocates_no_buffers():
 
 def test_allocation_measurement_catches_an_allocating_callback():
     class Allocating(VoiceMixer):
-        def _master_and_limit(self) -> None:
-            super()._master_and_limit()
+        def _render_voices(self) -> None:
+            super()._render_voices()
             self._mix[:] = self._mix * 1.0   # a temporary the size of a block
 
     mixer = Allocating(MixerConfig(sample_rate=SR, block_size=BLOCK))
@@ -299,7 +301,7 @@ def test_allocation_measurement_catches_an_allocating_callback():
 
 
 def test_key_bank_maps_missing_notes_to_the_nearest_key_and_checks_each_key_once():
-    from engine.voices import KeyBank
+    from engine.key_bank import KeyBank
 
     keys = {60: sine_key(60), 64: sine_key(64)}
     bank = KeyBank.build(keys, SR)
