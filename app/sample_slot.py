@@ -10,6 +10,8 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QFileDialog, QFrame, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
+from models.signal.audio import Audio
+
 AUDIO_FILTER = "Audio files (*.wav *.flac *.ogg *.oga *.aif *.aiff *.mp3 *.opus *.w64 *.caf);;All files (*)"
 NOTE_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 
@@ -22,14 +24,15 @@ def note_name(midi: float) -> str:
     return name if cents == 0 else f"{name} {cents:+d} ct"
 
 
-def display_mel(samples: np.ndarray, sample_rate: int, n_mels: int = 64) -> np.ndarray:
+def display_mel(audio: Audio, n_mels: int = 64) -> np.ndarray:
     """Log-mel ``[frames, n_mels]`` of a mono sound for display (not the model's grid)."""
     import torch
 
     from models.signal.mel import LogMel, MelConfig
 
-    cfg = MelConfig(sample_rate=sample_rate, n_fft=1024, win_length=1024, hop_length=max(64, len(samples) // 256),
-                    n_mels=n_mels, f_max=sample_rate / 2)
+    rate, samples = audio.sample_rate, audio.samples
+    cfg = MelConfig(sample_rate=rate, n_fft=1024, win_length=1024, hop_length=max(64, len(samples) // 256),
+                    n_mels=n_mels, f_max=rate / 2)
     with torch.no_grad():
         mel = LogMel(cfg)(torch.from_numpy(np.ascontiguousarray(samples)))
     return mel.numpy().T
@@ -133,7 +136,7 @@ class SampleSlot(QFrame):
         self.wave_curve.setData(*waveform_envelope(samples))
         x, _ = self.wave_curve.getData()
         self.wave_plot.setRange(xRange=(0, max(1.0, float(x[-1]))), yRange=(-1, 1), padding=0.02)
-        mel = display_mel(samples, sample.audio.sample_rate)   # [frames, mels]
+        mel = display_mel(sample.audio)   # [frames, mels]
         self.mel_image.setImage(mel, autoLevels=True)
         self.mel_plot.setRange(xRange=(0, mel.shape[0]), yRange=(0, mel.shape[1]), padding=0.0)
         self.clear_button.setEnabled(True)

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from engine.device import cpu_cores  # noqa: E402
 from engine.instrument import Engine, EngineConfig  # noqa: E402
 from engine.keys import finish_key  # noqa: E402
-from models.units import ALL_KEYS  # noqa: E402
+from models.units import ALL_KEYS, OUTPUT_SAMPLE_RATE  # noqa: E402
 from models.signal.audio import Audio  # noqa: E402
 from models.checkpoint import save  # noqa: E402
 from models.nets.features import FeatureConfig, FeatureExtractor  # noqa: E402
@@ -130,8 +130,9 @@ def main() -> None:
             mels = engine.render_mels(cond, list(range(60, 60 + b))).clamp(max=9.0)
             (wall, cpu), _ = timed(lambda: nets.inverter(mels), args.repeats)
             rows.append((f"{nets.vocoder_name}, batch {b} (per key)", (wall / b, cpu / b)))
-    waves = engine.render_waves(cond, list(range(60, 76)), 48000)
-    (wall, cpu), _ = timed(lambda: [finish_key(w, 48000, m) for m, w in zip(range(60, 76), waves)], args.repeats)
+    waves = engine.render_waves(cond, list(range(60, 76)), OUTPUT_SAMPLE_RATE)
+    (wall, cpu), _ = timed(lambda: [finish_key(Audio(w, OUTPUT_SAMPLE_RATE), m) for m, w in zip(range(60, 76), waves)],
+                           args.repeats)
     rows.append(("resampled key -> loop, level, fades (per key)", (wall / 16, cpu / 16)))
 
     cold_first, cold_all, warm_first, warm_all = [], [], [], []

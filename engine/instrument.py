@@ -237,7 +237,7 @@ class Engine:
                 for midi, wave in zip(batch, next(waves_of)):
                     if self._cancelled(generation, cancel):
                         return done
-                    done[midi] = finish_key(wave, rate, midi, self.cfg.key)
+                    done[midi] = finish_key(Audio(wave, rate), midi, self.cfg.key)
                     if on_key is not None:
                         on_key(midi, done[midi])
         finally:

@@ -8,6 +8,7 @@ import numpy as np
 
 from engine.key_cache import KeySample
 from engine.loops import LoopConfig, make_loop
+from models.signal.audio import Audio
 from models.units import midi_to_hz
 
 
@@ -37,12 +38,14 @@ def batches(keys: list[int], max_batch: int, first: int = 1) -> Iterator[list[in
         size = min(2 * size, max_batch)
 
 
-def loudness_db(samples: np.ndarray, sample_rate: int, gate_db: float = -20.0) -> float:
-    """Gated RMS level in dBFS: mean power of the 20 ms frames within ``gate_db`` of the loudest frame.
+def loudness_db(audio: Audio, gate_db: float = -20.0) -> float:
+    """Gated RMS level in dBFS of mono ``audio``: mean power of the 20 ms frames within ``gate_db`` of
+    the loudest frame.
 
     Unweighted (no K-filter): a steady estimate of the body of a note that ignores its silent tail.
     """
-    frame = max(1, int(0.02 * sample_rate))
+    samples = audio.samples
+    frame = max(1, int(0.02 * audio.sample_rate))
     n = len(samples) // frame
     if n == 0:
         power = np.mean(np.square(samples, dtype=np.float64), keepdims=True)
@@ -55,34 +58,34 @@ def loudness_db(samples: np.ndarray, sample_rate: int, gate_db: float = -20.0) -
     return float(10 * np.log10(gated.mean()))
 
 
-def match_loudness(samples: np.ndarray, sample_rate: int, cfg: KeyConfig) -> np.ndarray:
-    """Scale to ``cfg.loudness_db`` without peaks above ``cfg.ceiling_db`` (a new array)."""
-    level = loudness_db(samples, sample_rate)
+def match_loudness(audio: Audio, cfg: KeyConfig) -> Audio:
+    """Scaled to ``cfg.loudness_db`` without peaks above ``cfg.ceiling_db`` (new samples)."""
+    samples = audio.samples
+    level = loudness_db(audio)
     peak = float(np.abs(samples).max()) if len(samples) else 0.0
     if peak <= 1e-9:
-        return samples.astype(np.float32, copy=True)
+        return Audio(samples.astype(np.float32, copy=True), audio.sample_rate)
     gain = min(10 ** ((cfg.loudness_db - level) / 20), 10 ** (cfg.max_gain_db / 20),
                10 ** (cfg.ceiling_db / 20) / peak)
-    return (samples * gain).astype(np.float32)
+    return Audio((samples * gain).astype(np.float32), audio.sample_rate)
 
 
-def apply_fades(samples: np.ndarray, sample_rate: int, cfg: KeyConfig) -> np.ndarray:
-    """Raised-cosine fade-in and fade-out (a new array)."""
-    y = np.array(samples, dtype=np.float32)
-    n_in = min(len(y) // 4, int(cfg.fade_in_s * sample_rate))
-    n_out = min(len(y) // 4, int(cfg.fade_out_s * sample_rate))
+def apply_fades(audio: Audio, cfg: KeyConfig) -> Audio:
+    """Raised-cosine fade-in and fade-out (new samples)."""
+    y = np.array(audio.samples, dtype=np.float32)
+    n_in = min(len(y) // 4, int(cfg.fade_in_s * audio.sample_rate))
+    n_out = min(len(y) // 4, int(cfg.fade_out_s * audio.sample_rate))
     if n_in > 0:
         y[:n_in] *= np.sin(0.5 * np.pi * np.arange(n_in) / n_in) ** 2
     if n_out > 0:
         y[-n_out:] *= np.cos(0.5 * np.pi * (np.arange(n_out) + 1) / n_out) ** 2
-    return y
+    return Audio(y, audio.sample_rate)
 
 
-def finish_key(wave: np.ndarray, sample_rate: int, midi_note: int, cfg: KeyConfig = KeyConfig()) -> KeySample:
-    """One inverted wave ``[T]`` at the output rate -> a level-matched, looped, faded :class:`KeySample`."""
-    y, loop_start, loop_end = make_loop(np.asarray(wave, dtype=np.float32), sample_rate,
-                                        midi_to_hz(midi_note), cfg.loop)
-    y = match_loudness(y, sample_rate, cfg)   # after the loop's levelling, so the ceiling holds
-    y = apply_fades(y, sample_rate, cfg)
-    return KeySample(samples=y, sample_rate=sample_rate, root_note=int(midi_note),
+def finish_key(wave: Audio, midi_note: int, cfg: KeyConfig = KeyConfig()) -> KeySample:
+    """One inverted mono wave at the output rate -> a level-matched, looped, faded :class:`KeySample`."""
+    looped, loop_start, loop_end = make_loop(wave, midi_to_hz(midi_note), cfg.loop)
+    levelled = match_loudness(looped, cfg)   # after the loop's levelling, so the ceiling holds
+    key = apply_fades(levelled, cfg)
+    return KeySample(samples=key.samples, sample_rate=key.sample_rate, root_note=int(midi_note),
                      loop_start=loop_start, loop_end=loop_end)

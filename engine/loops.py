@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from models.signal.audio import Audio
+
 
 @dataclass(frozen=True)
 class LoopConfig:
@@ -78,13 +80,13 @@ def _best_length(x: np.ndarray, end: int, lengths: np.ndarray, before: int, afte
     return int(lengths[int(np.argmax(score))])
 
 
-def find_loop(samples: np.ndarray, sample_rate: int, f0_hz: float, cfg: LoopConfig = LoopConfig()) -> tuple[int, int]:
-    """Loop ``(start, end)`` (end exclusive) in ``samples [T]``: whole periods of ``f0_hz``, in the decay.
+def find_loop(audio: Audio, f0_hz: float, cfg: LoopConfig = LoopConfig()) -> tuple[int, int]:
+    """Loop ``(start, end)`` (end exclusive) in mono ``audio [T]``: whole periods of ``f0_hz``, in the decay.
 
     Always returns a valid region (``crossfade <= start < end``, room for the cross-fade after ``end``)
     for any ``T`` of at least a few dozen samples, even for silence or noise.
     """
-    x = np.asarray(samples, dtype=np.float32)
+    x, sample_rate = audio.samples, audio.sample_rate
     n = len(x)
     period = sample_rate / max(f0_hz, 1.0)
     tail = int(cfg.tail_s * sample_rate)
@@ -188,13 +190,12 @@ def flatten_decay(samples: np.ndarray, start: int, end: int, window: int, max_db
     return (x * gain).astype(np.float32)
 
 
-def make_loop(samples: np.ndarray, sample_rate: int, f0_hz: float,
-              cfg: LoopConfig = LoopConfig()) -> tuple[np.ndarray, int, int]:
-    """Find, level and bake a loop: -> (new samples, loop_start, loop_end exclusive)."""
-    start, end = find_loop(samples, sample_rate, f0_hz, cfg)
-    fade = int(cfg.crossfade_s * sample_rate)
-    flat = flatten_decay(samples, start, end, fade, cfg.max_flatten_db)
-    return crossfade_loop(flat, start, end, fade), start, end
+def make_loop(audio: Audio, f0_hz: float, cfg: LoopConfig = LoopConfig()) -> tuple[Audio, int, int]:
+    """Find, level and bake a loop in mono ``audio``: -> (new audio, loop_start, loop_end exclusive)."""
+    start, end = find_loop(audio, f0_hz, cfg)
+    fade = int(cfg.crossfade_s * audio.sample_rate)
+    flat = flatten_decay(audio.samples, start, end, fade, cfg.max_flatten_db)
+    return Audio(crossfade_loop(flat, start, end, fade), audio.sample_rate), start, end
 
 
 def seam_jump(samples: np.ndarray, start: int, end: int) -> tuple[float, float]:

@@ -8,7 +8,7 @@ from models.data.dataset import load_noteset
 from models.data.folder import FolderConfig, build_folder
 from models.data.render import FontRenderer, NoteTiming
 from models.data.sf2write import TonePreset, write_tone_font
-from models.data.show import write_wav
+from models.signal.audio import Audio, save_wav
 from models.data.slim import slim_font
 from models.data.soundfont import FontError, read_font
 from models.signal.tones import harmonic_tone
@@ -47,11 +47,11 @@ def test_timgm_slimmed_renders_like_the_original(tmp_path):
 def test_folder_import_labels_from_names_and_estimates(tmp_path):
     root = tmp_path / "mine"
     (root / "bell").mkdir(parents=True)
-    write_wav(root / "bell" / "bell_C4_v90.wav", harmonic_tone(60, decay_s=0.5), 16000)
-    write_wav(root / "bell" / "bell_G4.wav", harmonic_tone(67, decay_s=0.5), 16000)
-    write_wav(root / "bell" / "bell_A4.wav", harmonic_tone(57, decay_s=0.5), 16000)  # named wrong
-    write_wav(root / "pluck_unnamed.wav", harmonic_tone(45, decay_s=0.3), 16000)
-    write_wav(root / "silent_C3.wav", np.zeros(8000, np.float32), 16000)
+    save_wav(root / "bell" / "bell_C4_v90.wav", Audio(harmonic_tone(60, decay_s=0.5), 16000), "PCM_16")
+    save_wav(root / "bell" / "bell_G4.wav", Audio(harmonic_tone(67, decay_s=0.5), 16000), "PCM_16")
+    save_wav(root / "bell" / "bell_A4.wav", Audio(harmonic_tone(57, decay_s=0.5), 16000), "PCM_16")  # named wrong
+    save_wav(root / "pluck_unnamed.wav", Audio(harmonic_tone(45, decay_s=0.3), 16000), "PCM_16")
+    save_wav(root / "silent_C3.wav", Audio(np.zeros(8000, np.float32), 16000), "PCM_16")
     out = build_folder(FolderConfig(folder=str(root), out=str(tmp_path / "data"), mel="tiny", keep_audio=True))
     ns = load_noteset(out)
     names = {i.name: i for i in ns.instruments}

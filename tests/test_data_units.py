@@ -14,6 +14,7 @@ from models.data.sf2write import TonePreset, write_tone_font
 from models.data.soundfont import FontError, Preset, Zone, read_font
 from models.data.splits import Member, assign_splits
 from models.data.show import write_png
+from models.signal.audio import Audio
 
 TIMING = NoteTiming(16000, 8000)
 
@@ -96,11 +97,11 @@ def test_procedural_pitched_recipes_play_their_key():
 
 def test_filter_flags_silent_and_clipped(sine_a4, clipped):
     cfg = FilterConfig()
-    assert is_silent(np.zeros(16000, np.float32), 16000, cfg)
-    assert is_silent(sine_a4.samples * 1e-6, 16000, cfg)
+    assert is_silent(Audio(np.zeros(16000, np.float32), 16000), cfg)
+    assert is_silent(Audio(sine_a4.samples * np.float32(1e-6), 16000), cfg)
     assert is_clipped(clipped.samples, cfg)
     assert not is_clipped(sine_a4.samples, cfg)
-    good = check_note(sine_a4.samples, 16000, cfg)
+    good = check_note(sine_a4, cfg)
     assert good.reason == "" and abs(good.pitch_estimate - 69) < 0.3
 
 

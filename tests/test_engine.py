@@ -89,7 +89,7 @@ def test_render_is_progressive_and_keys_are_usable(engine: Engine) -> None:
         assert np.abs(key.samples).max() <= 10 ** (-1 / 20) + 1e-6
         seam, typical = seam_jump(key.samples, key.loop_start, key.loop_end)
         assert seam <= 2 * typical + 1e-6, (midi, seam, typical)
-        levels.append(loudness_db(key.samples, key.sample_rate))
+        levels.append(loudness_db(Audio(key.samples, key.sample_rate)))
     # Loudness matched across the keyboard (keys that hit the peak ceiling may sit lower).
     assert np.median(levels) == pytest.approx(-20.0, abs=0.5)
     assert np.percentile(levels, 90) - np.percentile(levels, 10) < 1.0

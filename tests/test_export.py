@@ -12,6 +12,7 @@ import soundfile as sf
 from engine.export import ExportError, PackExistsError, export_pack, read_loop_chunk, zones
 from engine.key_cache import KeySample
 from engine.loops import make_loop
+from models.signal.audio import Audio
 from models.units import midi_to_hz
 from models.signal.tones import harmonic_tone
 
@@ -22,8 +23,8 @@ def make_keys(notes, rate: int = RATE) -> dict[int, KeySample]:
     keys = {}
     for midi in notes:
         wave = harmonic_tone(midi, sample_rate=rate, duration_s=0.6, decay_s=0.5, seed=midi)
-        samples, start, end = make_loop(wave, rate, midi_to_hz(midi))
-        keys[midi] = KeySample(samples, rate, midi, start, end)
+        looped, start, end = make_loop(Audio(wave, rate), midi_to_hz(midi))
+        keys[midi] = KeySample(looped.samples, rate, midi, start, end)
     return keys
 
 

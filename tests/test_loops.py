@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from engine.loops import LoopConfig, crossfade_loop, find_loop, make_loop, seam_jump
+from models.signal.audio import Audio
 from models.units import midi_to_hz
 from models.signal.tones import harmonic_tone, plucked_string
 
@@ -20,7 +21,9 @@ def _straight_jump(y: np.ndarray, end: int) -> tuple[float, float]:
 @pytest.mark.parametrize("midi", [24, 45, 60, 81, 105])
 def test_loop_inside_aligned_and_click_free(midi: int, sample_rate: int) -> None:
     x = harmonic_tone(midi, sample_rate=sample_rate, duration_s=2.0, decay_s=1.2, seed=midi)
-    y, start, end = make_loop(x, sample_rate, midi_to_hz(midi))
+    looped, start, end = make_loop(Audio(x, sample_rate), midi_to_hz(midi))
+    y = looped.samples
+    assert looped.sample_rate == sample_rate and len(y) == len(x)
     cfg = LoopConfig()
     fade = int(cfg.crossfade_s * sample_rate)
     assert fade <= start < end and end + fade <= len(x) - int(cfg.tail_s * sample_rate)
@@ -41,7 +44,8 @@ def test_pluck_loop_has_no_level_dip(midi: int) -> None:
     """A decaying, slightly inharmonic string: the cross-fade must not cancel (phase-matched points)."""
     sr = 16000
     x = plucked_string(midi, sample_rate=sr, duration_s=2.0, seed=1)
-    y, start, end = make_loop(x, sr, midi_to_hz(midi))
+    y, start, end = make_loop(Audio(x, sr), midi_to_hz(midi))
+    y = y.samples
     fade = int(LoopConfig().crossfade_s * sr)
     # Play the loop twice around the seam, as a held voice would.
     held = np.concatenate([y[end - 4 * fade: end], y[start: start + 4 * fade]])
@@ -80,7 +84,7 @@ def test_degenerate_inputs_still_give_a_valid_loop(kind: str) -> None:
          "noise": rng.uniform(-0.5, 0.5, 32000).astype(np.float32),
          "short": harmonic_tone(60, duration_s=0.1),
          "tiny": harmonic_tone(60, duration_s=0.005)}[kind]
-    start, end = find_loop(x, 16000, midi_to_hz(21))
+    start, end = find_loop(Audio(x, 16000), midi_to_hz(21))
     assert 0 <= start < end <= len(x)
     y = crossfade_loop(x, start, end, 640)
     assert y.shape == x.shape and np.isfinite(y).all()

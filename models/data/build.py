@@ -22,6 +22,7 @@ from models.data.dataset import FORMAT, DatasetError
 from models.data.filter import FilterConfig, check_note, decide_pitched, final_reasons
 from models.data.render import NoteTiming
 from models.data.sources import DEFAULT_SOURCES, Plan, plan_instruments, source_name
+from models.signal.audio import Audio
 from models.signal.mel import PAPER_MEL, SHIPPED_MEL, TINY_MEL, MelConfig
 
 MEL_PRESETS = {"shipped": SHIPPED_MEL, "tiny": TINY_MEL, "paper": PAPER_MEL}
@@ -131,7 +132,7 @@ class _Worker:
         keys = np.array([k for k, _ in spec.notes], np.int16)
         vels = np.array([v for _, v in spec.notes], np.int16)
         sr = self.cfg.mel_cfg.sample_rate
-        checks = [check_note(x, sr, self.cfg.filter) for x in raw]
+        checks = [check_note(Audio(x, sr), self.cfg.filter) for x in raw]
         pitched, agreement = decide_pitched(keys, checks, spec.nominal_pitched, self.cfg.filter)
         reasons = np.array(final_reasons(keys, checks, pitched, self.cfg.filter))
         keep = reasons == ""

@@ -38,12 +38,14 @@ class NoteCheck:
     confidence: float
 
 
-def is_silent(raw: np.ndarray, sample_rate: int, cfg: FilterConfig) -> bool:
+def is_silent(note: Audio, cfg: FilterConfig) -> bool:
+    """Too quiet, or above 1 % of its peak for less than ``cfg.silent_active_s``."""
+    raw = note.samples
     peak = float(np.abs(raw).max()) if raw.size else 0.0
     if peak < cfg.silent_peak:
         return True
     active = np.count_nonzero(np.abs(raw) > peak * 0.01)
-    return active < cfg.silent_active_s * sample_rate
+    return active < cfg.silent_active_s * note.sample_rate
 
 
 def is_clipped(raw: np.ndarray, cfg: FilterConfig) -> bool:
@@ -59,16 +61,17 @@ def is_clipped(raw: np.ndarray, cfg: FilterConfig) -> bool:
     return int(np.count_nonzero(ends - starts >= cfg.clip_run)) >= cfg.clip_min_runs
 
 
-def check_note(raw: np.ndarray, sample_rate: int, cfg: FilterConfig, measure_pitch: bool = True) -> NoteCheck:
-    """Level checks and (optionally) a pitch measurement of one rendered note ``[T]``."""
-    if is_silent(raw, sample_rate, cfg):
+def check_note(note: Audio, cfg: FilterConfig, measure_pitch: bool = True) -> NoteCheck:
+    """Level checks and (optionally) a pitch measurement of one rendered mono note (not normalised)."""
+    raw = note.samples
+    if is_silent(note, cfg):
         return NoteCheck("silent", float("nan"), 0.0)
     if is_clipped(raw, cfg):
         return NoteCheck("clipped", float("nan"), 0.0)
     if not measure_pitch:
         return NoteCheck("", float("nan"), 0.0)
     peak = float(np.abs(raw).max())
-    est = estimate_pitch(Audio((raw / peak).astype(np.float32), sample_rate))
+    est = estimate_pitch(Audio((raw / peak).astype(np.float32), note.sample_rate))
     return NoteCheck("", float(est.midi), float(est.confidence))
 
 

@@ -116,7 +116,7 @@ def _instrument_part(name: str, paths: list[Path], root: Path, mel_cfg, fcfg: Fi
             continue
         x = _fit(audio, mel_cfg.num_samples)
         named = pitch_from_name(path.stem)
-        check = check_note(x, sr, fcfg)
+        check = check_note(Audio(x, sr), fcfg)
         label = named if named is not None else (int(round(check.pitch_estimate)) if check.confidence >= fcfg.min_confidence else None)
         reason = check.reason
         if not reason and label is None:

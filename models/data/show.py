@@ -1,28 +1,17 @@
 """``hypergan data show``: contact sheets of log-mels (PNG) and a few WAVs, so a person can look and listen.
 
-PNGs come from models/images.py (no plotting library needed); WAVs with the standard
-``wave`` module, from stored audio when the set has it, else from the mel by Griffin-Lim. A
+PNGs come from models/images.py (no plotting library needed); 16-bit WAVs from stored audio when
+the set has it, else from the mel by Griffin-Lim. A
 ``legend.txt`` names every cell and gives numbers to listen-check by (peak, RMS, measured pitch).
 """
 from __future__ import annotations
 
-import wave
 from pathlib import Path
 
 import numpy as np
 
 from models.data.dataset import NoteSet, load_noteset
 from models.images import colourise, write_png
-
-def write_wav(path: Path, samples: np.ndarray, sample_rate: int) -> None:
-    """Mono int16 WAV from float samples in [-1, 1]."""
-    pcm = np.round(np.clip(samples, -1, 1) * 32767).astype("<i2")
-    with wave.open(str(path), "wb") as f:
-        f.setnchannels(1)
-        f.setsampwidth(2)
-        f.setframerate(sample_rate)
-        f.writeframes(pcm.tobytes())
-
 
 def _cell(mel: np.ndarray, size: int) -> np.ndarray:
     """A log-mel ``[M, F]`` shrunk by an integer factor to at most ``size`` px, low bands at the bottom."""
@@ -104,7 +93,7 @@ def show(data: str | Path, out: str | Path, seed: int = 0, n_rows: int = 12, n_g
 
 
 def _wavs(ns: NoteSet, out: Path, instruments: list[int], legend: list[str]) -> list[Path]:
-    from models.signal.audio import Audio
+    from models.signal.audio import Audio, save_wav
     from models.signal.pitch import estimate_pitch
 
     legend += ["", "WAVs (stored audio)" if ns.audio is not None else "WAVs (Griffin-Lim from the mels)"]
@@ -129,9 +118,10 @@ def _wavs(ns: NoteSet, out: Path, instruments: list[int], legend: list[str]) -> 
         info = ns.instruments[int(ns.instrument[r])]
         path = out / f"{len(files):02d}_{info.family}_midi{int(ns.pitch[r])}.wav"
         peak = float(np.abs(w).max())
-        w = w / peak * 0.9 if peak > 0 else w
-        write_wav(path, w, ns.mel_cfg.sample_rate)
-        est = estimate_pitch(Audio(w.astype(np.float32), ns.mel_cfg.sample_rate))
+        clip = Audio((w / peak * 0.9 if peak > 0 else w).astype(np.float32), ns.mel_cfg.sample_rate)
+        save_wav(path, clip, "PCM_16")
+        est = estimate_pitch(clip)
+        w = clip.samples
         legend.append(f"  {path.name}: {info.name}; rms {np.sqrt(np.mean(w ** 2)):.3f}, measured MIDI "
                       f"{est.midi:.2f} (confidence {est.confidence:.2f}) for label {int(ns.pitch[r])}")
         files.append(path)

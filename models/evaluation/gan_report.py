@@ -45,8 +45,8 @@ def _batched(fn, x: torch.Tensor, chunk: int = 64) -> torch.Tensor:
         return torch.cat([fn(x[s:s + chunk]).float() for s in range(0, len(x), chunk)])
 
 
-def _pitch_ok(audio: np.ndarray, rate: int, key: int) -> bool:
-    est = estimate_pitch(Audio(audio.astype(np.float32), rate))
+def _pitch_ok(audio: Audio, key: int) -> bool:
+    est = estimate_pitch(audio)
     return est.confidence > 0 and abs(est.midi - key) <= 0.5
 
 
@@ -129,7 +129,7 @@ def evaluate(data, weights: Path, split: str, estimator_keys: int, gl_iters: int
         audio = torch.cat([gl(fake[sel[s:s + 32]]) for s in range(0, len(sel), 32)]).cpu().numpy()
     report["gl_seconds"] = round(time.perf_counter() - t0, 1)
     rate = data.mel_cfg.sample_rate
-    est_ok = np.array([_pitch_ok(a, rate, k) for a, k in zip(audio, sel_keys)])
+    est_ok = np.array([_pitch_ok(Audio(a.astype(np.float32), rate), k) for a, k in zip(audio, sel_keys)])
     report["estimator_notes"] = int(len(sel_keys))
     report["pitch_acc_gen_estimator"] = float(est_ok.mean())
     report["pitch_acc_gen_estimator_bands"] = _band_table(np.array(sel_keys), est_ok)
@@ -139,7 +139,7 @@ def evaluate(data, weights: Path, split: str, estimator_keys: int, gl_iters: int
     with torch.no_grad():
         real_audio = torch.cat([gl(notes.x(torch.as_tensor(real_sel[s:s + 32], device=device)))
                                 for s in range(0, len(real_sel), 32)]).cpu().numpy()
-    real_ok = np.array([_pitch_ok(a, rate, int(pitch[j])) for a, j in zip(real_audio, real_sel)])
+    real_ok = np.array([_pitch_ok(Audio(a.astype(np.float32), rate), int(pitch[j])) for a, j in zip(real_audio, real_sel)])
     report["pitch_acc_real_estimator_gl"] = float(real_ok.mean())
     return report
 
