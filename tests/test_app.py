@@ -6,8 +6,10 @@ pulling blocks from the voice mixer's callback, as the audio thread would.
 """
 from __future__ import annotations
 
+import sys
 import threading
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -290,13 +292,21 @@ def test_without_weights_the_app_says_no_model_and_still_shows_sounds(qtbot, tmp
     window.shutdown()
 
 
-def test_real_audio_backend_lists_outputs_or_says_why():
-    try:
-        outputs = SoundDeviceBackend().outputs()
-    except AudioUnavailable as exc:
-        assert str(exc)
-    else:
-        assert all(d.channels >= 1 for d in outputs)   # this machine: an empty list
+def test_sound_device_backend_lists_only_outputs_at_most_stereo(monkeypatch):
+    devices = [{"name": "Mic", "default_samplerate": 44100.0, "max_output_channels": 0},
+               {"name": "Interface", "default_samplerate": 48000.0, "max_output_channels": 8},
+               {"name": "Phones", "default_samplerate": 44100.0, "max_output_channels": 1}]
+    monkeypatch.setitem(sys.modules, "sounddevice", SimpleNamespace(query_devices=lambda: devices))
+    assert SoundDeviceBackend().outputs() == [OutputDevice("Interface", 48000, 2, 1), OutputDevice("Phones", 44100, 1, 2)]
+
+
+def test_sound_device_backend_says_why_there_is_no_audio(monkeypatch):
+    def missing_portaudio():
+        raise OSError("PortAudio library not found")
+
+    monkeypatch.setitem(sys.modules, "sounddevice", SimpleNamespace(query_devices=missing_portaudio))
+    with pytest.raises(AudioUnavailable, match="^PortAudio library not found$"):
+        SoundDeviceBackend().outputs()
 
 
 def test_this_pyside6_keeps_its_references():

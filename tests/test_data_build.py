@@ -88,6 +88,7 @@ def test_splits_are_disjoint_by_instrument(built):
     assert sum(len(ns.indices(s)) for s in ("train", "valid", "test")) == len(ns)
 
 
+@pytest.mark.slow
 def test_same_seed_gives_identical_bytes_with_any_worker_count(built, config, tmp_path):
     log: list[str] = []
     again = build(replace(config, out=str(tmp_path / "again"), workers=2), progress=log.append)
@@ -95,6 +96,7 @@ def test_same_seed_gives_identical_bytes_with_any_worker_count(built, config, tm
     assert sum(m.startswith("[") for m in log) == 6, "each finished instrument is reported as it lands"
 
 
+@pytest.mark.slow
 def test_resume_after_a_crash_and_clear_font_errors(built, config, font, tmp_path):
     cfg = replace(config, out=str(tmp_path / "resumed"))
     seen = []

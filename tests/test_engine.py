@@ -256,22 +256,31 @@ def test_bad_weights_raise_checkpoint_error(weights: Path, tmp_path: Path, damag
     assert str(folder.name) in str(info.value) or "hypernetwork" in str(info.value)
 
 
-def test_engine_sets_threads_and_device(weights: Path) -> None:
+def test_engine_sets_threads_and_device(weights: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from engine.device import available_device
+
     before = torch.get_num_threads()
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
     try:
         engine = Engine(weights, device="cpu", vocoder="griffinlim", cfg=CFG, num_threads=3, classes=FAKE_CLASSES)
         assert torch.get_num_threads() == 1 and engine.num_threads == 3 and engine.workers == 3
         engine = Engine(weights, device="auto", vocoder="griffinlim", cfg=CFG, num_threads=2, classes=FAKE_CLASSES)
-        assert engine.device.type in ("cpu", "cuda", "mps")
+        assert engine.device == torch.device("cpu") and engine.workers == 2
     finally:
         torch.set_num_threads(before)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    assert available_device() == "mps"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert available_device() == "cuda"   # CUDA first
     with pytest.raises(UserError, match="device"):
         Engine(weights, device="tpu", classes=FAKE_CLASSES)
 
 
 def test_sample_root_note_rounds_and_clamps() -> None:
     audio = Audio(np.ones(10, np.float32), 16000)
-    assert Sample("x", audio, 60.5, 1.0, "h").root_note in (60, 61)
+    assert Sample("x", audio, 60.6, 1.0, "h").root_note == 61 and Sample("x", audio, 60.4, 1.0, "h").root_note == 60
+    assert Sample("x", audio, 130.0, 1.0, "h").root_note == 108
     assert Sample("x", audio, 0.0, 1.0, "h").root_note == 21
 
 

@@ -183,6 +183,7 @@ def notes_with_pitch_stripes(n_classes: int, keys: list[int], reps: int, seed: i
     return x, labels, midi
 
 
+@pytest.mark.slow
 def test_adversary_lowers_pitch_probe_accuracy_versus_none():
     from models.train import features as stage
 

@@ -84,12 +84,20 @@ def test_estimate_fields_agree():
     assert abs(midi_to_hz(69) - 440.0) < 1e-12
 
 
-def test_refine_period_terminates_on_degenerate_periods():
+def test_refine_period_refines_and_terminates_on_degenerate_periods():
+    import math
+
     import numpy as np
 
     from models.signal.pitch import _refine_period
 
+    lags = np.arange(2048)
+    periodic = np.cos(2 * np.pi * lags / 10.25) * np.exp(-lags / 3000)  # a period between lags
+    assert abs(_refine_period(periodic, 10.0, 1500) - 10.25) < 1e-3
     nsdf = np.zeros(2048)
     nsdf[0] = 1.0
-    for period in (0.0, 0.3, float("nan"), 1.0):
-        _refine_period(nsdf, period, 1500)  # must return, not loop or overflow
+    # Periods below one sample (or NaN) come back as they are; 1.0 on a flat NSDF must return, not
+    # loop forever or overflow, with a finite positive period.
+    assert _refine_period(nsdf, 0.0, 1500) == 0.0 and _refine_period(nsdf, 0.3, 1500) == 0.3
+    assert math.isnan(_refine_period(nsdf, float("nan"), 1500))
+    assert 0.0 < _refine_period(nsdf, 1.0, 1500) <= 1.0

@@ -5,7 +5,6 @@ These run the real networks (G 3.5 M parameters) on a demo one-shot from outside
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -38,6 +37,7 @@ def test_shipped_files_are_float16_with_configs():
     assert total < 26 << 20  # the shipped-model budget, raised for H: assets/MODEL_CARD.md "Size"
 
 
+@pytest.mark.slow
 def test_all_88_keys_render_from_a_demo_sound(engine: Engine):
     sample = engine.load_sample(DEMO / "saw_pad.wav")
     assert sample.root_note == 48
@@ -52,6 +52,7 @@ def test_all_88_keys_render_from_a_demo_sound(engine: Engine):
 
 
 @pytest.mark.skipif(not (ASSETS / "vocoder.safetensors").is_file(), reason="no shipped vocoder")
+@pytest.mark.slow
 def test_the_shipped_vocoder_is_the_default_and_keeps_pitch():
     engine = Engine(device="cpu", cfg=EngineConfig(output_rate=16000))
     assert engine.nets.vocoder_name == "neural"

@@ -19,6 +19,7 @@ def tiny_data(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_train_features_from_the_cli(tiny_data, tmp_path):
     out = tmp_path / "features"
     rc = main(["train", "features", "--data", str(tiny_data), "--out", str(out), "--tiny", "--minutes", "0.03",
@@ -42,6 +43,7 @@ def test_missing_data_is_a_clear_error(tmp_path, capsys):
     assert "no dataset" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_vocoder_distill_learns_the_teachers_magnitude_and_resumes(tiny_data, tmp_path):
     import torch
 

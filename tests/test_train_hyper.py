@@ -81,6 +81,7 @@ def test_batches_follow_p_recon(data, weights):
     assert (b.p_t[~b.own] != b.p[~b.own]).any()
 
 
+@pytest.mark.slow
 def test_hyper_pre_lowers_l_pre_and_resumes(data, weights, tmp_path):
     out = tmp_path / "run"
     b = _fixed_batch(data, weights)
@@ -101,6 +102,7 @@ def test_hyper_pre_lowers_l_pre_and_resumes(data, weights, tmp_path):
     assert checkpoint.load(out / "hyper_pre.safetensors", HyperNetwork)[2]["step"] == "90"
 
 
+@pytest.mark.slow
 def test_hyper_adv_runs_from_hyper_pre(data, weights, tmp_path):
     hyper_pre.train(data, tmp_path / "pre", _opts(weights, 5, "lambda_timbre=7"))
     init = tmp_path / "pre" / "hyper_pre.safetensors"

@@ -34,6 +34,7 @@ def features_run(noteset, tmp_path_factory):
     return out, final
 
 
+@pytest.mark.slow
 def test_features_stage_learns_instruments(features_run):
     out, final = features_run
     rows = [r for r in metrics(out) if "loss_inst" in r]
@@ -58,6 +59,7 @@ def test_features_stage_resumes_with_a_fresh_adversary(noteset, features_run, tm
     assert {"pitch_probe_acc", "pitch_probe_acc_holdout", "pitch_head_acc_unseen"} <= set(final)
 
 
+@pytest.mark.slow
 def test_eval_classifiers_stage_lowers_losses(noteset, tmp_path):
     overrides = ("batch_size=32", "log_every=20", "eval_every=1000", "save_every=1000", "lr=3e-3")
     final = eval_classifiers.train(noteset, tmp_path, common.RunOptions(minutes=5, max_steps=120, tiny=True,
@@ -69,6 +71,7 @@ def test_eval_classifiers_stage_lowers_losses(noteset, tmp_path):
     assert (tmp_path / "pitch_classifier.safetensors").is_file()
 
 
+@pytest.mark.slow
 def test_gan_stage_runs_and_resumes_step_count(noteset, features_run, tmp_path):
     weights = tmp_path / "weights"
     weights.mkdir()
@@ -108,6 +111,7 @@ def _ddp_worker(rank: int, world: int, init_file: str, x: torch.Tensor, inst: to
     torch.distributed.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_ddp_with_two_gloo_processes_matches_one_process(noteset, tmp_path):
     torch.manual_seed(1)
     idx = torch.randperm(len(noteset.pitch))[:8]

@@ -159,6 +159,7 @@ def test_crop_keeps_mel_frames_and_samples_aligned():
     assert torch.equal(wc, wave[:, 5 * mel.hop_length: 16 * mel.hop_length])
 
 
+@pytest.mark.slow
 def test_a_few_dozen_steps_on_tiny_audio_lower_the_loss():
     from tests.train_fixtures import tiny_noteset
 
