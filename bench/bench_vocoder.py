@@ -3,7 +3,7 @@
 Random-init weights (the cost does not depend on them); the shipped step counts of the device
 (CPU: 0 refine + 9 coarse + 2 mel projections; CUDA: 4 + 0 + 32), or ``--steps R/P`` / ``R/C/P``.
 ``--half`` runs under autocast (float16 on CUDA, bfloat16 on the CPU; the backbone alone in bfloat16
-was no faster overall on this AMX CPU in session 7: 1.73-1.80 s vs 1.69-1.71 s). Reports wall time (best of
+was no faster overall on an AMX CPU: 1.73-1.80 s vs 1.69-1.71 s in float32). Reports wall time (best of
 ``--repeats`` after a warm-up) and, on the CPU, the process CPU time, which on a shared machine
 says more about the code than the wall clock does; real-time factor = audio seconds / wall seconds.
 

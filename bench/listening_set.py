@@ -1,6 +1,6 @@
 """Before/after listening set: held-out instruments rendered by G alone and by G + H.
 
-    python -m bench.listening_set --data DATA --weights assets --out docs/listening
+    python -m bench.listening_set --data DATA --weights assets --out listening/
 
 Takes one note near MIDI 60 (loudest velocity) from each of ``--inputs`` pitched test-split
 instruments of different families, sends it through the product path (``Engine.load_sample`` at

@@ -1,6 +1,6 @@
 """Where the vocoder's mel L1 comes from, and inference-only step variants that lower it.
 
-Issue 10 (the CPU path's mel L1 vs Griffin-Lim 32): the mel error on held-out real notes split by
+The CPU path's mel L1 against Griffin-Lim 32's: the mel error on held-out real notes split by
 level (relative to each clip's loudest mel bin), for variants of the weightless steps after the
 network. A variant is ``R/P`` (the vocoder's refine / fine projections) followed by ``+`` ops:
 ``cKxN[pE]`` N projections on a K x coarser grid (over-relaxed: ratio ** E), ``f`` one fine

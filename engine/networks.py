@@ -38,15 +38,9 @@ def default_classes() -> NetworkClasses:
     """The product's network classes, imported only when an engine is built."""
     from models.nets.features import FeatureExtractor
     from models.nets.generator import Generator
+    from models.nets.hyper import HyperNetwork
+    from models.nets.vocoder import NeuralVocoder
 
-    try:
-        from models.nets.hyper import HyperNetwork
-    except ImportError:
-        HyperNetwork = None  # noqa: N806
-    try:
-        from models.nets.vocoder import NeuralVocoder
-    except ImportError:  # the vocoder branch not merged into this build
-        NeuralVocoder = None  # noqa: N806
     return NetworkClasses(FeatureExtractor, Generator, HyperNetwork, NeuralVocoder)
 
 

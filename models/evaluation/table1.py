@@ -1,6 +1,6 @@
 """``hypergan eval``: the paper's Table 1 on held-out instruments, for G alone and G + H.
 
-Tasks (DESIGN.md §6), each repeated for several seeds (different notes, targets, pairs, mixes):
+Tasks (models/README.md, "`hypergan eval`"), each repeated for several seeds (different notes, targets, pairs, mixes):
 - reconstruction: a held-out note x at its own pitch -> x_fine; MSE between the instrument
   classifier's features of x and x_fine; pitch accuracy of x_fine.
 - synthesis: the timbre of a note x at the pitch of another note x_t of the same instrument; FID of

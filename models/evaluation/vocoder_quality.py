@@ -1,4 +1,4 @@
-"""Quality of mel inverters on held-out instruments: the neural vocoder against Griffin-Lim (issue 10).
+"""Quality of mel inverters on held-out instruments: the neural vocoder against Griffin-Lim.
 
 Real notes (the held-out split's stored log-mels -> wave, compared with the note's own audio):
 mel L1 (natural-log mel on the data's grid), multi-resolution STFT distance (spectral convergence +
@@ -182,7 +182,7 @@ def load_synth(weights: Path, device: torch.device):
 def quality_table(data, vocoder_path: str | Path, weights: str | Path | None = None,
                   cfg: VocoderEvalConfig = VocoderEvalConfig(), device: str = "cpu",
                   gl_iters: int = 32, steps: tuple[int, ...] | None = None) -> dict[str, dict[str, float]]:
-    """The issue's table: the vocoder at ``vocoder_path`` vs Griffin-Lim (``gl_iters``) on held-out notes.
+    """The quality table: the vocoder at ``vocoder_path`` vs Griffin-Lim (``gl_iters``) on held-out notes.
     ``steps`` (refine_iters, [coarse_projections,] mel_projections) overrides the vocoder's counts for ``device``."""
     from models.errors import UserError
     from models.signal.mel import GriffinLim

@@ -3,7 +3,7 @@
 #   bash scripts/gpu/restore_state.sh            # the commit named in state/POINTER
 #   bash scripts/gpu/restore_state.sh REV        # another commit that holds state/
 # The state (fp32 G + D + G_ema, f, classifiers, ...) is committed under state/ and removed in the
-# next commit (DESIGN §7), so it lives in history only. Resume shards of stages are cast to float16
+# next commit (docs/training.md, "Training state"), so it lives in history only. Resume shards of stages are cast to float16
 # for carrying (24 MB instead of 48 MB for the GAN): tree + fonts + fp32 state would exceed 64 MiB.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Runs on the lent GPU machine, from the repository root of the copy sent there.
-#   bash scripts/gpu/session.sh start STAGES...   install carried wheels, build/reuse the dataset,
-#                                                 start the stages in the background (setsid), in order;
-#                                                 a stage is NAME or NAME:MINUTES, "a+b" runs two at once
-#   bash scripts/gpu/session.sh watch SECONDS     follow the logs for a while, then collect to $OUT
-#   bash scripts/gpu/session.sh collect           copy metrics and plots to $OUT (logs.tgz)
-#   bash scripts/gpu/session.sh pack gan features/features.safetensors   resume state / files to $OUT
+#   bash scripts/gpu/stages.sh start STAGES...   install carried wheels, build/reuse the dataset,
+#                                                start the stages in the background (setsid), in order;
+#                                                a stage is NAME or NAME:MINUTES, "a+b" runs two at once
+#   bash scripts/gpu/stages.sh watch SECONDS     follow the logs for a while, then collect to $OUT
+#   bash scripts/gpu/stages.sh collect           copy metrics and plots to $OUT (logs.tgz)
+#   bash scripts/gpu/stages.sh pack gan features/features.safetensors   resume state / files to $OUT
 # HG_DEADLINE (epoch seconds) caps every stage's minutes so nothing trains past it.
 # Stages: features, eval-classifiers, gan, hyper-pre, hyper-adv, vocoder; "a+b" runs two at once;
 # NAME@VARIANT trains NAME into runs/NAME@VARIANT with HG_SET_<name>_<variant> (side-by-side variants);
@@ -14,7 +14,7 @@
 # pick-features / pick-hyper install the best features@* / hyper-pre@* run as runs/features / runs/hyper-pre;
 # eval-gan evaluates G on the test split; eval fills Table 1 (G, S3, S4) on the test split.
 # Everything lives under $HG (default /root/hg): runs/<stage>/, logs/, the dataset in /dev/shm.
-# A stage resumes from runs/<stage>/state-*.safetensors, which a previous session's state (carried
+# A stage resumes from runs/<stage>/state-*.safetensors, which committed state (carried
 # in state_local/<stage>/) seeds on a fresh machine.
 set -euo pipefail
 HG="${HG:-/root/hg}"
@@ -95,7 +95,7 @@ case "${1:-}" in
       set -u
       for group in $*; do
         for s in \${group//+/ }; do
-          bash scripts/gpu/session.sh _stage \"\$s\" &
+          bash scripts/gpu/stages.sh _stage \"\$s\" &
         done
         wait
       done
@@ -133,5 +133,5 @@ case "${1:-}" in
     done
     ls -la "$out"
     ;;
-  *) echo "usage: session.sh start STAGES... | watch SECONDS | collect | pack STAGE" >&2; exit 2 ;;
+  *) echo "usage: stages.sh start STAGES... | watch SECONDS | collect | pack STAGE" >&2; exit 2 ;;
 esac
