@@ -1,6 +1,6 @@
 """The GANStrument acceptance report: G on held-out instruments, from one note each, over all 88 keys.
 
-    python -m models.evaluation.gan_report --data DATA --weights assets --split test --out docs/eval/gan
+    python -m models.evaluation.gan_report --data DATA --weights assets --split test --out runs/eval-gan
 
 For every held-out instrument one source note (nearest MIDI 60, loudest) gives h = f(x); G renders
 keys 21..108 from h (z = 0). Measured:
