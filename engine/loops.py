@@ -80,6 +80,39 @@ def _best_length(x: np.ndarray, end: int, lengths: np.ndarray, before: int, afte
     return int(lengths[int(np.argmax(score))])
 
 
+def _fitted_sizes(n: int, sample_rate: int, period: float, cfg: LoopConfig) -> tuple[int, int, int]:
+    """(tail, cross-fade, loop length) in samples for a sample of ``n``: the configured ones, the loop
+    rounded to whole periods, all shrunk together when start-fade, loop, after-fade and tail do not fit."""
+    tail = int(cfg.tail_s * sample_rate)
+    fade = int(cfg.crossfade_s * sample_rate)
+    length = max(1, round(cfg.target_s / (period / sample_rate))) * period
+    budget = n - 2
+    if tail + 2 * fade + length > budget:
+        scale = budget / (tail + 2 * fade + length)
+        tail, fade, length = int(tail * scale), int(fade * scale), length * scale
+    length_int = max(2, int(round(length)))
+    return tail, max(1, min(fade, length_int)), length_int
+
+
+def _loop_end(x: np.ndarray, sample_rate: int, period: float, tail: int, fade: int, length: int,
+              cfg: LoopConfig) -> int:
+    """Where the loop ends: where the envelope has fallen ``cfg.place_db`` below its peak (within
+    ``place_min .. place_max`` of the sample, after the attack, clear of the tail), moved to a nearby
+    rising zero crossing."""
+    n = len(x)
+    frame = max(1, int(0.01 * sample_rate))
+    env = envelope(x, frame)
+    peak = int(np.argmax(env))
+    below = np.nonzero(env[peak:] < env[peak] * 10 ** (cfg.place_db / 20))[0]
+    end = min(n * cfg.place_max, max(n * cfg.place_min, (peak + below[0]) * frame if len(below) else n))
+    earliest = (peak + 1) * frame + int(cfg.attack_s * sample_rate) + length + fade
+    latest = n - tail - fade - 1
+    end = int(min(max(end, earliest), latest))
+    end = max(end, fade + length + 1)
+    radius = max(2, int(math.ceil(period)))
+    return _nearest_rising_zero(x, end, radius, fade + length + 1, n - fade - 1)
+
+
 def find_loop(audio: Audio, f0_hz: float, cfg: LoopConfig = LoopConfig()) -> tuple[int, int]:
     """Loop ``(start, end)`` (end exclusive) in mono ``audio [T]``: whole periods of ``f0_hz``, in the decay.
 
@@ -89,29 +122,8 @@ def find_loop(audio: Audio, f0_hz: float, cfg: LoopConfig = LoopConfig()) -> tup
     x, sample_rate = audio.samples, audio.sample_rate
     n = len(x)
     period = sample_rate / max(f0_hz, 1.0)
-    tail = int(cfg.tail_s * sample_rate)
-    fade = int(cfg.crossfade_s * sample_rate)
-    length = max(1, round(cfg.target_s / (period / sample_rate))) * period
-    # Shrink everything together for short samples: start-fade, loop, after-fade, tail must fit.
-    budget = n - 2
-    if tail + 2 * fade + length > budget:
-        scale = budget / (tail + 2 * fade + length)
-        tail, fade, length = int(tail * scale), int(fade * scale), length * scale
-    length_int = max(2, int(round(length)))
-    fade = max(1, min(fade, length_int))
-
-    frame = max(1, int(0.01 * sample_rate))
-    env = envelope(x, frame)
-    peak = int(np.argmax(env))
-    below = np.nonzero(env[peak:] < env[peak] * 10 ** (cfg.place_db / 20))[0]
-    end = min(n * cfg.place_max, max(n * cfg.place_min, (peak + below[0]) * frame if len(below) else n))
-    earliest = (peak + 1) * frame + int(cfg.attack_s * sample_rate) + length_int + fade
-    latest = n - tail - fade - 1
-    end = int(min(max(end, earliest), latest))
-    end = max(end, fade + length_int + 1)
-
-    radius = max(2, int(math.ceil(period)))
-    end = _nearest_rising_zero(x, end, radius, fade + length_int + 1, n - fade - 1)
+    tail, fade, length_int = _fitted_sizes(n, sample_rate, period, cfg)
+    end = _loop_end(x, sample_rate, period, tail, fade, length_int, cfg)
     spread = max(1, int(math.ceil(cfg.search * period)))
     lengths = np.arange(length_int - spread, length_int + spread + 1)
     lengths = lengths[(lengths >= max(2, fade)) & (end - lengths >= fade)]

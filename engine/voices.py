@@ -66,7 +66,11 @@ class VoiceMixer:
         self._pedal = False
         self._clock = 0.0
         self.errors = 0
-        v, n = cfg.n_voices, cfg.block_size
+        self._allocate_voices(cfg.n_voices)
+        self._allocate_block(cfg.n_voices, cfg.block_size, cfg.channels)
+
+    def _allocate_voices(self, v: int) -> None:
+        """Per-voice state for ``v`` voices."""
         # Per-voice scalars live in Python lists: reading them creates no objects.
         self._ids = tuple(range(v))
         self._stage, self._note, self._age = [IDLE] * v, [0] * v, [0.0] * v
@@ -83,7 +87,9 @@ class VoiceMixer:
         self._step_base, self._last, self._end_pos = np.zeros(v), np.zeros(v), np.zeros(v)
         self._loop_end = np.full(v, np.inf)               # inf while not looping
         self._ends, self._wraps = np.zeros(v, bool), np.zeros(v, bool)
-        # Block buffers.
+
+    def _allocate_block(self, v: int, n: int, channels: int) -> None:
+        """The buffers of one block of ``n`` frames for ``v`` voices, reused by every callback."""
         ramp = np.arange(n, dtype=np.float64)
         self._ramp_pos = np.stack([ramp, np.ones(n)])                         # [2, N]
         self._ramp_env = np.stack([np.ones(n), ramp / n]).astype(np.float32)  # [2, N]
@@ -97,7 +103,7 @@ class VoiceMixer:
         self._idx_rows = (rows(self._idx[0]), rows(self._idx[1]))
         self._gather_rows = (rows(self._gather[0]), rows(self._gather[1]))
         self._ones_v = np.ones((1, v), np.float32)
-        self._ones_c = np.ones((1, cfg.channels), np.float32)
+        self._ones_c = np.ones((1, channels), np.float32)
         self._mix = np.zeros(n, np.float32)
         self._mix_row, self._mix_col = self._mix.reshape(1, n), self._mix.reshape(n, 1)  # contiguous
 

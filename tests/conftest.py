@@ -13,6 +13,17 @@ from models.signal.tones import harmonic_tone, plucked_string  # noqa: E402
 
 
 @pytest.fixture
+def one_torch_thread():
+    """Torch on one intra-op thread for the test (timing-sensitive CPU paths), restored after."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
 def sine_a4() -> Audio:
     return Audio(harmonic_tone(69, n_harmonics=1), 16000)
 

@@ -20,12 +20,7 @@ from models.signal.stft import multi_resolution_stft
 from models.signal.tones import harmonic_tone
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.mark.parametrize("cfg", [VocoderConfig.tiny(TINY_MEL), VocoderConfig.shipped(SHIPPED_MEL)],

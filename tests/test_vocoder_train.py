@@ -23,12 +23,7 @@ FAST = ("batch_size=4", "crop_frames=12", "context_frames=4", "log_every=2", "ev
 ADVERSARIAL = ("adv_start=3", "adv_weight=1.0", "fm_weight=2.0")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

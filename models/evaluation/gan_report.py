@@ -97,7 +97,19 @@ def evaluate(data, weights: Path, split: str, estimator_keys: int, gl_iters: int
     real_pred = _batched(pitch_net.logits, notes.x(torch.arange(len(notes), device=device))).argmax(1).cpu().numpy() + LOWEST_KEY
     report["pitch_acc_real"] = float((real_pred == pitch)[real_pitched].mean())
     report["pitch_acc_real_bands"] = _band_table(pitch[real_pitched], (real_pred == pitch)[real_pitched])
-    # real notes at (instrument, key) pairs that exist: timbre id and FID against generated twins
+    report.update(_timbre_and_fid(f, inst_net, notes, fake, h_src, instruments, src, seed, device))
+    report.update(_estimator_pitch(data, notes, fake, pitched, estimator_keys, gl_iters, seed, device))
+    return report
+
+
+def _timbre_and_fid(f, inst_net, notes, fake: torch.Tensor, h_src: torch.Tensor, instruments: np.ndarray,
+                    src: np.ndarray, seed: int, device: torch.device) -> dict:
+    """Real notes at (instrument, key) pairs that exist against their generated twins: timbre
+    identification by f (nearest source note) and FID on the instrument classifier's features."""
+    inst = notes.instrument.cpu().numpy()
+    pitch = notes.pitch.cpu().numpy()
+    n_inst = len(instruments)
+    report = {}
     row_of = {int(i): r for r, i in enumerate(instruments)}
     pair_real = np.setdiff1d(np.arange(len(notes)), src)
     pair_rows = np.array([row_of[int(inst[j])] for j in pair_real])
@@ -114,7 +126,16 @@ def evaluate(data, weights: Path, split: str, estimator_keys: int, gl_iters: int
     report["timbre_id_chance"] = 1.0 / n_inst
     report["fid"] = fid(_batched(inst_net.features, pair_fake), _batched(inst_net.features, x_real))
     report["fid_real_halves"] = _fid_halves(_batched(inst_net.features, x_real), seed)
-    # independent estimator on inverted audio, a spread subset of keys per pitched instrument
+    return report
+
+
+def _estimator_pitch(data, notes, fake: torch.Tensor, pitched: np.ndarray, estimator_keys: int, gl_iters: int,
+                     seed: int, device: torch.device) -> dict:
+    """The independent pitch estimator on Griffin-Lim audio of a spread subset of keys per pitched
+    instrument, and on real held-out notes inverted the same way (the inversion's own error)."""
+    pitch = notes.pitch.cpu().numpy()
+    real_pitched = notes.pitched.cpu().numpy()
+    report = {}
     rng = np.random.default_rng(seed)
     gl = GriffinLim(data.mel_cfg, n_iter=gl_iters).to(device)
     sel_rows, sel_keys = [], []
@@ -133,7 +154,6 @@ def evaluate(data, weights: Path, split: str, estimator_keys: int, gl_iters: int
     report["estimator_notes"] = int(len(sel_keys))
     report["pitch_acc_gen_estimator"] = float(est_ok.mean())
     report["pitch_acc_gen_estimator_bands"] = _band_table(np.array(sel_keys), est_ok)
-    # the same estimator on real held-out notes inverted the same way (inversion's own error)
     real_sel = np.nonzero(real_pitched)[0]
     real_sel = rng.choice(real_sel, size=min(len(real_sel), len(sel_keys)), replace=False)
     with torch.no_grad():

@@ -211,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gl-iters", type=int, default=32)
     parser.add_argument("--steps", help="R/P or R/C/P: the vocoder's refine_iters / (coarse_projections /) "
                                         "mel_projections on any device "
-                                        "(default: the checkpoint's for the device), e.g. 0/9/2 for the CPU's on a GPU")
+                                        "(default: VocoderSchedule's counts for the device), e.g. 0/9/2 for the CPU's on a GPU")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--out", help="folder for vocoder_eval.md and vocoder_eval.json")
     args = parser.parse_args(argv)
