@@ -45,6 +45,7 @@ def test_features_stage_learns_instruments(features_run):
     assert int(meta["step"]) == 160
 
 
+@pytest.mark.slow
 def test_features_stage_resumes_with_a_fresh_adversary(noteset, features_run, tmp_path):
     out = tmp_path / "features"
     out.mkdir()
