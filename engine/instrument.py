@@ -27,10 +27,11 @@ import torchaudio
 from engine.cache import TensorCache
 from engine.device import configure_threads, cpu_cores, resolve_device
 from engine.key_cache import KeySample
-from engine.keys import ALL_KEYS, HIGHEST_KEY, LOWEST_KEY, KeyConfig, batches, finish_key, progressive_order
+from engine.keys import (ALL_KEYS, HIGHEST_KEY, LOWEST_KEY, KeyConfig, batches, finish_key, loudness_db,
+                         progressive_order)
 from engine.networks import NetworkClasses, load_networks
 from engine.pipeline import ordered_map
-from engine.refine import RefineConfig, mel_gap, refine_offsets, targets
+from engine.refine import RefineConfig, mel_gap, refine_offsets, repitch, targets
 from models.signal.audio import Audio
 from models.errors import SilentAudioError, UserError
 from models.nets.hyper import refine as hyper_offsets
@@ -72,6 +73,23 @@ class Sample:
     def root_note(self) -> int:
         """The key the sample is taken to sound at (``midi`` rounded, within 21..108)."""
         return int(min(max(round(self.midi), LOWEST_KEY), HIGHEST_KEY))
+
+
+@dataclass(frozen=True)
+class NearRoot:
+    """Keys within ``semitones`` of the sample's root play the sample itself (repitched); the
+    ``fade`` keys beyond cross-fade linearly into the generated keys."""
+
+    sample: Sample
+    semitones: int
+    fade: int = 2
+
+    def weight(self, offset: int) -> float:
+        """Share of the sample itself at ``offset`` semitones from the root, in [0, 1]."""
+        distance = abs(offset)
+        if distance <= self.semitones:
+            return 1.0
+        return max(0.0, 1.0 - (distance - self.semitones) / (self.fade + 1))
 
 
 @dataclass(frozen=True)
@@ -262,22 +280,51 @@ class Engine:
             waves = self._resampler(sample_rate)(waves)
         return waves.float().cpu().numpy()
 
-    def render_waves(self, cond: Conditioning, midi_notes: list[int], sample_rate: int) -> np.ndarray:
-        """Waves ``[B, T]`` of the given keys: one G forward, then :meth:`invert`."""
-        return self.invert(self.render_mels(cond, midi_notes), sample_rate)
+    def render_waves(self, cond: Conditioning, midi_notes: list[int], sample_rate: int,
+                     near_root: NearRoot | None = None) -> np.ndarray:
+        """Waves ``[B, T]`` of the given keys: one G forward, then :meth:`invert`.
+
+        With ``near_root``, keys close to the sound's root play the sound itself, repitched (see
+        :class:`NearRoot`).
+        """
+        waves = self.invert(self.render_mels(cond, midi_notes), sample_rate)
+        if near_root is not None:
+            waves = self._blend_near_root(waves, midi_notes, sample_rate, near_root)
+        return waves
+
+    @torch.inference_mode()
+    def _blend_near_root(self, waves: np.ndarray, midi_notes: list[int], sample_rate: int,
+                         near: NearRoot) -> np.ndarray:
+        out = waves.copy()
+        source = torch.from_numpy(near.sample.audio.samples).to(self.device)
+        for i, midi in enumerate(midi_notes):
+            weight = near.weight(midi - near.sample.root_note)
+            if weight <= 0.0:
+                continue
+            played = repitch(source, midi - near.sample.root_note, self.mel_cfg.sample_rate)
+            if sample_rate != self.mel_cfg.sample_rate:
+                played = self._resampler(sample_rate)(played[None])[0]
+            played = played.float().cpu().numpy()[: out.shape[1]]
+            # Same gated level as the generated note before the cross-fade, so the blend does not dip.
+            gain = 10.0 ** ((loudness_db(out[i], sample_rate) - loudness_db(played, sample_rate)) / 20.0)
+            out[i, : played.size] = weight * gain * played + (1.0 - weight) * out[i, : played.size]
+            out[i, played.size:] *= 1.0 - weight
+        return out
 
     def render(self, sample_a: Sample, sample_b: Sample | None = None, alpha: float = 0.0,
                keys: Iterable[int] = ALL_KEYS, on_key: OnKey | None = None,
                cancel: threading.Event | None = None, sample_rate: int | None = None,
-               refine: RefineConfig | None = None,
-               on_refine: Callable[[int, int], None] | None = None) -> dict[int, KeySample]:
+               refine: RefineConfig | None = None, on_refine: Callable[[int, int], None] | None = None,
+               near_root: int = 0) -> dict[int, KeySample]:
         """Render ``keys`` progressively (the sample's own key first, then outward) -> {midi: KeySample}.
 
         ``on_key(midi, key)`` is called as each key lands, from this thread. A later call of
         :meth:`render` (or :meth:`cancel_all`, or ``cancel.set()``) stops this one between keys; it
         then returns the keys finished so far. Keys are stored at ``sample_rate`` (default: the
         engine's ``output_rate``). With ``refine``, the conditioning is refined first (``on_refine(step,
-        steps)`` reports progress; a cancel during refinement returns no keys).
+        steps)`` reports progress; a cancel during refinement returns no keys). ``near_root`` > 0
+        plays the sound itself, repitched, on the keys within that many semitones of its root,
+        cross-faded into the generated keys over the next two (single sounds only, not mixes).
         """
         generation = self._next_generation()
         keys = sorted(set(int(k) for k in keys))
@@ -294,10 +341,11 @@ class Engine:
         todo = list(batches(progressive_order(keys, cond.root_note), max_batch))
         # Several batches (G, inversion, resampling) at once on single-threaded workers; keys still
         # land in progressive order. One worker: computed here, lazily.
+        near = NearRoot(sample_a, near_root) if near_root > 0 and sample_b is None else None
         if self.workers > 1:
-            waves_of = ordered_map(lambda batch: self.render_waves(cond, batch, rate), todo, self.workers)
+            waves_of = ordered_map(lambda batch: self.render_waves(cond, batch, rate, near), todo, self.workers)
         else:
-            waves_of = (self.render_waves(cond, batch, rate) for batch in todo)
+            waves_of = (self.render_waves(cond, batch, rate, near) for batch in todo)
         done: dict[int, KeySample] = {}
         try:
             for batch in todo:
