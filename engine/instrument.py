@@ -224,7 +224,7 @@ class Engine:
         A cancelled refinement returns the unrefined conditioning and caches nothing.
         """
         base = self.conditioning(sample)
-        key = f"refined:{sample.content_hash}:{sample.root_note}:{_config_key(cfg)}"
+        key = _refined_key(sample, cfg)
         entry = self.cache.get(key)
         if entry is None:
             with torch.inference_mode(False):
@@ -235,6 +235,10 @@ class Engine:
         deltas = {k[len("delta."):]: v for k, v in entry.items() if k.startswith("delta.")}
         return Conditioning(h=base.h, deltas=deltas or None, root_note=base.root_note,
                             mel_correction=entry.get("mel_correction"), refined=True)
+
+    def refinement_cached(self, sample: Sample, cfg: RefineConfig) -> bool:
+        """Whether :meth:`refined` has this sample's refinement at hand (no optimisation to run)."""
+        return self.cache.get(_refined_key(sample, cfg)) is not None
 
     def _refine(self, sample: Sample, base: Conditioning, cfg: RefineConfig, cancel: threading.Event | None,
                 progress: Callable[[int, int], None] | None) -> dict[str, torch.Tensor] | None:
@@ -402,6 +406,10 @@ class _StopFlag:
 def _config_key(cfg: RefineConfig) -> str:
     """A short stable name of a refinement config, for cache keys."""
     return hashlib.sha1(repr(cfg).encode()).hexdigest()[:12]
+
+
+def _refined_key(sample: Sample, cfg: RefineConfig) -> str:
+    return f"refined:{sample.content_hash}:{sample.root_note}:{_config_key(cfg)}"
 
 
 def _blend(a: Conditioning, b: Conditioning, alpha: float) -> Conditioning:
