@@ -14,6 +14,7 @@ class RenderProgress(QWidget):
         self.bar = QProgressBar()
         self.bar.setRange(0, 88)
         self.bar.setFormat(KEYS_FORMAT)
+        self.bar.setMinimumWidth(170)   # room for "refining 30 / 30" beside a long status line
         self.bar.setMaximumWidth(220)
         self.bar.setValue(0)
         self.message = QLabel()

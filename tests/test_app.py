@@ -455,8 +455,10 @@ def test_root_override_rerenders_at_the_new_root_and_is_remembered(qtbot, tmp_pa
     again.shutdown()
 
 
-def test_note_spin_box_reads_note_names_and_numbers(qtbot):
-    from app.sample_slot import NoteSpinBox, parse_note
+def test_slot_root_row_reads_note_names_and_flags_an_unsure_pitch(qtbot):
+    from app.instrument_controller import SoundPreview
+    from app.sample_slot import NoteSpinBox, SampleSlot, parse_note
+    from models.signal.audio import Audio
 
     assert [parse_note(t) for t in ("C4", "c#4", "Db4", "A0", "C8", "61", "H2", "C")] == [60, 61, 61, 21, 108, 61,
                                                                                        None, None]
@@ -465,3 +467,12 @@ def test_note_spin_box_reads_note_names_and_numbers(qtbot):
     box.lineEdit().setText("F#3")
     box.interpretText()
     assert box.value() == 54 and box.text() == "F#3"
+    slot = SampleSlot("A")
+    qtbot.addWidget(slot)
+    assert slot.root_row.isHidden()
+    unsure = SoundPreview("noise", Audio(harmonic_tone(45, duration_s=0.5), 16000), 45.2, 0.31)
+    slot.show_sample(unsure)
+    assert not slot.root_row.isHidden() and slot.root_box.text() == "A2"
+    assert slot.pitch.text() == "A2 +20 ct \u00b7 31 % (unsure)" and "unsure" in slot.pitch.toolTip()
+    slot.show_empty()
+    assert slot.root_row.isHidden()
