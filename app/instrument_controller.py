@@ -4,6 +4,11 @@ All engine work for rendering runs on a worker QThread (``RenderWorker``); a new
 the running one. Keys land one by one in the GUI thread and go straight to the voice mixer: a mix
 change keeps the previous keys playable until each is replaced; a new sound drops the previous
 sound's keys when its first key lands (until then its own key stands in for every other key).
+
+With refinement on (a strength above 0), a request's quick unrefined keys are followed by
+refinement of each sound and a second pass whose keys replace the first ones as they land. A
+strength change keeps the keys playing until the refined ones replace them. A root override reloads
+the sound's audio at the given root (``Engine.load_sample(..., midi=root)``).
 """
 from __future__ import annotations
 
@@ -55,8 +60,10 @@ class InstrumentController(QObject):
 
     sampleChanged = Signal(str, object)      # slot, the loaded sample (name, audio, midi, confidence) or None
     sampleFailed = Signal(str, str)          # slot, message for the user
+    rootChanged = Signal(str, object)        # slot, the sample reloaded at another root
     keysChanged = Signal(object, object)     # rendered notes, notes rendered for the current request
     progress = Signal(int, int)              # keys landed, keys wanted
+    refineProgress = Signal(int, int)        # refinement step, steps (of the sound being refined)
     status = Signal(str)
     _submit = Signal(object)
 
@@ -67,8 +74,11 @@ class InstrumentController(QObject):
         self.engine_error = engine_error
         self.audio = audio
         self.samples: dict[str, Any] = {}
+        self.detected: dict[str, Any] = {}   # each slot's sound at its detected root
+        self.roots: dict[str, int] = {}      # root overrides (MIDI), per slot
         self.paths: dict[str, Path] = {}
         self.alpha = 0.0
+        self.refine_strength = 1.0           # 0: no refinement; 1: the engine's default
         self.keys: dict[int, KeySample] = {}
         self.fresh: set[int] = set()
         self.job: RenderJob | None = None
@@ -82,12 +92,16 @@ class InstrumentController(QObject):
             self._worker.moveToThread(self._thread)
             self._submit.connect(self._worker.run)
             self._worker.keyReady.connect(self._on_key)
+            self._worker.refineProgress.connect(self._on_refine)
             self._worker.jobDone.connect(self._on_done)
             self._thread.start()
 
     # -- requests from the window -----------------------------------------------------------------
-    def load(self, slot: str, path: str | Path) -> bool:
-        """Load ``path`` into ``slot`` and re-render; on failure the slot keeps its previous sound."""
+    def load(self, slot: str, path: str | Path, root: int | None = None) -> bool:
+        """Load ``path`` into ``slot`` (at ``root``, else the detected one) and re-render.
+
+        On failure the slot keeps its previous sound.
+        """
         path = Path(path)
         try:
             sample = self.engine.load_sample(path) if self.engine is not None else preview_sound(path)
@@ -97,16 +111,63 @@ class InstrumentController(QObject):
         except Exception as exc:  # noqa: BLE001 - a decoder crash on a strange file is the file's fault
             self.sampleFailed.emit(slot, f"{path.name}: cannot be read ({type(exc).__name__}: {exc})")
             return False
+        self.detected[slot] = sample
+        self.roots.pop(slot, None)
+        if root is not None and self.engine is not None and root != sample.root_note:
+            sample = self._at_root(sample, root)
+            self.roots[slot] = sample.root_note
         self.samples[slot] = sample
         self.paths[slot] = path
         self.sampleChanged.emit(slot, sample)
         self.request(fresh=True)
         return True
 
+    def set_root(self, slot: str, root: int | None) -> None:
+        """Play ``slot``'s sound as if its pitch were MIDI ``root`` (None: the detected pitch); re-render."""
+        detected = self.detected.get(slot)
+        if detected is None or self.engine is None:
+            return
+        if root is None or int(root) == detected.root_note:
+            sample = detected
+            self.roots.pop(slot, None)
+        else:
+            sample = self._at_root(detected, int(root))
+            self.roots[slot] = sample.root_note
+        moved = sample.root_note != self.samples[slot].root_note
+        self.samples[slot] = sample
+        self.rootChanged.emit(slot, sample)
+        if moved:
+            self.request(fresh=False)
+
+    def _at_root(self, sample: Any, root: int) -> Any:
+        """The same audio, reloaded with its pitch given as ``root`` (no file read, no pitch estimate)."""
+        return self.engine.load_sample(sample.audio, name=sample.name, midi=float(min(max(root, 21), 108)))
+
+    def set_refine_strength(self, strength: float) -> None:
+        """Refinement strength in [0, 2] (0: off); re-renders, keeping the keys playing until replaced."""
+        strength = min(max(float(strength), 0.0), 2.0)
+        if strength == self.refine_strength:
+            return
+        settled = self.complete
+        self.refine_strength = strength
+        if self.samples:
+            # Keys that are all this sound's already are better than unrefined ones: refine straight away.
+            self.request(fresh=False, fast_first=not settled)
+
+    def refine_config(self) -> Any | None:
+        """The engine's refinement at the chosen strength, or None when it is off."""
+        if self.refine_strength <= 0:
+            return None
+        from engine.refine import DEFAULT_REFINEMENT
+
+        return DEFAULT_REFINEMENT.at_strength(self.refine_strength)
+
     def clear(self, slot: str) -> None:
         if self.samples.pop(slot, None) is None:
             return
         self.paths.pop(slot, None)
+        self.detected.pop(slot, None)
+        self.roots.pop(slot, None)
         self.sampleChanged.emit(slot, None)
         if not self.samples:
             self.cancel()
@@ -124,8 +185,14 @@ class InstrumentController(QObject):
         if len(self.samples) == 2:
             self.request(fresh=False)
 
-    def request(self, fresh: bool) -> RenderJob | None:
-        """Start rendering the current sound (cancelling the running render); None if nothing to do."""
+    def request(self, fresh: bool, fast_first: bool = True) -> RenderJob | None:
+        """Start rendering the current sound (cancelling the running render); None if nothing to do.
+
+        ``fast_first`` False skips the unrefined pass when refinement is on (see ``RenderJob``).
+        """
+        previous = self.job
+        if previous is not None and self.rendering and previous.fresh and previous.landed == 0:
+            fresh = True          # the keys playing are still the sound before the running request's
         self.cancel()
         if self.engine is None:
             self.status.emit(f"No model installed: {self.engine_error}" if self.engine_error else "No model installed")
@@ -134,14 +201,21 @@ class InstrumentController(QObject):
             return None
         a = self.samples.get("A", self.samples.get("B"))
         b = self.samples.get("B") if "A" in self.samples else None
-        job = RenderJob(next(self._ids), a, b, self.alpha if b is not None else 0.0, self.audio.sample_rate, fresh)
+        job = RenderJob(next(self._ids), a, b, self.alpha if b is not None else 0.0, self.audio.sample_rate, fresh,
+                        refine=self.refine_config(), fast_first=fast_first)
         self.job = job
         self.rendering = True
+        self.fresh = set()        # the keys playing now are stale until this request's replace them
+        self.keysChanged.emit(set(self.keys), set())
         self.progress.emit(0, N_KEYS)
-        what = a.name if b is None else f"{a.name} \u2194 {b.name} at {100 * job.alpha:.0f} %"
-        self.status.emit(f"Rendering {what}\u2026")
+        self.status.emit(f"Rendering {self._describe(job)}\u2026")
         self._submit.emit(job)
         return job
+
+    @staticmethod
+    def _describe(job: RenderJob) -> str:
+        a, b = job.sample_a, job.sample_b
+        return a.name if b is None else f"{a.name} \u2194 {b.name} at {100 * job.alpha:.0f} %"
 
     def cancel(self) -> None:
         if self.job is not None:
@@ -157,7 +231,7 @@ class InstrumentController(QObject):
 
     @property
     def complete(self) -> bool:
-        """Every key rendered for the current request."""
+        """Every key of the current request landed (the refined ones, when refinement is on)."""
         return bool(self.samples) and not self.rendering and len(self.fresh) == N_KEYS
 
     def shutdown(self) -> None:
@@ -170,7 +244,7 @@ class InstrumentController(QObject):
             self._thread = None
 
     # -- results from the worker (GUI thread) ---------------------------------------------------------
-    def _on_key(self, job_id: int, midi: int, key: KeySample) -> None:
+    def _on_key(self, job_id: int, midi: int, key: KeySample, refined: bool) -> None:
         job = self.job
         if job is None or job.id != job_id or job.cancel.is_set():
             return   # a superseded job's key: its replacement is on the way
@@ -178,11 +252,22 @@ class InstrumentController(QObject):
             keys, fresh = {}, set()   # a new sound: the old sound's keys go now
         else:
             keys, fresh = dict(self.keys), set(self.fresh)
+        if refined and job.refined_landed == 0:
+            fresh = set()             # the unrefined keys stay playable until each is replaced
+            self.status.emit(f"Rendering the refined keys of {self._describe(job)}\u2026")
         job.landed += 1
+        job.refined_landed += refined
         keys[midi] = key
         fresh.add(midi)
         self._replace_keys(keys, fresh)
         self.progress.emit(len(fresh), N_KEYS)
+
+    def _on_refine(self, job_id: int, name: str, step: int, steps: int) -> None:
+        job = self.job
+        if job is None or job.id != job_id or job.cancel.is_set():
+            return
+        self.status.emit(f"Refining {name}\u2026 step {step}/{steps}" if steps else f"Refining {name}\u2026")
+        self.refineProgress.emit(step, steps)
 
     def _on_done(self, job_id: int, finished: bool, error: str) -> None:
         job = self.job
@@ -192,7 +277,8 @@ class InstrumentController(QObject):
         if error:
             self.status.emit(f"Render failed: {error}")
         elif finished:
-            self.status.emit(f"{len(self.fresh)} keys rendered in {time.perf_counter() - job.started_s:.1f} s")
+            refined = " (refined)" if job.refined_landed else ""
+            self.status.emit(f"{len(self.fresh)} keys rendered in {time.perf_counter() - job.started_s:.1f} s{refined}")
         self.keysChanged.emit(set(self.keys), set(self.fresh))
 
     def _replace_keys(self, keys: dict[int, KeySample], fresh: set[int]) -> None:

@@ -82,11 +82,14 @@ class MainWindow(QMainWindow):
         for slot, widget in self.slots.items():
             widget.fileChosen.connect(lambda path, s=slot: inst.load(s, path))
             widget.cleared.connect(lambda s=slot: inst.clear(s))
+            widget.rootChosen.connect(lambda root, s=slot: inst.set_root(s, root))
         inst.sampleChanged.connect(self._sample_changed)
+        inst.rootChanged.connect(self._root_changed)
         inst.sampleFailed.connect(lambda slot, msg: self.slots[slot].show_error(msg))
         inst.keysChanged.connect(kb.set_keys)
         inst.keysChanged.connect(lambda *_: self.export_button.setEnabled(inst.complete))
         inst.progress.connect(self.progress.set_progress)
+        inst.refineProgress.connect(self.progress.set_refining)
         inst.status.connect(self.progress.set_message)
         self.mix.alphaChanged.connect(inst.set_alpha)
         self.mix.alphaChanged.connect(lambda a: setattr(self.settings, "alpha", a))
@@ -103,6 +106,8 @@ class MainWindow(QMainWindow):
         self.sound.envelopeChanged.connect(lambda env: setattr(self.settings, "envelope", env))
         self.sound.volumeChanged.connect(self.audio.set_volume)
         self.sound.volumeChanged.connect(lambda gain: setattr(self.settings, "volume", gain))
+        self.sound.refineChanged.connect(inst.set_refine_strength)
+        self.sound.refineChanged.connect(lambda strength: setattr(self.settings, "refine_strength", strength))
         self.export_button.clicked.connect(
             lambda: self.exporter.export(inst.keys, inst.pack_name(), self, self.sound.envelope().release_s))
         self.exporter.exported.connect(lambda path: self.progress.set_message(f"Exported {path}"))
@@ -113,6 +118,8 @@ class MainWindow(QMainWindow):
         s = self.settings
         self.sound.set_envelope(s.envelope, notify=False)
         self.sound.set_volume(s.volume, notify=False)
+        self.sound.set_refine(s.refine_strength, notify=False)
+        self.instrument.refine_strength = s.refine_strength
         self.audio.set_envelope(s.envelope)
         self.audio.set_volume(s.volume)
         self.mix.set_alpha(s.alpha, notify=False)
@@ -128,18 +135,28 @@ class MainWindow(QMainWindow):
             for slot in self.slots:
                 path = s.sample_path(slot)
                 if path is not None and path.is_file():
-                    self.instrument.load(slot, path)
+                    self.instrument.load(slot, path, root=s.sample_root(slot))
         self.keyboard.setFocus(Qt.OtherFocusReason)
 
     def _sample_changed(self, slot: str, sample: Any | None) -> None:
+        inst = self.instrument
         if sample is None:
             self.slots[slot].show_empty()
         else:
-            self.slots[slot].show_sample(sample)
-        self.settings.set_sample_path(slot, self.instrument.paths.get(slot))
+            self.slots[slot].show_sample(sample, inst.detected.get(slot), editable=inst.engine is not None)
+        self.settings.set_sample_path(slot, inst.paths.get(slot))
+        self.settings.set_sample_root(slot, inst.roots.get(slot))
+        self._show_keyboard_root()
+        self.mix.setEnabled(len(inst.samples) == 2 and inst.engine is not None)
+
+    def _root_changed(self, slot: str, sample: Any) -> None:
+        self.slots[slot].show_root(sample, self.instrument.detected.get(slot))
+        self.settings.set_sample_root(slot, self.instrument.roots.get(slot))
+        self._show_keyboard_root()
+
+    def _show_keyboard_root(self) -> None:
         first = self.instrument.samples.get("A", self.instrument.samples.get("B"))
         self.keyboard.set_root(getattr(first, "root_note", None) if first is not None else None)
-        self.mix.setEnabled(len(self.instrument.samples) == 2 and self.instrument.engine is not None)
 
     def _open_audio(self, name: str, remember: bool = True) -> None:
         self.audio.open(name or None)

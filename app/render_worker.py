@@ -18,6 +18,11 @@ class RenderJob:
     ``fresh`` marks a new sound (the keys of the previous one are dropped when this job's first key
     lands); a mix change keeps the old keys until each is replaced. ``cancel`` is set when a newer
     job supersedes this one.
+
+    With ``refine`` (an enabled ``RefineConfig``) the job has two phases: the unrefined keys first
+    (quick: the first key within a fraction of a second), then each sound is refined and the keys are
+    rendered again, replacing the first ones. The first phase is skipped when ``fast_first`` is False
+    (the keys playing are already this sound's) or when the refinement is at hand anyway.
     """
 
     id: int
@@ -26,16 +31,24 @@ class RenderJob:
     alpha: float
     sample_rate: int
     fresh: bool
+    refine: Any | None = None
+    fast_first: bool = True
     cancel: threading.Event = field(default_factory=threading.Event)
     started_s: float = field(default_factory=time.perf_counter)
     landed: int = 0
+    refined_landed: int = 0
+
+    @property
+    def sounds(self) -> list[Any]:
+        return [s for s in (self.sample_a, self.sample_b) if s is not None]
 
 
 class RenderWorker(QObject):
     """Runs ``engine.render`` for each submitted job; signals cross back to the GUI thread queued."""
 
-    keyReady = Signal(int, int, object)    # job id, MIDI note, KeySample
-    jobDone = Signal(int, bool, str)       # job id, finished (not cancelled), error message or ""
+    keyReady = Signal(int, int, object, bool)   # job id, MIDI note, KeySample, from refined conditioning
+    refineProgress = Signal(int, str, int, int)  # job id, sound name, step, steps
+    jobDone = Signal(int, bool, str)            # job id, finished (not cancelled), error message or ""
 
     def __init__(self, engine: Any) -> None:
         super().__init__()
@@ -47,9 +60,7 @@ class RenderWorker(QObject):
             self.jobDone.emit(job.id, False, "")
             return
         try:
-            self.engine.render(job.sample_a, job.sample_b, job.alpha, cancel=job.cancel,
-                               on_key=lambda midi, key: self.keyReady.emit(job.id, midi, key),
-                               sample_rate=job.sample_rate)
+            self._phases(job)
         except UserError as exc:
             self.jobDone.emit(job.id, False, str(exc))
             return
@@ -57,3 +68,27 @@ class RenderWorker(QObject):
             self.jobDone.emit(job.id, False, f"rendering failed: {type(exc).__name__}: {exc}")
             return
         self.jobDone.emit(job.id, not job.cancel.is_set(), "")
+
+    def _phases(self, job: RenderJob) -> None:
+        cfg = job.refine if job.refine is not None and job.refine.enabled else None
+        ready = cfg is not None and all(self.engine.refinement_cached(s, cfg) for s in job.sounds)
+        if cfg is None or (job.fast_first and not ready):
+            self._render(job, None)
+        if cfg is None:
+            return
+        for sound in job.sounds:
+            if job.cancel.is_set():
+                return
+            if self.engine.refinement_cached(sound, cfg):
+                continue
+            report = lambda step, steps, name=sound.name: self.refineProgress.emit(job.id, name, step, steps)  # noqa: E731
+            report(0, cfg.steps)
+            self.engine.refined(sound, cfg, job.cancel, report)
+        if not job.cancel.is_set():
+            self._render(job, cfg)
+
+    def _render(self, job: RenderJob, refine: Any | None) -> None:
+        """One pass over the keys; ``refine`` None: H's conditioning, else the (cached) refined one."""
+        self.engine.render(job.sample_a, job.sample_b, job.alpha, cancel=job.cancel,
+                           on_key=lambda midi, key: self.keyReady.emit(job.id, midi, key, refine is not None),
+                           sample_rate=job.sample_rate, refine=refine)

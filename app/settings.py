@@ -1,4 +1,5 @@
-"""What the sampler remembers between runs (QSettings): devices, last samples, mix, envelope, volume."""
+"""What the sampler remembers between runs (QSettings): devices, last samples and their roots, mix,
+envelope, volume, refinement strength."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -72,6 +73,14 @@ class AppSettings:
     def set_sample_path(self, slot: str, path: Path | None) -> None:
         self._set(f"samples/{slot}", str(path) if path else "")
 
+    def sample_root(self, slot: str) -> int | None:
+        """The root (MIDI 21-108) the user set for the slot's last sound; None: the detected one."""
+        root = int(self._get(f"samples/{slot}_root", 0, int))
+        return root if 21 <= root <= 108 else None
+
+    def set_sample_root(self, slot: str, root: int | None) -> None:
+        self._set(f"samples/{slot}_root", int(root) if root is not None else 0)
+
     @property
     def alpha(self) -> float:
         return min(max(float(self._get("mix/alpha", 0.0, float)), 0.0), 1.0)
@@ -87,6 +96,15 @@ class AppSettings:
     @volume.setter
     def volume(self, value: float) -> None:
         self._set("sound/volume", float(value))
+
+    @property
+    def refine_strength(self) -> float:
+        """0 (off) to 2; 1 is the engine's default refinement."""
+        return min(max(float(self._get("sound/refine", 1.0, float)), 0.0), 2.0)
+
+    @refine_strength.setter
+    def refine_strength(self, value: float) -> None:
+        self._set("sound/refine", float(value))
 
     @property
     def envelope(self) -> Envelope:

@@ -1,10 +1,10 @@
-"""ADSR envelope and master volume controls."""
+"""ADSR envelope, master volume and refinement strength controls."""
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import QGridLayout, QLabel, QSlider, QWidget
 
 from engine.envelope import Envelope
@@ -33,13 +33,19 @@ def gain_to_db(gain: float) -> str:
     return "-inf dB" if gain <= 0 else f"{20 * math.log10(gain):.1f} dB"
 
 
+def strength_text(percent: int) -> str:
+    return "off" if percent <= 0 else f"{percent} %"
+
+
 class SoundPanel(QWidget):
-    """Emits ``envelopeChanged(Envelope)`` and ``volumeChanged(gain)`` (linear, 0..1)."""
+    """Emits ``envelopeChanged(Envelope)``, ``volumeChanged(gain)`` (linear, 0..1) and
+    ``refineChanged(strength)`` (0..2, 0 = off) once the Refine slider rests for ``settle_ms``."""
 
     envelopeChanged = Signal(object)
     volumeChanged = Signal(float)
+    refineChanged = Signal(float)
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, settle_ms: int = 300, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         grid = QGridLayout(self)
         grid.setContentsMargins(0, 0, 0, 0)
@@ -57,8 +63,42 @@ class SoundPanel(QWidget):
             self.sliders[name], self.labels[name] = slider, value
             slider.valueChanged.connect(lambda _v, n=name: self._changed(n))
         self._specs = dict(rows)
+        self._refine_row(grid, len(rows), settle_ms)
         self.set_envelope(Envelope(), notify=False)
         self.set_volume(0.5, notify=False)
+        self.set_refine(1.0, notify=False)
+
+    def _refine_row(self, grid: QGridLayout, row: int, settle_ms: int) -> None:
+        self.refine_slider = QSlider(Qt.Horizontal)
+        self.refine_slider.setRange(0, 200)       # percent of the engine's default refinement
+        self.refine_slider.setSingleStep(5)
+        self.refine_slider.setPageStep(25)
+        self.refine_slider.setToolTip(
+            "After the quick render, a few seconds of optimisation pull the instrument closer to the dropped "
+            "sound; the keys are then replaced one by one. 0 % turns it off, 100 % is the default.")
+        self.refine_label = QLabel()
+        grid.addWidget(QLabel("Refine"), row, 0)
+        grid.addWidget(self.refine_slider, row, 1)
+        grid.addWidget(self.refine_label, row, 2)
+        # One render per resting position, not one per pixel of a drag (each would restart refinement).
+        self._refine_timer = QTimer(self)
+        self._refine_timer.setSingleShot(True)
+        self._refine_timer.setInterval(settle_ms)
+        self._refine_timer.timeout.connect(lambda: self.refineChanged.emit(self.refine_strength()))
+        self.refine_slider.valueChanged.connect(self._refine_moved)
+
+    def refine_strength(self) -> float:
+        return self.refine_slider.value() / 100.0
+
+    def set_refine(self, strength: float, notify: bool = True) -> None:
+        self.refine_slider.blockSignals(not notify)
+        self.refine_slider.setValue(int(round(100 * min(max(strength, 0.0), 2.0))))
+        self.refine_slider.blockSignals(False)
+        self.refine_label.setText(strength_text(self.refine_slider.value()))
+
+    def _refine_moved(self, percent: int) -> None:
+        self.refine_label.setText(strength_text(percent))
+        self._refine_timer.start()
 
     def _value(self, name: str) -> float:
         return self._specs[name][1](self.sliders[name].value())

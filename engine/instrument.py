@@ -27,12 +27,13 @@ import torchaudio
 from engine.cache import TensorCache
 from engine.device import configure_threads, cpu_cores, resolve_device
 from engine.key_cache import KeySample
-from engine.keys import KeyConfig, batches, finish_key, progressive_order
+from engine.keys import KeyConfig, batches, finish_key, loudness_db, progressive_order
 from engine.networks import NetworkClasses, load_networks
 from engine.pipeline import ordered_map
+from engine.refine import RefineConfig, mel_gap, refine_offsets, repitch, targets
 from models.signal.audio import Audio
 from models.errors import SilentAudioError, UserError
-from models.nets.hyper import refine
+from models.nets.hyper import refine as hyper_offsets
 from models.signal.mel import LogMel, MelInverter
 from models.units import ALL_KEYS, HIGHEST_KEY, LOWEST_KEY, OUTPUT_SAMPLE_RATE, clamp_key
 
@@ -75,12 +76,34 @@ class Sample:
 
 
 @dataclass(frozen=True)
+class NearRoot:
+    """Keys within ``semitones`` of the sample's root play the sample itself (repitched); the
+    ``fade`` keys beyond cross-fade linearly into the generated keys."""
+
+    sample: Sample
+    semitones: int
+    fade: int = 2
+
+    def weight(self, offset: int) -> float:
+        """Share of the sample itself at ``offset`` semitones from the root, in [0, 1]."""
+        distance = abs(offset)
+        if distance <= self.semitones:
+            return 1.0
+        return max(0.0, 1.0 - (distance - self.semitones) / (self.fade + 1))
+
+
+@dataclass(frozen=True)
 class Conditioning:
-    """What G needs for any key of one timbre: h ``[1, h_dim]`` and offsets ``{layer: [1, C_out, C_in]}``."""
+    """What G needs for any key of one timbre: h ``[1, h_dim]`` and offsets ``{layer: [1, C_out, C_in]}``.
+
+    ``mel_correction [n_mels]`` (natural-log gain per mel bin, from refinement) is added to every key.
+    """
 
     h: torch.Tensor
     deltas: dict[str, torch.Tensor] | None
     root_note: int
+    mel_correction: torch.Tensor | None = None
+    refined: bool = False
 
 
 class Engine:
@@ -155,10 +178,23 @@ class Engine:
         return entry["h"]
 
     @torch.inference_mode()
-    def conditioning(self, sample_a: Sample, sample_b: Sample | None = None, alpha: float = 0.0) -> Conditioning:
-        """h and H's offsets for one sample or the mix ``(1 - alpha) h_A + alpha h_B``; cached."""
+    def conditioning(self, sample_a: Sample, sample_b: Sample | None = None, alpha: float = 0.0,
+                     refine: RefineConfig | None = None, cancel: threading.Event | None = None,
+                     progress: Callable[[int, int], None] | None = None) -> Conditioning:
+        """h and offsets for one sample or the mix ``(1 - alpha) h_A + alpha h_B``; cached.
+
+        With ``refine``, each sound's conditioning is first refined towards the sound itself
+        (:meth:`refined`); a mix blends the two refined conditionings (h, offsets and mel correction
+        alike, by ``alpha``), so alpha 0 and 1 give exactly the single refined sounds.
+        """
         if not 0.0 <= float(alpha) <= 1.0:
             raise UserError(f"alpha must be within [0, 1], got {alpha}")
+        if refine is not None and refine.enabled:
+            a = self.refined(sample_a, refine, cancel, progress)
+            if sample_b is None:
+                return a
+            b = self.refined(sample_b, refine, cancel, progress)
+            return _blend(a, b, float(alpha))
         if sample_b is None:
             key = f"cond:{sample_a.content_hash}:{sample_a.root_note}"
             root = sample_a.root_note
@@ -175,18 +211,67 @@ class Engine:
             entry = {"h": h}
             if self.nets.H is not None:
                 midi = torch.full((1,), root, dtype=torch.long, device=self.device)
-                deltas = refine(self.nets.G, self.nets.f, self.nets.H, h, midi)   # {layer: [1, C_out, C_in]}
+                deltas = hyper_offsets(self.nets.G, self.nets.f, self.nets.H, h, midi)   # {layer: [1, C_out, C_in]}
                 entry.update({f"delta.{name}": d for name, d in deltas.items()})
             self.cache.put(key, entry, persist=sample_b is None)
         deltas = {k[len("delta."):]: v for k, v in entry.items() if k.startswith("delta.")}
         return Conditioning(h=entry["h"], deltas=deltas if self.nets.H is not None else None, root_note=root)
+
+    def refined(self, sample: Sample, cfg: RefineConfig, cancel: threading.Event | None = None,
+                progress: Callable[[int, int], None] | None = None) -> Conditioning:
+        """The sample's conditioning after refinement (see ``engine/refine.py``); cached like the offsets.
+
+        A cancelled refinement returns the unrefined conditioning and caches nothing.
+        """
+        base = self.conditioning(sample)
+        key = _refined_key(sample, cfg)
+        entry = self.cache.get(key)
+        if entry is None:
+            with torch.inference_mode(False):
+                entry = self._refine(sample, base, cfg, cancel, progress)
+            if entry is None:
+                return base
+            self.cache.put(key, entry, persist=True)
+        deltas = {k[len("delta."):]: v for k, v in entry.items() if k.startswith("delta.")}
+        return Conditioning(h=base.h, deltas=deltas or None, root_note=base.root_note,
+                            mel_correction=entry.get("mel_correction"), refined=True)
+
+    def refinement_cached(self, sample: Sample, cfg: RefineConfig) -> bool:
+        """Whether :meth:`refined` has this sample's refinement at hand (no optimisation to run)."""
+        return self.cache.get(_refined_key(sample, cfg)) is not None
+
+    def _refine(self, sample: Sample, base: Conditioning, cfg: RefineConfig, cancel: threading.Event | None,
+                progress: Callable[[int, int], None] | None) -> dict[str, torch.Tensor] | None:
+        wave = torch.from_numpy(sample.audio.samples).to(self.device)
+        wave = wave / wave.abs().max().clamp_min(1e-4)            # the training notes' level
+        keys, target_mels = targets(wave, base.root_note, self._log_mel, cfg, LOWEST_KEY, HIGHEST_KEY)
+        h = base.h.clone()                                         # out of inference mode: autograd may see it
+        start = {n: d.clone() for n, d in (base.deltas or self._zero_deltas()).items()}
+        result = refine_offsets(lambda midi, d: self._G(h, midi, d), start, keys, target_mels, cfg,
+                                cancel, progress)
+        if result.steps_done < cfg.steps:
+            return None
+        entry = {f"delta.{n}": d for n, d in result.deltas.items()}
+        if cfg.mel_correction > 0:
+            with torch.no_grad():
+                out = self._G(h, keys[:1], result.deltas)[0]
+            entry["mel_correction"] = mel_gap(out, target_mels[0], cfg)
+        return entry
+
+    def _zero_deltas(self) -> dict[str, torch.Tensor]:
+        """Zero offsets on every modulated conv but the to-mel skips (G alone has no H to start from)."""
+        return {name: torch.zeros(1, c_out, c_in, device=self.device)
+                for name, (c_out, c_in) in self.nets.G.modulated_layers().items() if not name.endswith("tomel")}
 
     # -- rendering ---------------------------------------------------------------------------
     @torch.inference_mode()
     def render_mels(self, cond: Conditioning, midi_notes: list[int]) -> torch.Tensor:
         """Log-mels ``[B, n_mels, n_frames]`` of the given keys in one G forward."""
         midi = torch.tensor(midi_notes, dtype=torch.long, device=self.device)
-        return self._G(cond.h, midi, cond.deltas)
+        mels = self._G(cond.h, midi, cond.deltas)
+        if cond.mel_correction is not None:
+            mels = mels + cond.mel_correction[None, :, None]
+        return mels
 
     @torch.inference_mode()
     def invert(self, mels: torch.Tensor, sample_rate: int) -> np.ndarray:
@@ -199,19 +284,51 @@ class Engine:
             waves = self._resampler(sample_rate)(waves)
         return waves.float().cpu().numpy()
 
-    def render_waves(self, cond: Conditioning, midi_notes: list[int], sample_rate: int) -> np.ndarray:
-        """Waves ``[B, T]`` of the given keys: one G forward, then :meth:`invert`."""
-        return self.invert(self.render_mels(cond, midi_notes), sample_rate)
+    def render_waves(self, cond: Conditioning, midi_notes: list[int], sample_rate: int,
+                     near_root: NearRoot | None = None) -> np.ndarray:
+        """Waves ``[B, T]`` of the given keys: one G forward, then :meth:`invert`.
+
+        With ``near_root``, keys close to the sound's root play the sound itself, repitched (see
+        :class:`NearRoot`).
+        """
+        waves = self.invert(self.render_mels(cond, midi_notes), sample_rate)
+        if near_root is not None:
+            waves = self._blend_near_root(waves, midi_notes, sample_rate, near_root)
+        return waves
+
+    @torch.inference_mode()
+    def _blend_near_root(self, waves: np.ndarray, midi_notes: list[int], sample_rate: int,
+                         near: NearRoot) -> np.ndarray:
+        out = waves.copy()
+        source = torch.from_numpy(near.sample.audio.samples).to(self.device)
+        for i, midi in enumerate(midi_notes):
+            weight = near.weight(midi - near.sample.root_note)
+            if weight <= 0.0:
+                continue
+            played = repitch(source, midi - near.sample.root_note, self.mel_cfg.sample_rate)
+            if sample_rate != self.mel_cfg.sample_rate:
+                played = self._resampler(sample_rate)(played[None])[0]
+            played = played.float().cpu().numpy()[: out.shape[1]]
+            # Same gated level as the generated note before the cross-fade, so the blend does not dip.
+            gain = 10.0 ** ((loudness_db(Audio(out[i], sample_rate)) - loudness_db(Audio(played, sample_rate))) / 20.0)
+            out[i, : played.size] = weight * gain * played + (1.0 - weight) * out[i, : played.size]
+            out[i, played.size:] *= 1.0 - weight
+        return out
 
     def render(self, sample_a: Sample, sample_b: Sample | None = None, alpha: float = 0.0,
                keys: Iterable[int] = ALL_KEYS, on_key: OnKey | None = None,
-               cancel: threading.Event | None = None, sample_rate: int | None = None) -> dict[int, KeySample]:
+               cancel: threading.Event | None = None, sample_rate: int | None = None,
+               refine: RefineConfig | None = None, on_refine: Callable[[int, int], None] | None = None,
+               near_root: int = 0) -> dict[int, KeySample]:
         """Render ``keys`` progressively (the sample's own key first, then outward) -> {midi: KeySample}.
 
         ``on_key(midi, key)`` is called as each key lands, from this thread. A later call of
         :meth:`render` (or :meth:`cancel_all`, or ``cancel.set()``) stops this one between keys; it
         then returns the keys finished so far. Keys are stored at ``sample_rate`` (default: the
-        engine's ``output_rate``).
+        engine's ``output_rate``). With ``refine``, the conditioning is refined first (``on_refine(step,
+        steps)`` reports progress; a cancel during refinement returns no keys). ``near_root`` > 0
+        plays the sound itself, repitched, on the keys within that many semitones of its root,
+        cross-faded into the generated keys over the next two (single sounds only, not mixes).
         """
         generation = self._next_generation()
         keys = sorted(set(int(k) for k in keys))
@@ -219,16 +336,20 @@ class Engine:
         if bad or not keys:
             raise UserError(f"keys must be MIDI notes {LOWEST_KEY}-{HIGHEST_KEY}, got {bad or 'none'}")
         rate = int(sample_rate or self.cfg.output_rate)
-        cond = self.conditioning(sample_a, sample_b, alpha)
+        stop = _StopFlag(self, generation, cancel)
+        cond = self.conditioning(sample_a, sample_b, alpha, refine, stop, on_refine)
+        if stop.is_set():
+            return {}
         # On CPU one key per G call is cheapest (measured 81 ms/key alone, 107 in fours, 135 in 16s).
         max_batch = self.cfg.max_batch or (1 if self.device.type == "cpu" else 64)
         todo = list(batches(progressive_order(keys, cond.root_note), max_batch))
         # Several batches (G, inversion, resampling) at once on single-threaded workers; keys still
         # land in progressive order. One worker: computed here, lazily.
+        near = NearRoot(sample_a, near_root) if near_root > 0 and sample_b is None else None
         if self.workers > 1:
-            waves_of = ordered_map(lambda batch: self.render_waves(cond, batch, rate), todo, self.workers)
+            waves_of = ordered_map(lambda batch: self.render_waves(cond, batch, rate, near), todo, self.workers)
         else:
-            waves_of = (self.render_waves(cond, batch, rate) for batch in todo)
+            waves_of = (self.render_waves(cond, batch, rate, near) for batch in todo)
         done: dict[int, KeySample] = {}
         try:
             for batch in todo:
@@ -270,3 +391,37 @@ class Engine:
             self._resamplers[sample_rate] = torchaudio.transforms.Resample(
                 self.mel_cfg.sample_rate, sample_rate).to(self.device)
         return self._resamplers[sample_rate]
+
+
+class _StopFlag:
+    """``is_set()`` once a newer render started or ``cancel`` was set: what refinement polls between steps."""
+
+    def __init__(self, engine: Engine, generation: int, cancel: threading.Event | None) -> None:
+        self._engine, self._generation, self._cancel = engine, generation, cancel
+
+    def is_set(self) -> bool:
+        return self._engine._cancelled(self._generation, self._cancel)
+
+
+def _config_key(cfg: RefineConfig) -> str:
+    """A short stable name of a refinement config, for cache keys."""
+    return hashlib.sha1(repr(cfg).encode()).hexdigest()[:12]
+
+
+def _refined_key(sample: Sample, cfg: RefineConfig) -> str:
+    return f"refined:{sample.content_hash}:{sample.root_note}:{_config_key(cfg)}"
+
+
+def _blend(a: Conditioning, b: Conditioning, alpha: float) -> Conditioning:
+    """``(1 - alpha) a + alpha b`` of two refined conditionings; the root note is blended and rounded."""
+    mix = lambda x, y: (1 - alpha) * x + alpha * y  # noqa: E731
+    deltas = None
+    if a.deltas is not None and b.deltas is not None:
+        deltas = {n: mix(a.deltas[n], b.deltas[n]) for n in a.deltas}
+    correction = None
+    if a.mel_correction is not None or b.mel_correction is not None:
+        za = a.mel_correction if a.mel_correction is not None else torch.zeros_like(b.mel_correction)
+        zb = b.mel_correction if b.mel_correction is not None else torch.zeros_like(a.mel_correction)
+        correction = mix(za, zb)
+    root = int(round((1 - alpha) * a.root_note + alpha * b.root_note))
+    return Conditioning(mix(a.h, b.h), deltas, root, correction, refined=True)

@@ -5,13 +5,18 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from models.errors import AudioFileError, UserError
+
+if TYPE_CHECKING:   # the engine loads torch: imported when a command runs, not for --help
+    from engine.instrument import Engine, Sample
+    from engine.refine import RefineConfig
 
 EXAMPLES = """examples:
   hypergan render pluck.wav --out packs/
   hypergan render pluck.wav --mix organ.wav --alpha 0.3 --keys 36-96 --out packs/ --name pluckorgan
-  hypergan render voice.flac --out packs/ --format sfz,wav --vocoder griffinlim --force
+  hypergan render voice.flac --out packs/ --format sfz,wav --vocoder griffinlim --force --refine 0
 """
 
 
@@ -34,6 +39,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     parser.add_argument("--rate", type=int, default=48000, help="sample rate of the pack's WAVs (Hz)")
     parser.add_argument("--root", type=float, default=None, help="the sample's pitch as MIDI (skip estimation)")
+    parser.add_argument("--refine", default="1", metavar="STRENGTH",
+                        help="refine each sound's conditioning towards the sound before rendering: 0 (off) to 2, "
+                             "1 the default refinement (a few seconds per sound on CPU)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: one per core)")
     parser.add_argument("--release", type=float, default=0.3, help="release time written to the pack (s)")
 
@@ -83,6 +91,34 @@ class Progress:
             print(file=sys.stderr, flush=True)
 
 
+def parse_strength(text: str) -> float:
+    """``--refine`` text -> a strength in [0, 2]."""
+    try:
+        strength = float(text)
+    except ValueError:
+        strength = float("nan")
+    if not 0.0 <= strength <= 2.0:   # also refuses nan
+        raise UserError(f"--refine {text!r}: give a strength from 0 (off) to 2; 1 is the default refinement")
+    return strength
+
+
+def refine_sounds(engine: Engine, sounds: list[Sample], cfg: RefineConfig) -> float:
+    """Refine each sound (progress on stderr, a line per sound in a log); returns the seconds it took."""
+    start = time.perf_counter()
+    for sound in sounds:
+        if not engine.refinement_cached(sound, cfg):
+            engine.refined(sound, cfg, progress=lambda step, steps, name=sound.name: _refine_line(name, step, steps))
+    return time.perf_counter() - start
+
+
+def _refine_line(name: str, step: int, steps: int) -> None:
+    line = f"refining {name}: step {step}/{steps}"
+    if sys.stderr.isatty():
+        print("\r" + line, end="\n" if step == steps else "", file=sys.stderr, flush=True)
+    elif step == steps:
+        print(line, file=sys.stderr, flush=True)
+
+
 def default_name(sample: Path, mix: Path | None, alpha: float) -> str:
     if mix is None:
         return sample.stem
@@ -92,8 +128,11 @@ def default_name(sample: Path, mix: Path | None, alpha: float) -> str:
 def run(args: argparse.Namespace) -> int:
     from engine.export import check_formats, check_target, export_pack
     from engine.instrument import Engine, EngineConfig
+    from engine.refine import DEFAULT_REFINEMENT
 
     keys = parse_keys(args.keys)
+    refine = DEFAULT_REFINEMENT.at_strength(parse_strength(args.refine))
+    refine = refine if refine.enabled else None
     formats = check_formats(args.format.split(","))
     if args.alpha is not None and args.mix is None:
         raise UserError("--alpha needs --mix SAMPLE_B")
@@ -118,8 +157,11 @@ def run(args: argparse.Namespace) -> int:
         if s is not None:
             how = "given" if s is a and args.root is not None else f"estimated, confidence {s.confidence:.2f}"
             print(f"{s.name}: root key {s.root_note} ({how})", file=sys.stderr)
+    if refine is not None:
+        refine_s = refine_sounds(engine, [s for s in (a, b) if s is not None], refine)
+        print(f"refined in {refine_s:.1f} s ({refine.steps} steps per sound)", file=sys.stderr)
     progress = Progress(len(keys))
-    rendered = engine.render(a, b, alpha, keys=keys, on_key=progress)
+    rendered = engine.render(a, b, alpha, keys=keys, on_key=progress, refine=refine)
     progress.finish()
     pack = export_pack(rendered, name, args.out, formats=formats, force=args.force, release_s=args.release)
     print(f"first key {progress.first_s or 0:.2f} s, {len(rendered)} keys in "

@@ -60,20 +60,39 @@ class FakeAudioBackend:
 
 
 class CountingEngine(Engine):
-    """The real engine, counting the keys each render call delivered."""
+    """The real engine, recording each render call: its sound, refinement and the keys it delivered.
+
+    With ``hold`` set, a refinement of the sound named ``hold`` waits at its second step until
+    ``gate`` is set (``at_gate`` tells it got there), so a test can act in the middle of it.
+    """
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.delivered: list[int] = []
+        self.calls: list[dict] = []
+        self.hold: str | None = None
+        self.gate, self.at_gate = threading.Event(), threading.Event()
 
-    def render(self, *args, on_key=None, **kwargs):
+    def render(self, sample_a, *args, on_key=None, refine=None, **kwargs):
         self.delivered.append(0)
+        call = {"sound": sample_a.name, "root": sample_a.root_note, "refine": refine, "keys": {}}
+        self.calls.append(call)
         index = len(self.delivered) - 1
 
         def counted(midi, key):
             self.delivered[index] += 1
+            call["keys"][midi] = key
             on_key(midi, key)
-        return super().render(*args, on_key=counted, **kwargs)
+        return super().render(sample_a, *args, on_key=counted, refine=refine, **kwargs)
+
+    def refined(self, sample, cfg, cancel=None, progress=None):
+        def held(step, steps):
+            if progress is not None:
+                progress(step, steps)
+            if step == 2 and self.hold == sample.name:
+                self.at_gate.set()
+                self.gate.wait(30)
+        return super().refined(sample, cfg, cancel, held)
 
 
 @pytest.fixture(scope="module")
@@ -335,3 +354,135 @@ def test_midi_from_its_own_thread_plays_and_highlights_on_the_gui_thread(qtbot, 
     pull(window, 2)
     assert window.audio.mixer.active_notes() == [64]
     window.shutdown()
+
+
+def phases(engine: CountingEngine) -> list[tuple[str, bool]]:
+    """(sound, refined) of each render call so far."""
+    return [(call["sound"], call["refine"] is not None) for call in engine.calls]
+
+
+def test_refinement_follows_the_quick_keys_and_replaces_them(qtbot, window, sounds, engine):
+    seen = {}
+
+    def on_refine(step, steps):
+        if not seen:   # the quick keys are in; refinement has begun
+            seen.update(keys=dict(window.instrument.keys), bar=window.progress.bar.format(),
+                        playable=window.audio.mixer.bank.rendered, export=window.export_button.isEnabled(),
+                        status=window.progress.message.text(), steps=steps)
+    window.instrument.refineProgress.connect(on_refine)
+    messages = []
+    window.instrument.status.connect(messages.append)
+    assert window.sound.refine_strength() == 1.0 and window.sound.refine_label.text() == "100 %"
+    drop(window.slots["A"], sounds["c4"])
+    wait_rendered(qtbot, window)
+    assert phases(engine) == [("c4", False), ("c4", True)] and engine.delivered == [88, 88]
+    assert len(seen["keys"]) == 88 and seen["playable"] == frozenset(range(21, 109))
+    assert seen["bar"] == "refining %v / %m" and not seen["export"]
+    assert seen["status"] == f"Refining c4\u2026 step 0/{seen['steps']}"
+    assert f"Refining c4\u2026 step {seen['steps']}/{seen['steps']}" in messages
+    assert "Rendering the refined keys of c4\u2026" in messages
+    keys = window.instrument.keys
+    assert all(keys[k] is engine.calls[1]["keys"][k] and keys[k] is not seen["keys"][k] for k in keys)
+    assert window.progress.bar.format() == "%v / %m keys" and window.progress.bar.value() == 88
+    assert window.progress.message.text().endswith("(refined)") and window.export_button.isEnabled()
+
+
+def test_a_newer_request_cancels_a_running_refinement(qtbot, window, sounds, engine):
+    engine.hold = "c4"
+    drop(window.slots["A"], sounds["c4"])
+    qtbot.waitUntil(engine.at_gate.is_set, timeout=60_000)   # c4's quick keys are in, refinement runs
+    c4 = window.instrument.samples["A"]
+    drop(window.slots["A"], sounds["pluck"])
+    engine.hold = None
+    engine.gate.set()
+    wait_rendered(qtbot, window)
+    assert phases(engine) == [("c4", False), ("pluck", False), ("pluck", True)]
+    assert not engine.refinement_cached(c4, window.instrument.refine_config())   # stopped, not finished
+    last = engine.calls[-1]["keys"]
+    assert len(last) == 88 and all(key is last[midi] for midi, key in window.instrument.keys.items())
+
+
+def test_refine_strength_zero_skips_it_and_raising_it_refines_in_place(qtbot, window, sounds, engine):
+    with qtbot.waitSignal(window.sound.refineChanged, timeout=2000):
+        window.sound.refine_slider.setValue(0)
+    assert window.sound.refine_label.text() == "off" and window.settings.refine_strength == 0.0
+    refining = []
+    window.instrument.refineProgress.connect(lambda *args: refining.append(args))
+    drop(window.slots["A"], sounds["c4"])
+    wait_rendered(qtbot, window)
+    assert phases(engine) == [("c4", False)] and refining == []
+    assert "(refined)" not in window.progress.message.text()
+    quick = dict(window.instrument.keys)
+    with qtbot.waitSignal(window.sound.refineChanged, timeout=2000):
+        window.sound.refine_slider.setValue(150)
+    assert not window.instrument.job.fresh and window.instrument.keys == quick   # the keys keep playing
+    wait_rendered(qtbot, window)
+    # Every key was this sound's already: no second unrefined pass, refinement straight away.
+    assert phases(engine) == [("c4", False), ("c4", True)] and refining
+    from engine.refine import DEFAULT_REFINEMENT
+    assert engine.calls[-1]["refine"] == DEFAULT_REFINEMENT.at_strength(1.5)
+    assert window.settings.refine_strength == pytest.approx(1.5)
+    assert all(window.instrument.keys[k] is not quick[k] for k in quick)
+
+
+def test_a_mix_move_after_refinement_renders_the_refined_mix_at_once(qtbot, window, sounds, engine):
+    drop(window.slots["A"], sounds["c4"])
+    drop(window.slots["B"], sounds["pluck"])
+    wait_rendered(qtbot, window)
+    engine.calls.clear()
+    with qtbot.waitSignal(window.mix.alphaChanged, timeout=2000):
+        window.mix.slider.setValue(30)
+    wait_rendered(qtbot, window)
+    assert phases(engine) == [("c4", True)]      # both sounds' refinements were at hand
+
+
+def test_root_override_rerenders_at_the_new_root_and_is_remembered(qtbot, tmp_path, engine, sounds):
+    window = make_window(qtbot, tmp_path, engine)
+    drop(window.slots["A"], sounds["c4"])
+    slot = window.slots["A"]
+    assert slot.pitch.text().startswith("C4 \u00b7 ") and slot.pitch.text().endswith("%")
+    assert slot.root_box.isEnabled() and slot.root_box.text() == "C4" and not slot.auto_button.isEnabled()
+    wait_rendered(qtbot, window)
+    before = dict(window.instrument.keys)
+    engine.calls.clear()
+    slot.root_box.setValue(62)
+    assert slot.root_box.text() == "D4" and slot.pitch.text().startswith("C4")   # detection still shown
+    job = window.instrument.job
+    assert job.sample_a.root_note == 62 and not job.fresh
+    assert job.sample_a.content_hash == window.instrument.detected["A"].content_hash   # the same audio
+    assert window.instrument.keys == before                                      # old keys play meanwhile
+    wait_rendered(qtbot, window)
+    assert {(c["sound"], c["root"]) for c in engine.calls} == {("c4", 62)}
+    assert window.keyboard.root_note == 62 and slot.auto_button.isEnabled()
+    assert all(window.instrument.keys[k] is not before[k] for k in before)
+    assert window.settings.sample_root("A") == 62
+    window.shutdown()
+    again = make_window(qtbot, tmp_path, engine)
+    assert again.instrument.samples["A"].root_note == 62 and again.slots["A"].root_box.text() == "D4"
+    qtbot.mouseClick(again.slots["A"].auto_button, Qt.LeftButton)
+    assert again.instrument.samples["A"].root_note == 60 and again.settings.sample_root("A") is None
+    assert again.instrument.job.sample_a.root_note == 60 and not again.slots["A"].auto_button.isEnabled()
+    again.shutdown()
+
+
+def test_slot_root_row_reads_note_names_and_flags_an_unsure_pitch(qtbot):
+    from app.instrument_controller import SoundPreview
+    from app.sample_slot import NoteSpinBox, SampleSlot, parse_note
+    from models.signal.audio import Audio
+
+    assert [parse_note(t) for t in ("C4", "c#4", "Db4", "A0", "C8", "61", "H2", "C")] == [60, 61, 61, 21, 108, 61,
+                                                                                       None, None]
+    box = NoteSpinBox()
+    qtbot.addWidget(box)
+    box.lineEdit().setText("F#3")
+    box.interpretText()
+    assert box.value() == 54 and box.text() == "F#3"
+    slot = SampleSlot("A")
+    qtbot.addWidget(slot)
+    assert slot.root_row.isHidden()
+    unsure = SoundPreview("noise", Audio(harmonic_tone(45, duration_s=0.5), 16000), 45.2, 0.31)
+    slot.show_sample(unsure)
+    assert not slot.root_row.isHidden() and slot.root_box.text() == "A2"
+    assert slot.pitch.text() == "A2 +20 ct \u00b7 31 % (unsure)" and "unsure" in slot.pitch.toolTip()
+    slot.show_empty()
+    assert slot.root_row.isHidden()

@@ -66,6 +66,23 @@ def test_mix_and_existing_pack(weights: Path, sounds: dict[str, Path], tmp_path:
     assert render(*args, "--force", weights=weights) == 0
 
 
+@pytest.mark.parametrize("strength", ["0", "1"])
+def test_refine_strength_renders_single_sounds_and_mixes(weights: Path, sounds: dict[str, Path], tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str], strength: str) -> None:
+    for extra in ([], ["--mix", str(sounds["tone"])]):
+        rc = render(str(sounds["pluck"]), *extra, "--keys", "52,60", "--out", str(tmp_path), "--format", "wav",
+                    "--refine", strength, weights=weights)
+        out, err = capsys.readouterr()
+        assert rc == 0, err
+        assert len(list((Path(out.strip()) / "samples").glob("*.wav"))) == 2
+        if strength == "0":
+            assert "refin" not in err
+        else:
+            refined = [line for line in err.splitlines() if line.startswith("refining")]
+            assert refined == ["refining pluck: step 30/30"] + (["refining tone: step 30/30"] if extra else [])
+            assert "refined in " in err and "(30 steps per sound)" in err
+
+
 @pytest.mark.parametrize("case, message", [
     ("missing", "no such file"),
     ("corrupt", "corrupt.wav"),
@@ -75,6 +92,8 @@ def test_mix_and_existing_pack(weights: Path, sounds: dict[str, Path], tmp_path:
     ("alpha_range", "alpha"),
     ("format", "mp3"),
     ("weights", "weights"),
+    ("refine_range", "--refine"),
+    ("refine_text", "--refine"),
 ])
 def test_bad_inputs_give_one_line_and_no_files(weights: Path, sounds: dict[str, Path], tmp_path: Path,
                                                capsys: pytest.CaptureFixture[str], case: str, message: str) -> None:
@@ -83,7 +102,8 @@ def test_bad_inputs_give_one_line_and_no_files(weights: Path, sounds: dict[str, 
               "silent": str(sounds["silent"])}.get(case, str(sounds["pluck"]))
     extra = {"keys": ["--keys", "10-200"], "alpha_without_mix": ["--alpha", "0.5"],
              "alpha_range": ["--mix", str(sounds["tone"]), "--alpha", "1.5"],
-             "format": ["--format", "sfz,mp3"]}.get(case, [])
+             "format": ["--format", "sfz,mp3"], "refine_range": ["--refine", "2.5"],
+             "refine_text": ["--refine", "lots"]}.get(case, [])
     used_weights = tmp_path / "no_weights" if case == "weights" else weights
     rc = render(sample, "--out", str(out), "--keys", "60", *extra, weights=used_weights)
     err = capsys.readouterr().err
