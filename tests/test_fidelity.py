@@ -136,3 +136,91 @@ def test_root_check() -> None:
     assert root_check(72.3, 60.0) == "octave" and root_check(36.5, 60.0) == "octave"
     assert root_check(81.0, 37.1) == "wrong"  # a low vowel read as A5
     assert root_check(62.0, 60.0) == "wrong"
+
+
+# -- the runner -----------------------------------------------------------------------------------
+def write_suite(folder) -> None:
+    """Two one-shots and their manifest, as models.evaluation.out_of_set writes them."""
+    folder.mkdir(parents=True, exist_ok=True)
+    sounds = {"pad_tone.flac": (voiced(57, 1200.0, 1.0), 57.0, True),
+              "hit_pluck.flac": (noisy_pluck(50, RATE, 0.6).astype(np.float32), 50.0, False)}
+    manifest = {}
+    for name, (wave, root, sustained) in sounds.items():
+        sf.write(folder / name, 0.8 * wave / np.abs(wave).max(), RATE, format="FLAC")
+        manifest[name] = {"package": "test", "source": "tests", "category": name.split("_")[0], "root_midi": root,
+                          "root_source": "synth", "sustained_pitched": sustained, "sample_rate": RATE,
+                          "duration_s": len(wave) / RATE}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+
+
+def test_repitch_moves_the_pitch_by_the_interval() -> None:
+    from bench.fidelity import repitch
+
+    x = tone(57, 1.0)
+    for semitones in (-7.0, 0.0, 5.5, 12.0):
+        y = repitch(x, RATE, semitones, RATE, RATE)
+        assert y.shape == (RATE,) and y.dtype == np.float32
+        assert YinPitch().midi(y, RATE) == pytest.approx(57 + semitones, abs=0.05)
+    assert YinPitch().midi(repitch(x, RATE, 3.0, 48000, 48000), 48000) == pytest.approx(60, abs=0.05)
+
+
+@pytest.mark.slow
+def test_runner_end_to_end_with_tiny_weights(tmp_path, capsys, monkeypatch) -> None:
+    import torch
+
+    from bench import fidelity
+    from tests.test_engine_real import write_tiny_weights
+
+    torch.set_num_threads(1)
+    weights = write_tiny_weights(tmp_path / "weights", steps=10)
+    write_suite(tmp_path / "suite")
+    silent = fidelity.Method("silent", lambda engine, sample, keys, rate: np.zeros(
+        (len(keys), engine.mel_cfg.num_samples), np.float32))
+    monkeypatch.setitem(fidelity.METHODS, "silent", silent)  # what a lead adds: one entry
+    out = tmp_path / "out"
+    assert fidelity.main(["--suite", str(tmp_path / "suite"), "--out", str(out), "--weights", str(weights),
+                          "--methods", "shipped,plain_sampler,g_only,silent", "--keys-step", "18",
+                          "--classifier", str(tmp_path / "none"), "--independent", "yin", "--threads", "1",
+                          "--report", str(out / "report" / "index.html")]) == 0
+    printed = capsys.readouterr().out.rstrip().splitlines()
+    assert printed[-1].startswith(("Root estimator", "  miss"))  # the summary comes last
+    records = {p.stem: json.loads(p.read_text()) for p in (out / "inputs").glob("*.json")}
+    assert set(records) == {"pad_tone", "hit_pluck"}
+    tone_record = records["pad_tone"]
+    assert tone_record["root_note"] == 57 and tone_record["root_check"] == "ok"
+    plain, silent_r = tone_record["methods"]["plain_sampler"], tone_record["methods"]["silent"]
+    assert plain["root_log_mel_l1"] == 0.0 and plain["envelope_r"] == 1.0  # the input itself at its root
+    assert plain["id_ltas"] == 1.0 and plain["pitch_indep"] == 1.0
+    assert plain["pitch_ours"] >= 0.75  # our estimator reads the 0.15 s note at key 90 two semitones low
+    assert silent_r["pitch_ours"] == 0.0 and silent_r["pitch_indep"] == 0.0 and silent_r["envelope_r"] == 0.0
+    assert silent_r["root_log_mel_l1"] > 5.0
+    for r in tone_record["methods"].values():
+        assert r["pitch_keys"] == [36, 54, 72, 90] and r["clf_cos"] is None and r["render_s"] >= 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["methods"]) == {"shipped", "plain_sampler", "g_only", "silent"}
+    assert summary["methods"]["plain_sampler"]["sustained_pitched"]["root_log_mel_l1"]["n"] == 1
+    assert summary["root_accuracy"]["all"]["n"] == 2
+    page = (out / "report" / "index.html").read_text()
+    assert page.count("<audio") >= 2 * (1 + 4 * 2) and "pad_tone.flac" in page
+    for name in ("input.ogg", "input.png", "shipped_57.ogg", "shipped_69.ogg", "g_only_root.png"):
+        assert (out / "report" / "media" / "pad_tone" / name).is_file()
+    assert sf.info(str(out / "report" / "media" / "pad_tone" / "shipped_57.ogg")).subtype == "VORBIS"
+
+
+def test_runner_rejects_a_bad_method(tmp_path, monkeypatch) -> None:
+    from bench import fidelity
+
+    with pytest.raises(SystemExit):
+        fidelity.main(["--suite", str(tmp_path), "--out", str(tmp_path / "o"), "--methods", "shipped,nonesuch"])
+
+    class FakeEngine:
+        class device:
+            type = "cpu"
+
+        class cache:
+            @staticmethod
+            def clear() -> None: ...
+
+    wrong = fidelity.Method("wrong", lambda engine, sample, keys, rate: np.zeros((1, 10), np.float32))
+    with pytest.raises(ValueError, match="returned shape"):
+        fidelity.render_timed(wrong, FakeEngine, None, [60, 61], RATE)
