@@ -146,12 +146,12 @@ def load_suite(engine: Engine, suite_dir: Path, root: str) -> list[SuiteInput]:
 class Judges:
     """The features and pitch judges every method is measured with (built once)."""
 
-    def __init__(self, engine: Engine, suite: list[SuiteInput], classifier_path: Path | None, device: str,
+    def __init__(self, engine: Engine, suite: list[SuiteInput], classifier_path: Path | None,
                  independent: str = "pesto") -> None:
         self.rate = engine.mel_cfg.sample_rate
         self.log_mel = LogMel(engine.mel_cfg)
         self.ours = fm.OurPitch()
-        self.independent = fm.independent_judge(device if torch.device(device).type == "cuda" else "cpu", independent)
+        self.independent = fm.independent_judge(engine.device if engine.device.type == "cuda" else "cpu", independent)
         inputs = np.stack([s.sample.audio.samples for s in suite])
         self.suite_mfcc = fm.mfcc_stats(inputs, self.rate)
         self.suite_ltas = fm.ltas_envelope(inputs, self.rate)
@@ -259,7 +259,7 @@ def run(args: argparse.Namespace) -> dict:
                     cfg=EngineConfig(output_rate=16000))
     rate = engine.mel_cfg.sample_rate
     suite = load_suite(engine, args.suite, cfg.root)
-    judges = Judges(engine, suite, args.classifier, args.device, args.independent)
+    judges = Judges(engine, suite, args.classifier, args.independent)
     chosen = select(suite, args.only, args.every, args.limit)
     (args.out / "inputs").mkdir(parents=True, exist_ok=True)
     media = report.Media(args.report.parent / "media", judges.log_mel) if args.report else None
