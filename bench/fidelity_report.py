@@ -19,7 +19,8 @@ from models.signal.mel import LogMel
 # (record key, column header): the summary's columns, in order
 COLUMNS = (("root_log_mel_l1", "root L1 ↓"), ("root_mrstft", "MR-STFT ↓"), ("envelope_r", "env r ↑"),
            ("id_mfcc", "id MFCC ↑"), ("id_ltas", "id LTAS ↑"), ("clf_cos", "clf cos ↑"),
-           ("pitch_ours", "pitch ours ↑"), ("pitch_indep", "pitch {judge} ↑"), ("render_s", "render s"))
+           ("pitch_ours", "pitch ours ↑"), ("pitch_indep", "pitch {judge} ↑"), ("pitch_yin", "pitch yin ↑"),
+           ("render_s", "render s"))
 
 
 def stats(values: list[float | None]) -> dict | None:
@@ -123,7 +124,8 @@ def _metrics_text(r: dict, judge: str) -> str:
 
     return (f"L1 {f('root_log_mel_l1')} · MR-STFT {f('root_mrstft')} · env r {f('envelope_r')}<br>"
             f"id MFCC {f('id_mfcc')} · id LTAS {f('id_ltas')} · clf cos {f('clf_cos')}<br>"
-            f"pitch ours {f('pitch_ours')} · {judge} {f('pitch_indep')} · {r['render_s']:.2f} s / {r['n_keys']} keys")
+            f"pitch ours {f('pitch_ours')} · {judge} {f('pitch_indep')} · yin {f('pitch_yin')}"
+            f" · {r['render_s']:.2f} s / {r['n_keys']} keys")
 
 
 def _audio(src: str) -> str:

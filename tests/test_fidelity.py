@@ -193,6 +193,7 @@ def test_runner_end_to_end_with_tiny_weights(tmp_path, capsys, monkeypatch) -> N
     assert plain["id_ltas"] == 1.0 and plain["pitch_indep"] == 1.0
     assert plain["pitch_ours"] >= 0.75  # our estimator reads the 0.15 s note at key 90 two semitones low
     assert silent_r["pitch_ours"] == 0.0 and silent_r["pitch_indep"] == 0.0 and silent_r["envelope_r"] == 0.0
+    assert silent_r["pitch_yin"] == 0.0 and plain["pitch_yin"] == 1.0
     assert silent_r["root_log_mel_l1"] > 5.0
     for r in tone_record["methods"].values():
         assert r["pitch_keys"] == [36, 54, 72, 90] and r["clf_cos"] is None and r["render_s"] >= 0
