@@ -142,6 +142,31 @@ def test_formant_heavy_female_vowel_is_not_heard_at_a_formant_or_an_octave_down(
             assert abs(est.midi - hz_to_midi(f0_hz)) < 0.5, (f0_hz, jitter, est)
 
 
+def _organ(key, sub_octave_db, duration_s=1.0, seed=0):
+    """An 8' principal on ``key`` (partials 1..8, 1/k) with a 16' stopped flute ``sub_octave_db``
+    below it: partials 1, 3, 5 (1/k²) of half the key's frequency."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(duration_s * SR)) / SR
+    f_hz = midi_to_hz(key)
+    wave = sum(np.sin(2 * np.pi * k * f_hz * t + rng.uniform(0, 2 * np.pi)) / k for k in range(1, 9))
+    gain = 10.0 ** (sub_octave_db / 20)
+    wave = wave + gain * sum(np.sin(2 * np.pi * k * f_hz / 2 * t + rng.uniform(0, 2 * np.pi)) / k ** 2
+                             for k in (1, 3, 5))
+    return Audio((0.5 * wave / np.abs(wave).max()).astype(np.float32), SR)
+
+
+def test_organ_root_is_its_lowest_periodicity_that_is_heard():
+    # The root is what a key must play to sound the same: a 16' stop that is heard (its own partials
+    # within 13 dB of the 8' ones) makes the sound repeat at the 16' pitch, an octave below the
+    # key it was played on; a faint one does not.
+    for key in (36, 48, 60, 72):
+        heard, faint, doubtful = (estimate_pitch(_organ(key, db)) for db in (-6, -24, -13))
+        assert abs(heard.midi - (key - 12)) < 0.1, (key, heard)
+        assert abs(faint.midi - key) < 0.1, (key, faint)
+        # Near the threshold the octave is a close call, and the confidence says so.
+        assert doubtful.confidence < 0.75 < min(heard.confidence, faint.confidence), (key, doubtful)
+
+
 def test_fully_modulated_tone_keeps_its_carrier_with_low_confidence():
     # 440 Hz at 100 % amplitude modulation by 55 Hz is partials 7, 8, 9 of 55 Hz: its envelope's
     # period explains the sidebands the carrier does not. Both readings are heard; neither is sure.

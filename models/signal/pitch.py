@@ -6,6 +6,10 @@ maximum gives the period (the usual guard against octave-down errors), a harmoni
 the spectrum guards against octave-up errors, and the peak at a multiple of the period refines it
 (short periods at high keys are only a few samples long). numpy only, any sample rate.
 
+The root is the lowest periodicity that is heard: where the partials only twice the period explains
+hold 5 % (-13 dB) of the energy on the others (an organ's 16' stop, a weak fundamental), the
+sound is rooted an octave below the key it was played on, as a key must play it to sound the same.
+
 A second opinion reads the period of the amplitude envelope in short frames (median over the
 voiced ones). Jitter decorrelates a low voice's successive periods, so the waveform's clearest
 early peak becomes the first formant's ringing (a bass "ah" read as A5), while the envelope still
@@ -13,7 +17,8 @@ repeats at the glottal rate. It overrules only a weakly periodic waveform, where
 its harmonics hold spectral energy the waveform's key does not explain (not a mere subharmonic).
 
 The confidence is the clarity (NSDF peak) of the answer: raised where the two opinions agree,
-lowered where the envelope's rival is credible but not adopted.
+lowered where the envelope's rival is credible but not adopted, and where the octave decision
+came close to its threshold.
 """
 from __future__ import annotations
 
@@ -31,6 +36,9 @@ def midi_to_hz(midi: float) -> float:
 
 def hz_to_midi(hz: float) -> float:
     return 69.0 + 12.0 * math.log2(hz / 440.0)
+
+
+_OCTAVE_RATIO = 0.05  # energy on partials only twice the period explains, against the rest: -13 dB
 
 
 @dataclass(frozen=True)
@@ -52,7 +60,7 @@ class PitchConfig:
     voiced_clarity: float = 0.5  # a frame whose envelope clarity reaches this is voiced
     min_depth: float = 0.1  # ... and whose envelope varies by this much (RMS over mean)
     weak_clarity: float = 0.7  # below this whole-window clarity the envelope may overrule
-    comb_share: float = 0.15  # spectral energy share only the envelope's period explains (3x _fix_octave_up's)
+    comb_share: float = 0.15  # spectral energy share only the envelope's period explains (3x _OCTAVE_RATIO)
 
 
 @dataclass(frozen=True)
@@ -90,15 +98,20 @@ def estimate_pitch(audio: Audio, cfg: PitchConfig = PitchConfig()) -> PitchEstim
             best, segment = found, window
     if best is None:
         return _unvoiced(cfg)
-    period, clarity = best
+    period, clarity, octave_ratio = best
     track = _envelope_track(x, rate, cfg)
     midi, confidence = _second_opinion(hz_to_midi(rate / period), clarity, track, segment, rate, cfg)
-    hz = rate / period if midi is None else midi_to_hz(midi)  # None: the waveform's period stands
+    if midi is None:  # the waveform's period stands
+        hz, confidence = rate / period, confidence * _octave_margin(octave_ratio)
+    else:
+        hz = midi_to_hz(midi)
     return PitchEstimate(midi=hz_to_midi(hz), confidence=float(np.clip(confidence, 0.0, 1.0)), hz=float(hz))
 
 
-def _estimate_segment(segment: np.ndarray, rate: int, cfg: PitchConfig) -> tuple[float, float] | None:
-    """(period in samples, clarity) of one analysis window, or None if it has no periodicity."""
+def _estimate_segment(segment: np.ndarray, rate: int,
+                      cfg: PitchConfig) -> tuple[float, float, float | None] | None:
+    """(period in samples, clarity, octave ratio of ``_fix_octave_up`` or None) of one analysis
+    window, or None if it has no periodicity."""
     min_lag = rate / midi_to_hz(cfg.midi_max)
     max_lag = int(math.ceil(rate / midi_to_hz(cfg.midi_min))) + 1
     if segment.size < 3 * max(4, int(min_lag)) or np.sqrt(np.mean(segment ** 2)) < cfg.silence_rms:
@@ -108,9 +121,9 @@ def _estimate_segment(segment: np.ndarray, rate: int, cfg: PitchConfig) -> tuple
     if not maxima:
         return None
     period, clarity = _first_strong(maxima, cfg.peak_threshold)
-    period = _fix_octave_up(segment, rate, period, maxima, nsdf.values.size)
+    period, octave_ratio = _fix_octave_up(segment, rate, period, maxima, nsdf.values.size)
     period = _refine_period(nsdf.values, period, int(cfg.refine_lag_s * rate))
-    return period, clarity
+    return period, clarity, octave_ratio
 
 
 def _first_strong(maxima: list[tuple[float, float]], threshold: float) -> tuple[float, float]:
@@ -224,20 +237,21 @@ def _parabolic(y: np.ndarray, i: int) -> tuple[float, float]:
     return i + shift, float(b - 0.25 * (a - c) * shift)
 
 
-def _fix_octave_up(x: np.ndarray, rate: int, period: float, maxima: list[tuple[float, float]],
-                   n_lags: int, n_partials: int = 10, ratio: float = 0.05) -> float:
+def _fix_octave_up(x: np.ndarray, rate: int, period: float, maxima: list[tuple[float, float]], n_lags: int,
+                   n_partials: int = 10, ratio: float = _OCTAVE_RATIO) -> tuple[float, float | None]:
     """Prefer twice the period when the spectrum has clear partials between the chosen harmonics.
 
     An NSDF picks half the true period when even partials dominate (a weak fundamental); then the
     odd partials of the true fundamental sit halfway between the chosen "harmonics". Above
-    ``ratio`` of the energy of the first ``n_partials`` partials (-13 dB) they are heard.
+    ``ratio`` of the energy of the first ``n_partials`` partials (-13 dB) they are heard. Returns
+    the period and that energy ratio (None where the NSDF does not support twice the period).
     """
     doubled = 2.0 * period
     if doubled >= n_lags - 1:
-        return period
+        return period, None
     near = [v for lag, v in maxima if abs(lag - doubled) <= max(1.0, 0.1 * period)]
     if not near or max(near) < 0.5:
-        return period
+        return period, None
     f0 = rate / period
     spec = np.abs(np.fft.rfft(x * np.hanning(x.size)))
     bin_hz = rate / x.size
@@ -246,7 +260,15 @@ def _fix_octave_up(x: np.ndarray, rate: int, period: float, maxima: list[tuple[f
     floor = 3.0 * float(np.median(spec[: int((k_max + 1) * f0 / bin_hz) + 1]))
     between = _harmonic_energy(spec, bin_hz, f0 * (np.arange(k_max) + 0.5), floor)
     on = _harmonic_energy(spec, bin_hz, f0 * np.arange(1, k_max + 1), floor)
-    return doubled if between > ratio * on else period
+    return (doubled if between > ratio * on else period), between / max(on, 1e-20)
+
+
+def _octave_margin(octave_ratio: float | None, ratio: float = _OCTAVE_RATIO) -> float:
+    """Confidence factor from how close ``_fix_octave_up``'s energy ratio came to its threshold:
+    0.5 on it, rising to 1 half a decade (5 dB) away on either side."""
+    if octave_ratio is None or octave_ratio <= 0:
+        return 1.0
+    return 0.5 + min(0.5, abs(math.log10(octave_ratio / ratio)))
 
 
 def _harmonic_energy(spec: np.ndarray, bin_hz: float, freqs: np.ndarray, floor: float) -> float:
