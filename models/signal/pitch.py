@@ -331,7 +331,7 @@ def _envelope(x: np.ndarray, rate: int, cutoff_hz: float,
     analytic[:bins] = 2.0 * spec[:bins]
     analytic[0] = spec[0]
     band_rate = rate * n_band / size
-    magnitude = np.abs(np.fft.ifft(analytic))[: int(round(x.size * n_band / size))]
+    magnitude = np.abs(np.fft.ifft(analytic))[: max(2, int(round(x.size * n_band / size)))]
     n_out = max(2, int(round(magnitude.size * 4.0 * cutoff_hz / band_rate)))
     low = np.fft.rfft(magnitude)[: n_out // 2 + 1]
     freqs = np.arange(low.size) * band_rate / magnitude.size
@@ -372,8 +372,6 @@ def _envelope_track(x: np.ndarray, rate: int, cfg: PitchConfig) -> _Track | None
 
 def _frame_period(frame: np.ndarray, min_lag: float, max_lag: int, threshold: float) -> tuple[float, float]:
     """(period, clarity) of one frame; clarity 0 where it has no key maximum."""
-    if np.sqrt(np.mean(frame ** 2)) < 1e-12:
-        return 0.0, 0.0
     maxima = _key_maxima(_Nsdf(frame, min(max_lag, frame.size // 2)), min_lag, fine_below=0.0)
     return _first_strong(maxima, threshold) if maxima else (0.0, 0.0)
 
