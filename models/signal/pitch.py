@@ -17,8 +17,8 @@ repeats at the glottal rate. It overrules only a weakly periodic waveform, where
 its harmonics hold spectral energy the waveform's key does not explain (not a mere subharmonic).
 
 The confidence is the clarity (NSDF peak) of the answer: raised where the two opinions agree,
-lowered where the envelope's rival is credible but not adopted, and where the octave decision
-came close to its threshold.
+lowered where the envelope's rival is credible but not adopted, and where the partials of the
+octave below or above came close to the threshold that would have chosen it.
 """
 from __future__ import annotations
 
@@ -101,8 +101,10 @@ def estimate_pitch(audio: Audio, cfg: PitchConfig = PitchConfig()) -> PitchEstim
     period, clarity, octave_ratio = best
     track = _envelope_track(x, rate, cfg)
     midi, confidence = _second_opinion(hz_to_midi(rate / period), clarity, track, segment, rate, cfg)
-    if midi is None:  # the waveform's period stands
-        hz, confidence = rate / period, confidence * _octave_margin(octave_ratio)
+    if midi is None:  # the waveform's period stands; how close were the octaves below and above?
+        hz = rate / period
+        above = _between_ratio(segment, rate, 2 * hz) if 2 * hz < rate / 2 else None
+        confidence *= min(_octave_margin(octave_ratio), _octave_margin(above))
     else:
         hz = midi_to_hz(midi)
     return PitchEstimate(midi=hz_to_midi(hz), confidence=float(np.clip(confidence, 0.0, 1.0)), hz=float(hz))
@@ -252,19 +254,24 @@ def _fix_octave_up(x: np.ndarray, rate: int, period: float, maxima: list[tuple[f
     near = [v for lag, v in maxima if abs(lag - doubled) <= max(1.0, 0.1 * period)]
     if not near or max(near) < 0.5:
         return period, None
-    f0 = rate / period
+    found = _between_ratio(x, rate, rate / period, n_partials)
+    return (doubled if found > ratio else period), found
+
+
+def _between_ratio(x: np.ndarray, rate: int, f0: float, n_partials: int = 10) -> float:
+    """Energy of the spectral peaks halfway between the first ``n_partials`` partials of ``f0``
+    against that on them (peaks count 10 dB above the noise floor, the median bin)."""
     spec = np.abs(np.fft.rfft(x * np.hanning(x.size)))
     bin_hz = rate / x.size
     k_max = max(1, min(n_partials, int((rate / 2 - f0 / 2) // f0)))
-    # Partials must stand 10 dB above the noise floor (the median bin) to count.
     floor = 3.0 * float(np.median(spec[: int((k_max + 1) * f0 / bin_hz) + 1]))
     between = _harmonic_energy(spec, bin_hz, f0 * (np.arange(k_max) + 0.5), floor)
     on = _harmonic_energy(spec, bin_hz, f0 * np.arange(1, k_max + 1), floor)
-    return (doubled if between > ratio * on else period), between / max(on, 1e-20)
+    return between / max(on, 1e-20)
 
 
 def _octave_margin(octave_ratio: float | None, ratio: float = _OCTAVE_RATIO) -> float:
-    """Confidence factor from how close ``_fix_octave_up``'s energy ratio came to its threshold:
+    """Confidence factor from how close an octave decision's energy ratio came to its threshold:
     0.5 on it, rising to 1 half a decade (5 dB) away on either side."""
     if octave_ratio is None or octave_ratio <= 0:
         return 1.0
