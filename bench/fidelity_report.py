@@ -62,7 +62,8 @@ def _cell(s: dict | None) -> str:
 def format_summary(summary: dict) -> str:
     """Markdown: one table for all inputs, one for the sustained-pitched ones, then root accuracy."""
     c = summary["config"]
-    headers = [h.format(judge=c["pitch_judge"]) for _, h in COLUMNS]
+    columns = [(k, h) for k, h in COLUMNS if not (k == "pitch_yin" and c["pitch_judge"] == "yin")]  # no twice
+    headers = [h.format(judge=c["pitch_judge"]) for _, h in columns]
     lines = [f"Fidelity: {c['n_inputs']} inputs (suite of {c['n_suite']}), root {c['root']}, pitch keys "
              f"{c['pitch_lo']}-{c['pitch_hi']} step {c['keys_step']}, identification root±{c['id_span']}, "
              f"{c['device']} ({c['vocoder']}); mean ± std over inputs"]
@@ -72,7 +73,7 @@ def format_summary(summary: dict) -> str:
         lines += ["", f"{'All inputs' if subset == 'all' else 'Sustained pitched'} ({n})", "",
                   "| method | " + " | ".join(headers) + " |", "|---" * (len(headers) + 1) + "|"]
         for method, by_subset in summary["methods"].items():
-            lines.append(f"| {method} | " + " | ".join(_cell(by_subset[subset][k]) for k, _ in COLUMNS) + " |")
+            lines.append(f"| {method} | " + " | ".join(_cell(by_subset[subset][k]) for k, _ in columns) + " |")
     acc = summary["root_accuracy"]
     parts = [f"{name.replace('source:', '')} {v['ok']}/{v['n']} (octave {v['octave']}, wrong {v['wrong']})"
              for name, v in acc.items() if name != "misses"]

@@ -184,6 +184,8 @@ def test_runner_end_to_end_with_tiny_weights(tmp_path, capsys, monkeypatch) -> N
                           "--report", str(out / "report" / "index.html")]) == 0
     printed = capsys.readouterr().out.rstrip().splitlines()
     assert printed[-1].startswith(("Root estimator", "  miss"))  # the summary comes last
+    header = next(line for line in printed if line.startswith("| method"))
+    assert header.count("pitch yin") == 1 and "pitch ours" in header
     records = {p.stem: json.loads(p.read_text()) for p in (out / "inputs").glob("*.json")}
     assert set(records) == {"pad_tone", "hit_pluck"}
     tone_record = records["pad_tone"]
