@@ -38,16 +38,18 @@ import json
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from engine.instrument import Conditioning, Engine, EngineConfig, Sample, default_weights_dir
+from engine.instrument import Conditioning, Engine, EngineConfig, NearRoot, Sample, default_weights_dir
 from engine.keys import HIGHEST_KEY, LOWEST_KEY
+from engine.refine import DEFAULT_REFINEMENT, RefineConfig
 from models.evaluation import fidelity as fm
 from models.evaluation.out_of_set import load_manifest
+from models.nets.hyper import refine as hyper_offsets
 from models.signal.audio import Audio, resample
 from models.signal.mel import LogMel
 from models.signal.pitch import estimate_pitch
@@ -96,10 +98,40 @@ def render_plain_sampler(engine: Engine, sample: Sample, keys: list[int], rate: 
     return np.stack([repitch(audio.samples, audio.sample_rate, key - sample.midi, rate, length) for key in keys])
 
 
+def refined(cfg: RefineConfig, near_root: int = 0) -> Render:
+    """Refinement ``cfg`` (``engine/refine.py``), optionally with the sample itself near its root."""
+    def render(engine: Engine, sample: Sample, keys: list[int], rate: int) -> np.ndarray:
+        cond = engine.conditioning(sample, refine=cfg)
+        if near_root <= 0:
+            return render_chunked(engine, cond, keys, rate)
+        return engine.render_waves(cond, keys, rate, NearRoot(sample, near_root))
+    return render
+
+
+def h_passes(n_passes: int) -> Render:
+    """H applied iteratively (HyperStyle): each pass feeds f of the last render back."""
+    def render(engine: Engine, sample: Sample, keys: list[int], rate: int) -> np.ndarray:
+        h = engine.timbre(sample)
+        midi = torch.full((1,), sample.root_note, dtype=torch.long, device=engine.device)
+        with torch.inference_mode():
+            deltas = hyper_offsets(engine.nets.G, engine.nets.f, engine.nets.H, h, midi, n_passes=n_passes)
+        return render_chunked(engine, Conditioning(h=h, deltas=deltas, root_note=sample.root_note), keys, rate)
+    return render
+
+
 METHODS: dict[str, Method] = {m.name: m for m in (
     Method("shipped", render_shipped),
     Method("plain_sampler", render_plain_sampler),
     Method("g_only", render_g_only),
+    Method("h_3passes", h_passes(3)),
+    Method("refine", refined(DEFAULT_REFINEMENT)),                      # the product's default
+    Method("refine_offsets_only", refined(replace(DEFAULT_REFINEMENT, mel_correction=0.0))),
+    Method("mel_correction_only", refined(replace(DEFAULT_REFINEMENT, steps=0))),
+    Method("refine_repitched_targets", refined(replace(DEFAULT_REFINEMENT, key_offsets=(0, -7, 7, -4, 4, -12, 12)))),
+    Method("refine_10_steps", refined(replace(DEFAULT_REFINEMENT, steps=10))),
+    Method("refine_60_steps", refined(replace(DEFAULT_REFINEMENT, steps=60))),
+    Method("refine_near_root3", refined(DEFAULT_REFINEMENT, near_root=3)),
+    Method("shipped_near_root3", refined(replace(DEFAULT_REFINEMENT, steps=0, mel_correction=0.0), near_root=3)),
 )}
 
 
