@@ -1,4 +1,5 @@
-"""models/evaluation/out_of_set.py: the GUS patch parser on synthetic in-memory patches, crop/normalise, and the build."""
+"""models/evaluation/out_of_set.py and gus_patch.py: the GUS patch parser on synthetic in-memory patches,
+crop/normalise, the sox and espeak recipes, root labels, and the build."""
 from __future__ import annotations
 
 import json
@@ -8,8 +9,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from models.evaluation.out_of_set import (MODE_16BIT, MODE_LOOPING, MODE_PINGPONG, MODE_UNSIGNED, BuildConfig, GusSample, build,
-                              crop_normalise, missing_packages, parse_gus_patch, pick_gus_wave, unroll_loop)
+from models.evaluation.gus_patch import (MODE_16BIT, MODE_LOOPING, MODE_PINGPONG, MODE_UNSIGNED, GusSample,
+                                         parse_gus_patch, pick_gus_wave, unroll_loop)
+from models.evaluation.out_of_set import (SOX_TONES, BuildConfig, SoxTone, build, crop_normalise, load_manifest,
+                                          lowpass_sweep, measured_root, missing_packages, sox_command, summary,
+                                          vibrato_bends)
+from models.signal.tones import harmonic_tone
 
 
 def gus_patch(waves: list[tuple[bytes, int, int, int, int, int]]) -> bytes:
@@ -111,19 +116,69 @@ def test_crop_normalise_short_and_silent() -> None:
     assert crop_normalise(np.full(1000, 1e-6, np.float32), 16000) is None
 
 
+def test_lowpass_sweep_opens_up() -> None:
+    rate = 16000
+    rng = np.random.default_rng(0)
+    noise = rng.standard_normal(2 * rate)
+    out = lowpass_sweep(noise, rate, 200.0, 6000.0, 2.0)
+    assert np.isfinite(out).all() and out.shape == noise.shape
+
+    def high_share(x: np.ndarray) -> float:  # power above 2 kHz over all
+        spec = np.abs(np.fft.rfft(x)) ** 2
+        return float(spec[len(spec) * 2000 // (rate // 2):].sum() / spec.sum())
+
+    assert high_share(out[:rate // 4]) < 0.01 < 0.3 < high_share(out[-rate // 4:])
+
+
+def test_vibrato_bends_swing_around_the_root() -> None:
+    bends = vibrato_bends(5.0, 30.0, 2.0).split()[3:]
+    cents = [float(b.split(",")[1]) for b in bends]
+    assert cents[0] == 30.0 and set(cents[1:]) == {-60.0, 60.0}
+    assert abs(np.cumsum(cents)).max() <= 30.0  # never beyond +-depth
+    assert sum(float(b.split(",")[2]) for b in bends) <= 2.0
+
+
+def test_sox_command_gives_the_exact_root(tmp_path) -> None:
+    tone = SoxTone("t", "pad", 57, "synth 2 sawtooth {0} synth 2 sawtooth mix {1}", (1.0, 2.0))
+    command = sox_command(tone, tmp_path / "t.wav")
+    assert command[:3] == ["sox", "-R", "-n"]  # repeatable
+    assert "220.0000" in command and "440.0000" in command
+    assert all(t.effects.count("{") == len(t.ratios) for t in SOX_TONES)
+
+
+def test_measured_root_reads_a_tone_and_refuses_noise() -> None:
+    midi, source = measured_root(harmonic_tone(43.3, sample_rate=22050, duration_s=1.0), 22050)
+    assert source == "measured" and midi == pytest.approx(43.3, abs=0.05)
+    rng = np.random.default_rng(1)
+    assert measured_root(rng.standard_normal(22050).astype(np.float32), 22050) == (None, "")
+
+
+@pytest.mark.slow
 @pytest.mark.skipif(bool(missing_packages()),
-                    reason="needs Debian alsa-utils freepats sound-theme-freedesktop espeak-ng")
+                    reason="needs Debian alsa-utils freepats sound-theme-freedesktop espeak-ng sox")
 def test_build_end_to_end(tmp_path) -> None:
     manifest = build(tmp_path)
-    assert 20 <= len(manifest) <= 30
-    assert json.loads((tmp_path / "manifest.json").read_text()) == manifest
-    assert {e["category"] for e in manifest.values()} == {"voice", "inst", "fx", "synthvoice"}
+    assert 40 <= len(manifest) <= 80
+    assert load_manifest(tmp_path) == manifest
+    assert {e["category"] for e in manifest.values()} == {
+        "voice_spoken", "voice_sung", "inst_sustained", "inst_plucked", "bell", "hit", "pad", "sweep", "alert"}
+    assert sum(e["sustained_pitched"] for e in manifest.values()) >= 20
     for file_name, entry in manifest.items():
         samples, rate = sf.read(tmp_path / file_name, dtype="float32")
-        assert file_name.startswith(entry["category"] + "_") and samples.ndim == 1
+        assert file_name.startswith(entry["category"] + "_") and file_name.endswith(".flac") and samples.ndim == 1
         assert 0 < len(samples) <= 2 * rate
         assert np.max(np.abs(samples)) == pytest.approx(10 ** (-1 / 20), abs=1e-3)
-        assert (entry["root_midi"] is not None) == (entry["package"] == "freepats")
+        assert 21 <= entry["root_midi"] <= 108
+        expected = {"sox": {"synth"}, "freepats": {"patch"}}.get(entry["package"], {"measured", "measured_weak"})
+        assert entry["root_source"] in expected
+    by_name = {name.split(".")[0]: e for name, e in manifest.items()}
+    assert by_name["pad_saw_pad_vibrato"]["root_midi"] == 48.0  # sox: exact
+    assert by_name["voice_sung_a_en_low"]["root_midi"] < 40  # the low sung vowel (~73 Hz)
+    assert "total: " in summary(manifest)
+    again = tmp_path / "again"
+    build(again)
+    for file_name in manifest:  # deterministic: the same bytes twice
+        assert (again / file_name).read_bytes() == (tmp_path / file_name).read_bytes()
 
 
 def test_cli_names_missing_packages(monkeypatch, tmp_path, capsys) -> None:

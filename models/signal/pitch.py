@@ -5,6 +5,20 @@ not biased towards short lags) over windows at and after the attack; the cleares
 maximum gives the period (the usual guard against octave-down errors), a harmonic-sum check on
 the spectrum guards against octave-up errors, and the peak at a multiple of the period refines it
 (short periods at high keys are only a few samples long). numpy only, any sample rate.
+
+The root is the lowest periodicity that is heard: where the partials only twice the period explains
+hold 5 % (-13 dB) of the energy on the others (an organ's 16' stop, a weak fundamental), the
+sound is rooted an octave below the key it was played on, as a key must play it to sound the same.
+
+A second opinion reads the period of the amplitude envelope in short frames (median over the
+voiced ones). Jitter decorrelates a low voice's successive periods, so the waveform's clearest
+early peak becomes the first formant's ringing (a bass "ah" read as A5), while the envelope still
+repeats at the glottal rate. It overrules only a weakly periodic waveform, where it is clearer and
+its harmonics hold spectral energy the waveform's key does not explain (not a mere subharmonic).
+
+The confidence is the clarity (NSDF peak) of the answer: raised where the two opinions agree,
+lowered where the envelope's rival is credible but not adopted, and where the partials of the
+octave below or above came close to the threshold that would have chosen it.
 """
 from __future__ import annotations
 
@@ -15,6 +29,9 @@ import numpy as np
 
 from models.signal.audio import Audio
 from models.units import clamp_key, hz_to_midi, midi_to_hz
+
+
+_OCTAVE_RATIO = 0.05  # energy on partials only twice the period explains, against the rest: -13 dB
 
 
 @dataclass(frozen=True)
@@ -29,6 +46,14 @@ class PitchConfig:
     refine_lag_s: float = 0.012  # refine the period at its multiples up to this lag
     silence_rms: float = 1e-4  # below this RMS (full scale 1.0) there is nothing to estimate
     fallback_midi: float = 60.0  # reported (with confidence 0) when there is no pitch
+    envelope_hz: float = 1000.0  # envelope band: glottal pulse shapes, not formant carriers
+    frame_s: float = 0.09  # envelope frames: 2.4 periods of the lowest key
+    frame_hop_s: float = 0.03
+    frame_floor_db: float = -25.0  # frames this far below the loudest are not analysed
+    voiced_clarity: float = 0.5  # a frame whose envelope clarity reaches this is voiced
+    min_depth: float = 0.1  # ... and whose envelope varies by this much (RMS over mean)
+    weak_clarity: float = 0.7  # below this whole-window clarity the envelope may overrule
+    comb_share: float = 0.15  # spectral energy share only the envelope's period explains (3x _OCTAVE_RATIO)
 
 
 @dataclass(frozen=True)
@@ -58,21 +83,30 @@ def estimate_pitch(audio: Audio, cfg: PitchConfig = PitchConfig()) -> PitchEstim
     x = audio.samples.astype(np.float64)
     if x.ndim == 2:
         x = x.mean(axis=0)
-    best: tuple[float, float] | None = None
+    best, segment = None, x
     for skip_s in (cfg.skip_attack_s, 0.0, 4 * cfg.skip_attack_s):
-        segment = _analysis_segment(x, rate, cfg, skip_s)
-        found = _estimate_segment(segment, rate, cfg)
+        window = _analysis_segment(x, rate, cfg, skip_s)
+        found = _estimate_segment(window, rate, cfg)
         if found is not None and (best is None or found[1] > best[1] + 0.02):
-            best = found
+            best, segment = found, window
     if best is None:
         return _unvoiced(cfg)
-    period, clarity = best
-    hz = rate / period
-    return PitchEstimate(midi=hz_to_midi(hz), confidence=float(np.clip(clarity, 0.0, 1.0)), hz=float(hz))
+    period, clarity, octave_ratio = best
+    track = _envelope_track(x, rate, cfg)
+    midi, confidence = _second_opinion(hz_to_midi(rate / period), clarity, track, segment, rate, cfg)
+    if midi is None:  # the waveform's period stands; how close were the octaves below and above?
+        hz = rate / period
+        above = _between_ratio(segment, rate, 2 * hz) if 2 * hz < rate / 2 else None
+        confidence *= min(_octave_margin(octave_ratio), _octave_margin(above))
+    else:
+        hz = midi_to_hz(midi)
+    return PitchEstimate(midi=hz_to_midi(hz), confidence=float(np.clip(confidence, 0.0, 1.0)), hz=float(hz))
 
 
-def _estimate_segment(segment: np.ndarray, rate: int, cfg: PitchConfig) -> tuple[float, float] | None:
-    """(period in samples, clarity) of one analysis window, or None if it has no periodicity."""
+def _estimate_segment(segment: np.ndarray, rate: int,
+                      cfg: PitchConfig) -> tuple[float, float, float | None] | None:
+    """(period in samples, clarity, octave ratio of ``_fix_octave_up`` or None) of one analysis
+    window, or None if it has no periodicity."""
     min_lag = rate / midi_to_hz(cfg.midi_max)
     max_lag = int(math.ceil(rate / midi_to_hz(cfg.midi_min))) + 1
     if segment.size < 3 * max(4, int(min_lag)) or np.sqrt(np.mean(segment ** 2)) < cfg.silence_rms:
@@ -81,12 +115,16 @@ def _estimate_segment(segment: np.ndarray, rate: int, cfg: PitchConfig) -> tuple
     maxima = _key_maxima(nsdf, min_lag)
     if not maxima:
         return None
-    values = np.array([v for _, v in maxima])
-    first = int(np.argmax(values >= cfg.peak_threshold * values.max()))
-    period, clarity = maxima[first]
-    period = _fix_octave_up(segment, rate, period, maxima, nsdf.values.size)
+    period, clarity = _first_strong(maxima, cfg.peak_threshold)
+    period, octave_ratio = _fix_octave_up(segment, rate, period, maxima, nsdf.values.size)
     period = _refine_period(nsdf.values, period, int(cfg.refine_lag_s * rate))
-    return period, clarity
+    return period, clarity, octave_ratio
+
+
+def _first_strong(maxima: list[tuple[float, float]], threshold: float) -> tuple[float, float]:
+    """The first key maximum >= ``threshold`` x the highest (McLeod & Wyvill: against octave-down)."""
+    values = np.array([v for _, v in maxima])
+    return maxima[int(np.argmax(values >= threshold * values.max()))]
 
 
 def _unvoiced(cfg: PitchConfig) -> PitchEstimate:
@@ -194,29 +232,43 @@ def _parabolic(y: np.ndarray, i: int) -> tuple[float, float]:
     return i + shift, float(b - 0.25 * (a - c) * shift)
 
 
-def _fix_octave_up(x: np.ndarray, rate: int, period: float, maxima: list[tuple[float, float]],
-                   n_lags: int, n_partials: int = 10, ratio: float = 0.05) -> float:
+def _fix_octave_up(x: np.ndarray, rate: int, period: float, maxima: list[tuple[float, float]], n_lags: int,
+                   n_partials: int = 10, ratio: float = _OCTAVE_RATIO) -> tuple[float, float | None]:
     """Prefer twice the period when the spectrum has clear partials between the chosen harmonics.
 
     An NSDF picks half the true period when even partials dominate (a weak fundamental); then the
     odd partials of the true fundamental sit halfway between the chosen "harmonics". Above
-    ``ratio`` of the energy of the first ``n_partials`` partials (-13 dB) they are heard.
+    ``ratio`` of the energy of the first ``n_partials`` partials (-13 dB) they are heard. Returns
+    the period and that energy ratio (None where the NSDF does not support twice the period).
     """
     doubled = 2.0 * period
     if doubled >= n_lags - 1:
-        return period
+        return period, None
     near = [v for lag, v in maxima if abs(lag - doubled) <= max(1.0, 0.1 * period)]
     if not near or max(near) < 0.5:
-        return period
-    f0 = rate / period
+        return period, None
+    found = _between_ratio(x, rate, rate / period, n_partials)
+    return (doubled if found > ratio else period), found
+
+
+def _between_ratio(x: np.ndarray, rate: int, f0: float, n_partials: int = 10) -> float:
+    """Energy of the spectral peaks halfway between the first ``n_partials`` partials of ``f0``
+    against that on them (peaks count 10 dB above the noise floor, the median bin)."""
     spec = np.abs(np.fft.rfft(x * np.hanning(x.size)))
     bin_hz = rate / x.size
     k_max = max(1, min(n_partials, int((rate / 2 - f0 / 2) // f0)))
-    # Partials must stand 10 dB above the noise floor (the median bin) to count.
     floor = 3.0 * float(np.median(spec[: int((k_max + 1) * f0 / bin_hz) + 1]))
     between = _harmonic_energy(spec, bin_hz, f0 * (np.arange(k_max) + 0.5), floor)
     on = _harmonic_energy(spec, bin_hz, f0 * np.arange(1, k_max + 1), floor)
-    return doubled if between > ratio * on else period
+    return between / max(on, 1e-20)
+
+
+def _octave_margin(octave_ratio: float | None, ratio: float = _OCTAVE_RATIO) -> float:
+    """Confidence factor from how close an octave decision's energy ratio came to its threshold:
+    0.5 on it, rising to 1 half a decade (5 dB) away on either side."""
+    if octave_ratio is None or octave_ratio <= 0:
+        return 1.0
+    return 0.5 + min(0.5, abs(math.log10(octave_ratio / ratio)))
 
 
 def _harmonic_energy(spec: np.ndarray, bin_hz: float, freqs: np.ndarray, floor: float) -> float:
@@ -250,3 +302,118 @@ def _refine_period(nsdf: np.ndarray, period: float, refine_lag: int) -> float:
         period = lag / n
         n *= 2
     return period
+
+
+@dataclass(frozen=True)
+class _Track:
+    """Frame-wise periods of the amplitude envelope: median key of the voiced frames, median clarity
+    of the sounding ones, and the fraction of those that are voiced."""
+
+    midi: float
+    clarity: float
+    voiced: float
+
+
+def _envelope(x: np.ndarray, rate: int, cutoff_hz: float,
+              band_hz: float = 4000.0) -> tuple[np.ndarray, float]:
+    """(Hilbert magnitude of ``x`` below ``band_hz``, low-passed at ``cutoff_hz``; its rate, 4 x cutoff).
+
+    The magnitude follows each glottal pulse's ringing, not the formant's carrier, so a jitter of a
+    fraction of a millisecond barely moves it, while it decorrelates the waveform itself.
+    """
+    size = 1 << int(math.ceil(math.log2(max(2, x.size))))
+    spec = np.fft.rfft(x, size)
+    bins = min(spec.size, int(band_hz * size / rate) + 1)
+    # The analytic signal (positive frequencies doubled) of the band, sampled at 2 x band_hz: its
+    # magnitude has no partials above band_hz, so nothing aliases below the cutoff.
+    n_band = max(bins, int(2 * band_hz * size / rate))
+    analytic = np.zeros(n_band, complex)
+    analytic[:bins] = 2.0 * spec[:bins]
+    analytic[0] = spec[0]
+    band_rate = rate * n_band / size
+    magnitude = np.abs(np.fft.ifft(analytic))[: max(2, int(round(x.size * n_band / size)))]
+    n_out = max(2, int(round(magnitude.size * 4.0 * cutoff_hz / band_rate)))
+    low = np.fft.rfft(magnitude)[: n_out // 2 + 1]
+    freqs = np.arange(low.size) * band_rate / magnitude.size
+    # A raised-cosine edge: a brick wall would ring at the cutoff, a period of 4 envelope samples.
+    low *= 0.5 + 0.5 * np.cos(np.pi * np.clip((freqs - 0.75 * cutoff_hz) / (0.25 * cutoff_hz), 0.0, 1.0))
+    return np.fft.irfft(low, n_out), band_rate * n_out / magnitude.size
+
+
+def _envelope_track(x: np.ndarray, rate: int, cfg: PitchConfig) -> _Track | None:
+    """Periods of the envelope in short frames (jitter matters less over a few periods than over
+    the whole window), each by the NSDF's first strong key maximum; None if nothing sounds."""
+    env, env_rate = _envelope(x, rate, cfg.envelope_hz)
+    length, hop = int(cfg.frame_s * env_rate), max(1, int(cfg.frame_hop_s * env_rate))
+    if env.size < length or length < 8:
+        return None
+    frames = env[np.arange(0, env.size - length + 1, hop)[:, None] + np.arange(length)]  # [frames, length]
+    level = frames.mean(axis=1)
+    if level.max() <= 0:
+        return None
+    sounding = level >= level.max() * 10.0 ** (cfg.frame_floor_db / 20)
+    frames, level = frames[sounding], level[sounding]
+    t = np.linspace(-1.0, 1.0, length)
+    # The envelope's own rise and decay would read as a long period: remove each frame's straight line.
+    frames = frames - frames.mean(axis=1, keepdims=True) - np.outer(frames @ t / (t @ t), t)
+    # A steady tone's envelope is flat; its leftover ripple, however periodic, is not heard.
+    depth = frames.std(axis=1) / level
+    min_lag = env_rate / (0.5 * cfg.envelope_hz)
+    max_lag = int(math.ceil(env_rate / midi_to_hz(cfg.midi_min))) + 1
+    picks = [_frame_period(frame, min_lag, max_lag, cfg.peak_threshold) if d >= cfg.min_depth else (0.0, 0.0)
+             for frame, d in zip(frames, depth)]
+    clarity = np.array([c for _, c in picks])
+    voiced = clarity >= cfg.voiced_clarity
+    if not voiced.any():
+        return _Track(float("nan"), float(np.median(clarity)), 0.0)
+    midi = [hz_to_midi(env_rate / lag) for (lag, _), v in zip(picks, voiced) if v]
+    return _Track(float(np.median(midi)), float(np.median(clarity)), float(voiced.mean()))
+
+
+def _frame_period(frame: np.ndarray, min_lag: float, max_lag: int, threshold: float) -> tuple[float, float]:
+    """(period, clarity) of one frame; clarity 0 where it has no key maximum."""
+    maxima = _key_maxima(_Nsdf(frame, min(max_lag, frame.size // 2)), min_lag, fine_below=0.0)
+    return _first_strong(maxima, threshold) if maxima else (0.0, 0.0)
+
+
+def _second_opinion(midi: float, clarity: float, track: _Track | None, segment: np.ndarray, rate: int,
+                    cfg: PitchConfig) -> tuple[float | None, float]:
+    """(the envelope's key where it overrules the waveform's ``midi``, else None; the confidence).
+
+    Where jitter decorrelates a low voice's periods, the waveform's clearest early peak is the first
+    formant's ringing. The envelope's key wins when the waveform is weakly periodic, the envelope is
+    clearer, and its harmonics hold spectral peaks that the waveform's key does not explain (else it
+    is a subharmonic: roughness, a bell's beating). A rival it does not adopt lowers the confidence.
+    """
+    if track is None or track.voiced < 0.5:
+        return None, clarity
+    if abs(track.midi - midi) <= 1.0:
+        return None, max(clarity, track.clarity)
+    if track.midi > midi:
+        return None, clarity  # odd-partial waves (square, clarinet) have a half-period envelope
+    share = _comb_share(segment, rate, midi_to_hz(track.midi), midi_to_hz(midi))
+    if share < cfg.comb_share:
+        return None, clarity
+    if clarity < cfg.weak_clarity and track.clarity > clarity:
+        return track.midi, track.clarity * track.voiced
+    return None, clarity * (1.0 - 0.5 * track.clarity * track.voiced)
+
+
+def _comb_share(x: np.ndarray, rate: int, low_hz: float, high_hz: float, top_hz: float = 5000.0,
+                n_teeth: int = 20) -> float:
+    """Share of the spectral peak energy on the first ``n_teeth`` harmonics of ``low_hz`` that are
+    not near a harmonic of ``high_hz``, of that plus the energy on the harmonics of ``high_hz``
+    (both up to ``top_hz``): near 0 when ``low_hz`` is a mere subharmonic, near 1 when ``high_hz``
+    explains little. (A denser comb would catch any partial within its tolerance.)"""
+    spec = np.abs(np.fft.rfft(x * np.hanning(x.size)))
+    bin_hz = rate / x.size
+    top = min(top_hz, 0.45 * rate)
+    if low_hz >= top:
+        return 0.0
+    # Partials must stand 10 dB above the noise floor (the median bin) to count.
+    floor = 3.0 * float(np.median(spec[: int(top / bin_hz) + 1]))
+    low = low_hz * np.arange(1, min(n_teeth, int(top / low_hz)) + 1)
+    high = high_hz * np.arange(1, max(1, int(top / high_hz)) + 1)
+    near = np.abs(low[:, None] - high[None, :]).min(axis=1) < np.maximum(0.03 * low, 2 * bin_hz)
+    own = _harmonic_energy(spec, bin_hz, low[~near], floor)
+    return own / max(own + _harmonic_energy(spec, bin_hz, high, floor), 1e-20)
