@@ -47,28 +47,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def train_stage(stage: str, data, out: Path, opts) -> dict[str, float]:
     """Train one stage. Imports stay inside: a stage's import pulls in its networks and evaluation."""
     if stage == "features":
-        from models.train import features
-        return features.train(data, out, opts)
-    if stage == "eval-classifiers":
-        from models.train import eval_classifiers
-        return eval_classifiers.train(data, out, opts)
-    if stage == "gan":
-        from models.train import gan
-        return gan.train(data, out, opts)
-    if stage == "hyper-pre":
-        from models.train import hyper_pre
-        return hyper_pre.train(data, out, opts)
-    if stage == "hyper-adv":
-        from models.train import hyper_adv
-        return hyper_adv.train(data, out, opts)
-    if stage == "vocoder":
-        from models.train import vocoder
-        return vocoder.train(data, out, opts)
-    if stage == "vocoder-distill":
-        from models.train import vocoder_distill
-        return vocoder_distill.train(data, out, opts)
-    raise ValueError(f"unknown stage {stage!r}")
-
+        from models.train.features import train
+    elif stage == "eval-classifiers":
+        from models.train.eval_classifiers import train
+    elif stage == "gan":
+        from models.train.gan import train
+    elif stage == "hyper-pre":
+        from models.train.hyper_pre import train
+    elif stage == "hyper-adv":
+        from models.train.hyper_adv import train
+    elif stage == "vocoder":
+        from models.train.vocoder import train
+    elif stage == "vocoder-distill":
+        from models.train.vocoder_distill import train
+    else:
+        raise ValueError(f"unknown stage {stage!r}")
+    return train(data, out, opts)
 
 def run(args: argparse.Namespace) -> int:
     from models.train import common

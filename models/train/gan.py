@@ -73,14 +73,20 @@ class GanBatches:
         self.mels, self.pitch, self.h, self.neighbours = mels, pitch, h, neighbours  # [N, M, F], [N], [N, h_dim], [N, k]
         self.batch_size, self.p_self = batch_size, p_self
 
-    def __call__(self, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """-> h ``[B, h_dim]``, x ``[B, n_mels, n_frames]`` float32, p ``[B]``."""
+    def targets(self, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """The kNN target lookup: note indices i and their targets j, ``[B]`` each."""
         B, dev = self.batch_size, self.h.device
         i = torch.randint(len(self.h), (B,), generator=gen, device=gen.device).to(dev)
         pick = torch.randint(self.neighbours.shape[1], (B,), generator=gen, device=gen.device).to(dev)
         own = torch.rand(B, generator=gen, device=gen.device).to(dev) < self.p_self
-        j = torch.where(own, i, self.neighbours[i, pick])
+        return i, torch.where(own, i, self.neighbours[i, pick])
+
+    def gather(self, i: torch.Tensor, j: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """-> h_i ``[B, h_dim]``, x_j ``[B, n_mels, n_frames]`` float32, p_j ``[B]``."""
         return self.h[i], self.mels[j].float(), self.pitch[j]
+
+    def __call__(self, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return self.gather(*self.targets(gen))
 
 
 class GanStep:
