@@ -38,6 +38,20 @@ def test_cast_state_halves_size_and_restores_into_fp32(tmp_path):
         assert torch.allclose(a.float(), b.float(), rtol=1e-3, atol=1e-4)
 
 
+def test_cast_keeps_optimiser_state_and_random_streams_or_drops_them(tmp_path):
+    tensors = {"G.w": torch.randn(4, 4), "optim.G.w.exp_avg_sq": torch.rand(4, 4).to(torch.bfloat16),
+               "rng.0.numpy_extra": torch.tensor([3.0, 0.0, 0.123456789], dtype=torch.float64)}
+    resume.save_tensor_state(tmp_path / "run", "state", tensors, {"step": 5, "optim": "{}", "scalers": "{}"})
+    state_tools.cast_state(tmp_path / "run", tmp_path / "half", torch.float16)
+    half, meta = resume.load_state(tmp_path / "half", "state")
+    assert half["G.w"].dtype == torch.float16 and "optim" in meta
+    assert torch.equal(half["optim.G.w.exp_avg_sq"], tensors["optim.G.w.exp_avg_sq"])
+    assert torch.equal(half["rng.0.numpy_extra"], tensors["rng.0.numpy_extra"])
+    state_tools.main(["cast", str(tmp_path / "run"), str(tmp_path / "bare"), "--weights-only"])
+    bare, meta = resume.load_state(tmp_path / "bare", "state")
+    assert list(bare) == ["G.w"] and "optim" not in meta and meta["step"] == "5"
+
+
 def test_ship_generator_writes_ema_in_fp16(tmp_path):
     G, ema = _gan_like_state(tmp_path)
     out = state_tools.ship_generator(tmp_path / "run", tmp_path / "generator.safetensors")
