@@ -13,13 +13,15 @@ G forward/backward (+ Adam), EMA. A short table is printed last.
 
 A variant is tokens joined by "+": ``fp32`` or ``bf16`` (autocast), ``cl`` (channels_last),
 ``compile`` (torch.compile G, D and f), ``bN`` (batch size N, else ``--batch``), ``fused``
-(fused Adam kernels). Variants that would start after ``--budget-s`` are skipped.
+(fused Adam kernels). Variants that would start after ``--budget-s`` are skipped; at
+``--deadline-s`` the running one is abandoned and the table printed.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import json
+import signal
 import time
 from dataclasses import dataclass
 
@@ -33,7 +35,7 @@ from models.train import common
 from models.train.gan import GanBatches, GanStep, GanTrainConfig, ema_beta, prepare
 from models.train.knn import build_neighbours
 
-DEFAULT_VARIANTS = "fp32,bf16,bf16+cl,bf16+cl+b128,bf16+cl+compile"
+DEFAULT_VARIANTS = "bf16,bf16+cl,bf16+cl+compile,bf16+cl+b128"  # bf16 at --batch: how the stage trains now
 PHASES = ("knn", "gather", "D", "R1", "G", "EMA")
 
 
@@ -170,17 +172,48 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def run_all(args, mel: MelConfig, device: torch.device) -> list[dict]:
+    """Every variant in turn, within ``--budget-s`` (to start) and ``--deadline-s`` (to finish)."""
+    start, rows = time.perf_counter(), []
+
+    def deadline(signum, frame):
+        raise TimeoutError(f"deadline of {args.deadline_s:.0f} s")
+
+    previous = signal.signal(signal.SIGALRM, deadline)
+    signal.alarm(max(1, int(args.deadline_s)))
+    try:
+        for v in [Variant.parse(text, args.batch) for text in args.variants.split(",")]:
+            elapsed = time.perf_counter() - start
+            left = args.budget_s - elapsed
+            if left <= 0 or (v.compile and left < args.compile_s) or elapsed >= args.deadline_s:
+                why = "past the deadline" if elapsed >= args.deadline_s else f"{max(left, 0):.0f} s of the budget left"
+                rows.append({"variant": v.name, "skipped": why})
+                continue
+            try:
+                rows.append(run_variant(v, args, mel, device))
+            except (RuntimeError, TimeoutError) as exc:  # out of memory, a compile error, the deadline
+                rows.append({"variant": v.name, "skipped": f"{type(exc).__name__}: {str(exc).splitlines()[0][:80]}"})
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+            print(json.dumps(rows[-1]), flush=True)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--steps", type=int, default=50, help="timed steps per variant")
-    parser.add_argument("--warmup", type=int, default=10, help="untimed steps first (autotuning, compilation)")
+    parser.add_argument("--warmup", type=int, default=8, help="untimed steps first (autotuning, compilation, R1)")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--variants", default=DEFAULT_VARIANTS, help=f"comma-separated (default {DEFAULT_VARIANTS})")
     parser.add_argument("--notes", type=int, default=2048, help="synthetic notes (kNN index over them)")
     parser.add_argument("--tiny", action="store_true", help="tiny networks and mel grid (CPU smoke run)")
     parser.add_argument("--budget-s", type=float, default=200.0, help="start no variant after this many seconds")
+    parser.add_argument("--deadline-s", type=float, default=280.0, help="abandon the running variant then")
     parser.add_argument("--compile-s", type=float, default=100.0, help="a compile variant needs this much budget left")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
@@ -188,20 +221,8 @@ def main(argv: list[str] | None = None) -> int:
     mel = TINY_MEL if args.tiny else SHIPPED_MEL
     if device.type == "cuda":
         print(f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}", flush=True)
-    start, rows = time.perf_counter(), []
-    for text in args.variants.split(","):
-        v = Variant.parse(text, args.batch)
-        left = args.budget_s - (time.perf_counter() - start)
-        if left <= 0 or (v.compile and left < args.compile_s):
-            rows.append({"variant": v.name, "skipped": f"{left:.0f} s of the budget left"})
-            continue
-        try:
-            rows.append(run_variant(v, args, mel, device))
-        except (RuntimeError, torch.cuda.OutOfMemoryError) as exc:  # e.g. out of memory at a large batch
-            rows.append({"variant": v.name, "skipped": f"{type(exc).__name__}: {str(exc).splitlines()[0][:80]}"})
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
-        print(json.dumps(rows[-1]), flush=True)
+    start = time.perf_counter()
+    rows = run_all(args, mel, device)
     print(f"\nGAN step, {'tiny' if args.tiny else 'shipped'} G + D + f, {args.steps} timed steps per variant, "
           f"{time.perf_counter() - start:.0f} s in all")
     print(table(rows))
