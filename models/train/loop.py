@@ -57,9 +57,11 @@ class Stage:
 
     ``step(step, data_gen)`` takes one optimisation step, drawing its batch with ``data_gen`` (on
     the device; saved and restored with the state), and returns its losses (tensors, averaged
-    between log lines). ``probe(step, final)`` evaluates on the main process and returns metrics;
-    it may not touch the random streams (the loop forks them around it). ``export(out, meta)``
-    writes the stage's network files beside each saved state.
+    between log lines). ``probe(step, final)`` evaluates on the main process and returns metrics
+    (the loop forks the torch random streams around it; numpy's and python's it must leave alone);
+    with ``probe_first`` it also runs before the first step. ``export(out, meta)`` writes the
+    stage's network files beside each saved state. ``parts`` is state that is neither a network
+    nor an optimiser; ``check_resume(header)`` may refuse a state (e.g. one trained with another f).
     """
 
     name: str
@@ -185,6 +187,7 @@ class Run:
             stage.check_resume(meta)
         for name, net in stage.nets.items():
             resume.restore(net, tensors, name)
+        missing = [] if "optim" in meta else ["optimiser"]
         if "optim" in meta:
             names = resume.parameter_names(stage.nets)
             resume.restore_optimizers(stage.optimizers, names, tensors, json.loads(meta["optim"]))
@@ -194,12 +197,10 @@ class Run:
             own = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
             if own:
                 part.load_state_tensors(own)
-        streams = resume.rank_streams(tensors, self.d.rank)
-        if streams:
-            resume.restore_rng(streams, data_gen)
-        elif self.d.is_main:
-            print(f"{out}: the state holds no optimiser or random-stream state for this process; "
-                  "those start afresh")  # a CLI stage's note on an older or differently sized run
+        missing += resume.restore_rng(resume.rank_streams(tensors, self.d.rank), data_gen)
+        if missing and self.d.is_main:
+            # A CLI stage's note: a state of weights alone, of another number of processes or device.
+            print(f"{out}: no saved {', '.join(missing)} state for this process; those start afresh")
         return int(meta["step"])
 
     def _gather_streams(self, own: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

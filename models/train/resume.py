@@ -226,16 +226,28 @@ def rng_tensors(data_gen: torch.Generator) -> dict[str, torch.Tensor]:
     return out
 
 
-def restore_rng(streams: dict[str, torch.Tensor], data_gen: torch.Generator) -> None:
-    """Set every stream ``rng_tensors`` read."""
-    torch.set_rng_state(streams["torch"])
-    data_gen.set_state(streams["data"])
-    pos, has_gauss, cached = streams["numpy_extra"].tolist()
-    np.random.set_state(("MT19937", streams["numpy"].numpy().astype(np.uint32), int(pos), int(has_gauss), cached))
-    version, gauss = streams["python_extra"].tolist()
-    random.setstate((int(version), tuple(streams["python"].tolist()), None if math.isnan(gauss) else gauss))
-    if "cuda" in streams and torch.cuda.is_available():
-        torch.cuda.set_rng_state(streams["cuda"])
+def restore_rng(streams: dict[str, torch.Tensor], data_gen: torch.Generator) -> list[str]:
+    """Set every stream ``rng_tensors`` read; returns the names of those the state could not give
+    (none saved, or saved on another kind of device), which keep their seeded start."""
+    missing = []
+    if "torch" in streams:
+        torch.set_rng_state(streams["torch"])
+        pos, has_gauss, cached = streams["numpy_extra"].tolist()
+        np.random.set_state(("MT19937", streams["numpy"].numpy().astype(np.uint32), int(pos), int(has_gauss), cached))
+        version, gauss = streams["python_extra"].tolist()
+        random.setstate((int(version), tuple(streams["python"].tolist()), None if math.isnan(gauss) else gauss))
+    else:
+        missing.append("random-stream")
+    if "data" in streams and streams["data"].numel() == data_gen.get_state().numel():
+        data_gen.set_state(streams["data"])
+    else:
+        missing.append("data-order")
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        if "cuda" in streams:
+            torch.cuda.set_rng_state(streams["cuda"])
+        else:
+            missing.append("CUDA random-stream")
+    return missing
 
 
 def rank_streams(tensors: dict[str, torch.Tensor], rank: int) -> dict[str, torch.Tensor]:
