@@ -14,29 +14,10 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from models import checkpoint
-from models.nets.classifiers import InstrumentClassifier, PitchClassifier
-from models.nets.discriminator import Discriminator
-from models.nets.features import FeatureExtractor
-from models.nets.generator import Generator
-from models.nets.hyper import HyperConfig, HyperNetwork
-from models.nets.vocoder import NeuralVocoder, VocoderConfig
-from models.signal.mel import TINY_MEL
 from models.train import common, resume
 from models.train.cli import train_stage
-from tests.train_fixtures import tiny_noteset
+from tests.train_fixtures import QUICK, TINY_STAGES, tiny_noteset, tiny_weights
 
-QUIET = ("log_every=1", "eval_every=1000", "save_every=1000")
-STAGES = {
-    "features": ("batch_size=16", "probe_bank=64", "head_reset_every=3", "grl_ramp_steps=4"),
-    "eval-classifiers": ("batch_size=16",),
-    "gan": ("batch_size=8", "knn_k=5", "r1_every=2"),
-    "hyper-pre": ("batch_size=8", "knn_k=5", "p_recon=0.5"),
-    "hyper-adv": ("batch_size=8", "knn_k=5", "r1_every=2"),
-    "vocoder": ("batch_size=4", "crop_frames=12", "context_frames=4", "eval_notes=2", "final_eval_notes=2",
-                "warmup_steps=4", "adv_start=2", "adv_weight=1.0", "fm_weight=1.0"),
-    "vocoder-distill": ("dim=16", "intermediate_dim=32", "n_layers=1", "batch_size=8", "eval_batches=1"),
-}
 STEPS, STOP = 6, 4
 
 
@@ -55,24 +36,12 @@ def data():
 
 @pytest.fixture(scope="module")
 def weights(data, tmp_path_factory):
-    """Random tiny networks where the later stages look for the earlier stages' weights."""
-    folder = tmp_path_factory.mktemp("weights")
-    torch.manual_seed(0)
-    G = Generator(Generator.Config.tiny(TINY_MEL))
-    nets = {"features": FeatureExtractor(FeatureExtractor.Config.tiny(TINY_MEL, n_instruments=len(data.instruments))),
-            "generator": G, "discriminator": Discriminator(Discriminator.Config.tiny(TINY_MEL)),
-            "hyper_pre": HyperNetwork(HyperConfig.tiny(G.modulated_layers(), 16, skip_coarse=2)),
-            "instrument_classifier": InstrumentClassifier(InstrumentClassifier.Config.tiny(TINY_MEL)),
-            "pitch_classifier": PitchClassifier(PitchClassifier.Config.tiny(TINY_MEL)),
-            "vocoder": NeuralVocoder(VocoderConfig.tiny(TINY_MEL))}
-    for name, net in nets.items():
-        checkpoint.save(folder / f"{name}.safetensors", net, {"step": 1})
-    return folder
+    return tiny_weights(tmp_path_factory.mktemp("weights"), len(data.instruments))
 
 
 def _train(stage: str, data, weights: Path, out: Path, steps: int, *extra: str) -> None:
     opts = common.RunOptions(minutes=5, max_steps=steps, tiny=True, device="cpu", weights=str(weights),
-                             overrides=QUIET + STAGES[stage] + extra)
+                             overrides=QUICK + TINY_STAGES[stage] + extra)
     train_stage(stage, data, out, opts)
 
 
@@ -93,7 +62,7 @@ def _state(out: Path) -> dict[str, torch.Tensor]:
     return tensors
 
 
-@pytest.mark.parametrize("stage", list(STAGES))
+@pytest.mark.parametrize("stage", list(TINY_STAGES))
 def test_a_resumed_run_matches_the_uninterrupted_one_exactly(stage, data, weights, tmp_path):
     _train(stage, data, weights, tmp_path / "straight", STEPS, "moments_dtype=float32")
     _train(stage, data, weights, tmp_path / "stopped", STOP, "moments_dtype=float32")
@@ -139,7 +108,7 @@ def _ddp_worker(rank: int, world: int, root: str) -> None:
     data = tiny_noteset(n_instruments=4, keys=range(45, 81, 6), valid_instruments=1)
     for out, steps in (("straight", 4), ("stopped", 2), ("stopped", 2)):
         opts = common.RunOptions(minutes=5, max_steps=steps, tiny=True, device="cpu",
-                                 overrides=QUIET + STAGES["eval-classifiers"] + ("moments_dtype=float32",))
+                                 overrides=QUICK + TINY_STAGES["eval-classifiers"] + ("moments_dtype=float32",))
         train_stage("eval-classifiers", data, Path(root) / out, opts)
     torch.distributed.destroy_process_group()
 
