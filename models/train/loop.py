@@ -157,8 +157,12 @@ class Run:
     def save(self, stage: Stage, out: Path, step: int, data_gen: torch.Generator) -> None:
         """Write the complete state (all processes give their random streams) and the network files."""
         streams = self._gather_streams(resume.rng_tensors(data_gen))
-        if not self.d.is_main:
-            return
+        if self.d.is_main:
+            self._write(stage, out, step, streams)
+        if self.d.world_size > 1:
+            dist.barrier()  # no process reads the state (resuming a next run) before it is written
+
+    def _write(self, stage: Stage, out: Path, step: int, streams: dict[str, torch.Tensor]) -> None:
         cfg = stage.cfg
         names = resume.parameter_names(stage.nets)
         optim, optim_meta = resume.optimizer_tensors(stage.optimizers, names, resume.MOMENTS_DTYPES[cfg.moments_dtype])
