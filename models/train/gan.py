@@ -189,6 +189,8 @@ def train(data, out: Path, opts: common.RunOptions) -> dict[str, float]:
     """Train (or resume) in ``out`` for the budget in ``opts``; returns the final metrics."""
     run = Run(opts, GanTrainConfig())
     cfg, dev, weights = run.cfg, run.device, run.weights
+    if cfg.compile and run.d.world_size > 1:
+        raise UserError("compile=true runs in one process: R1 takes D uncompiled, outside DDP's gradient reduction")
     f, features_step = load_frozen_features(weights / "features.safetensors", dev)
     notes = common.DeviceNotes(data, dev, splits=(0,))
     h_all = embed(f, notes)
