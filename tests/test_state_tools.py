@@ -7,7 +7,7 @@ from models import checkpoint
 from models.nets.generator import Generator
 from models.signal.mel import TINY_MEL
 from models.runs import state as state_tools
-from models.train import common
+from models.train import resume
 
 
 def _gan_like_state(tmp_path):
@@ -18,24 +18,38 @@ def _gan_like_state(tmp_path):
         for p in ema.parameters():
             p.add_(0.01)
     meta = {"stage": "gan", "step": 7, "mel": TINY_MEL.to_json(), "g_config": checkpoint.config_to_json(cfg)}
-    common.save_state(tmp_path / "run", "state", {"G": G, "ema": ema}, meta)
+    resume.save_state(tmp_path / "run", "state", {"G": G, "ema": ema}, meta)
     return G, ema
 
 
 def test_cast_state_halves_size_and_restores_into_fp32(tmp_path):
     G, _ = _gan_like_state(tmp_path)
     state_tools.cast_state(tmp_path / "run", tmp_path / "half", torch.float16)
-    tensors, meta = common.load_state(tmp_path / "half", "state")
+    tensors, meta = resume.load_state(tmp_path / "half", "state")
     assert meta["step"] == "7" and meta["state_dtype"] == "float16"
     assert all(v.dtype == torch.float16 for v in tensors.values() if v.is_floating_point())
     full = sum(p.stat().st_size for p in (tmp_path / "run").glob("*.safetensors"))
     half = sum(p.stat().st_size for p in (tmp_path / "half").glob("*.safetensors"))
     assert half < 0.6 * full
     G2 = Generator(G.cfg)
-    common.restore(G2, tensors, "G")  # cast back to the net's float32
+    resume.restore(G2, tensors, "G")  # cast back to the net's float32
     for a, b in zip(G.state_dict().values(), G2.state_dict().values()):
         assert b.dtype == a.dtype
         assert torch.allclose(a.float(), b.float(), rtol=1e-3, atol=1e-4)
+
+
+def test_cast_keeps_optimiser_state_and_random_streams_or_drops_them(tmp_path):
+    tensors = {"G.w": torch.randn(4, 4), "optim.G.w.exp_avg_sq": torch.rand(4, 4).to(torch.bfloat16),
+               "rng.0.numpy_extra": torch.tensor([3.0, 0.0, 0.123456789], dtype=torch.float64)}
+    resume.save_tensor_state(tmp_path / "run", "state", tensors, {"step": 5, "optim": "{}", "scalers": "{}"})
+    state_tools.cast_state(tmp_path / "run", tmp_path / "half", torch.float16)
+    half, meta = resume.load_state(tmp_path / "half", "state")
+    assert half["G.w"].dtype == torch.float16 and "optim" in meta
+    assert torch.equal(half["optim.G.w.exp_avg_sq"], tensors["optim.G.w.exp_avg_sq"])
+    assert torch.equal(half["rng.0.numpy_extra"], tensors["rng.0.numpy_extra"])
+    state_tools.main(["cast", str(tmp_path / "run"), str(tmp_path / "bare"), "--weights-only"])
+    bare, meta = resume.load_state(tmp_path / "bare", "state")
+    assert list(bare) == ["G.w"] and "optim" not in meta and meta["step"] == "5"
 
 
 def test_ship_generator_writes_ema_in_fp16(tmp_path):
@@ -72,7 +86,7 @@ def test_ship_vocoder_writes_the_state_net_in_fp16_and_refuses_other_states(tmp_
     cfg = NeuralVocoder.Config.tiny(TINY_MEL)
     V = NeuralVocoder(cfg)
     meta = {"stage": "vocoder", "step": 11, "mel": TINY_MEL.to_json(), "v_config": checkpoint.config_to_json(cfg)}
-    common.save_state(tmp_path / "voc", "state", {"V": V}, meta)
+    resume.save_state(tmp_path / "voc", "state", {"V": V}, meta)
     out = state_tools.ship_vocoder(tmp_path / "voc", tmp_path / "vocoder.safetensors")
     shipped, _, shipped_meta = checkpoint.load(out, NeuralVocoder)
     assert shipped_meta["step"] == "11" and shipped.cfg == cfg

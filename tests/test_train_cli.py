@@ -37,6 +37,14 @@ def test_unknown_setting_is_a_clear_error(tiny_data, tmp_path, capsys):
     assert "unknown setting 'bogus'" in capsys.readouterr().err
 
 
+def test_a_setting_for_a_network_the_stage_lacks_is_an_error(tiny_data, tmp_path, capsys):
+    rc = main(["train", "features", "--data", str(tiny_data), "--out", str(tmp_path), "--tiny", "--dry-run",
+               "--set", "lr=1e-3", "G.w_dim=64"])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "unknown setting 'G.w_dim'" in err and "net.h_dim" in err
+
+
 def test_missing_data_is_a_clear_error(tmp_path, capsys):
     rc = main(["train", "gan", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o")])
     assert rc == 2

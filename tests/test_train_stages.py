@@ -12,7 +12,7 @@ import torch.multiprocessing as mp
 from models import checkpoint
 from models.nets.features import FeatureExtractor
 from models.nets.generator import Generator
-from models.train import common, eval_classifiers, features, gan
+from models.train import common, eval_classifiers, features, gan, resume
 from tests.train_fixtures import tiny_noteset
 
 
@@ -54,7 +54,7 @@ def test_features_stage_resumes_with_a_fresh_adversary(noteset, features_run, tm
     overrides = ("batch_size=32", "log_every=5", "eval_every=1000", "save_every=1000", "head_reset_every=170")
     final = features.train(noteset, out, common.RunOptions(minutes=5, max_steps=20, tiny=True, overrides=overrides,
                                                            device="cpu"))
-    assert int(common.load_state(out, "state")[1]["step"]) == 180
+    assert int(resume.load_state(out, "state")[1]["step"]) == 180
     rows = [r for r in metrics(out) if "loss_inst" in r]
     assert rows[0]["step"] == 165 and {"adv_acc", "loss_pitch_adv"} <= set(rows[0])
     assert {"pitch_probe_acc", "pitch_probe_acc_holdout", "pitch_head_acc_unseen"} <= set(final)
@@ -83,10 +83,10 @@ def test_gan_stage_runs_and_resumes_step_count(noteset, features_run, tmp_path):
     final = gan.train(noteset, out, opts)
     assert {"timbre_id_gen", "timbre_id_real"} <= set(final)
     assert (out / "mels_latest.png").read_bytes()[:4] == b"\x89PNG"
-    state1 = common.load_state(out, "state")
+    state1 = resume.load_state(out, "state")
     assert int(state1[1]["step"]) == 12
     gan.train(noteset, out, common.RunOptions(**{**opts.__dict__, "max_steps": 5}))
-    tensors, meta = common.load_state(out, "state")
+    tensors, meta = resume.load_state(out, "state")
     assert int(meta["step"]) == 17
     G, _, gmeta = checkpoint.load(out / "generator.safetensors", Generator)
     assert int(gmeta["step"]) == 17

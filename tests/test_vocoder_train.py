@@ -13,7 +13,7 @@ from models.errors import UserError
 from models.nets.features import FeatureExtractor
 from models.nets.generator import Generator
 from models.signal.mel import TINY_MEL, LogMel
-from models.train import common, vocoder as stage
+from models.train import common, resume, vocoder as stage
 from models.nets.vocoder import NeuralVocoder, VocoderSchedule, load_vocoder
 from models.evaluation.vocoder_quality import VocoderEvalConfig, evaluate_real, markdown_table, quality_table
 from tests.train_fixtures import tiny_noteset
@@ -38,9 +38,9 @@ def rows(out: Path) -> list[dict]:
 def test_stage_runs_resumes_and_reports_griffin_lim_beside_it(noteset, tmp_path):
     opts = common.RunOptions(minutes=5, max_steps=5, tiny=True, device="cpu", overrides=FAST + ADVERSARIAL)
     stage.train(noteset, tmp_path, opts)
-    assert int(common.load_state(tmp_path, "state")[1]["step"]) == 5
+    assert int(resume.load_state(tmp_path, "state")[1]["step"]) == 5
     final = stage.train(noteset, tmp_path, common.RunOptions(**{**opts.__dict__, "max_steps": 3}))
-    tensors, meta = common.load_state(tmp_path, "state")
+    tensors, meta = resume.load_state(tmp_path, "state")
     assert int(meta["step"]) == 8
     assert any(k.startswith("C.") for k in tensors) and any(k.startswith("V.") for k in tensors)
     vtensors, vmeta = checkpoint.read_tensors(tmp_path / "vocoder.safetensors")
@@ -69,7 +69,7 @@ def test_batches_give_windows_with_context_around_aligned_crops(noteset):
     cfg = stage.VocoderTrainConfig(batch_size=8, crop_frames=12, context_frames=4, aug_prob=0.0, gain_db=0.0,
                                    attack_prob=0.5)
     audio = stage.TrainAudio(noteset, torch.device("cpu"))
-    batch = stage.Batches(audio, cfg, mel, torch.Generator().manual_seed(0))()
+    batch = stage.Batches(audio, cfg, mel)(torch.Generator().manual_seed(0))
     window = 12 + 2 * 4
     assert batch.mel.shape == (8, mel.n_mels, window) and batch.wave.shape == (8, mel.hop_length * (window - 1))
     assert batch.real_mel.shape == (8, mel.n_mels, 12) and batch.magnitude.shape == (8, mel.n_freqs, 12)
@@ -130,7 +130,7 @@ def test_fine_tuning_on_generator_outputs(noteset, weights, tmp_path):
     opts = common.RunOptions(minutes=5, max_steps=3, tiny=True, device="cpu", weights=str(weights),
                              overrides=FAST + ("gen_fraction=0.5", "adv_start=100"))
     stage.train(noteset, tmp_path, opts)
-    assert int(common.load_state(tmp_path, "state")[1]["step"]) == 3
+    assert int(resume.load_state(tmp_path, "state")[1]["step"]) == 3
     assert all(np.isfinite(r["loss"]) for r in rows(tmp_path) if "loss" in r)
 
 

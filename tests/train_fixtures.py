@@ -65,3 +65,40 @@ def tiny_noteset(n_instruments: int = 6, keys: range = range(45, 81, 3), mel: Me
                        pitch=np.array([r[1] for r in rows], np.int16), velocity=np.full(len(rows), 100, np.int16),
                        instrument=inst, family=(inst % 3).astype(np.int16), split=split, instruments=instruments,
                        families=["a", "b", "c"], mel_cfg=mel)
+
+
+# --set overrides that make every stage tiny and quick (no evaluation or saving between steps).
+QUICK = ("log_every=1", "eval_every=1000", "save_every=1000")
+TINY_STAGES = {
+    "features": ("batch_size=16", "probe_bank=64", "head_reset_every=3", "grl_ramp_steps=4"),
+    "eval-classifiers": ("batch_size=16",),
+    "gan": ("batch_size=8", "knn_k=5", "r1_every=2"),
+    "hyper-pre": ("batch_size=8", "knn_k=5", "p_recon=0.5"),
+    "hyper-adv": ("batch_size=8", "knn_k=5", "r1_every=2"),
+    "vocoder": ("batch_size=4", "crop_frames=12", "context_frames=4", "eval_notes=2", "final_eval_notes=2",
+                "warmup_steps=4", "adv_start=2", "adv_weight=1.0", "fm_weight=1.0"),
+    "vocoder-distill": ("dim=16", "intermediate_dim=32", "n_layers=1", "batch_size=8", "eval_batches=1"),
+}
+
+
+def tiny_weights(folder, n_instruments: int, mel: MelConfig = TINY_MEL):
+    """Random tiny networks where the later stages look for the earlier stages' weights."""
+    from models import checkpoint
+    from models.nets.classifiers import InstrumentClassifier, PitchClassifier
+    from models.nets.discriminator import Discriminator
+    from models.nets.features import FeatureExtractor
+    from models.nets.generator import Generator
+    from models.nets.hyper import HyperConfig, HyperNetwork
+    from models.nets.vocoder import NeuralVocoder, VocoderConfig
+
+    torch.manual_seed(0)
+    f = FeatureExtractor(FeatureExtractor.Config.tiny(mel, n_instruments=n_instruments))
+    G = Generator(Generator.Config.tiny(mel))
+    nets = {"features": f, "generator": G, "discriminator": Discriminator(Discriminator.Config.tiny(mel)),
+            "hyper_pre": HyperNetwork(HyperConfig.tiny(G.modulated_layers(), f.cfg.h_dim, skip_coarse=2)),
+            "instrument_classifier": InstrumentClassifier(InstrumentClassifier.Config.tiny(mel)),
+            "pitch_classifier": PitchClassifier(PitchClassifier.Config.tiny(mel)),
+            "vocoder": NeuralVocoder(VocoderConfig.tiny(mel))}
+    for name, net in nets.items():
+        checkpoint.save(folder / f"{name}.safetensors", net, {"step": 1})
+    return folder

@@ -1,8 +1,9 @@
 """Move training state between the lent GPU, git history and the shipped ``assets/``.
 
-    python -m models.runs.state cast SRC_DIR DST_DIR [--dtype float16]
-        rewrite a sharded state (``state-*.safetensors``) at another precision: a float16 GAN state
-        is 24 MB instead of 48 MB, which is what lets it travel with the tree and the fonts.
+    python -m models.runs.state cast SRC_DIR DST_DIR [--dtype float16] [--weights-only]
+        rewrite the weights of a sharded state (``state-*.safetensors``) at another precision (the
+        optimiser moments and random streams keep theirs): smaller to carry, no longer bit-exact;
+        ``--weights-only`` drops the rest too (a GAN state: 23 MiB instead of 39 MiB in float16).
     python -m models.runs.state ship-generator STATE_DIR OUT.safetensors
         write G_ema of a GAN state as the shipped float16 ``generator.safetensors``.
     python -m models.runs.state ship-vocoder STATE_DIR OUT.safetensors
@@ -14,9 +15,9 @@
     python -m models.runs.state half IN.safetensors OUT.safetensors
         a float16 copy of one network file (header kept), for ``assets/``.
 
-Weights restored from a float16 state are cast back to float32 by ``common.restore``; the
-precision lost is far below one optimizer step's change, and Adam re-warms within a few hundred
-steps anyway (see models/README.md, "Training on the lent GPU").
+Weights restored from a float16 state are cast back to float32 by ``resume.restore``; the
+precision lost is far below one optimizer step's change (see models/README.md, "Training on the
+lent GPU"). A state of weights alone resumes with fresh optimiser moments.
 """
 from __future__ import annotations
 
@@ -33,31 +34,38 @@ from models.nets.features import FeatureExtractor
 from models.nets.generator import Generator
 from models.nets.hyper import HyperNetwork
 from models.signal.mel import MelConfig
-from models.train import common
+from models.train import resume
 from models.train.hyper_pre import pair_digests
 from models.nets.vocoder import NeuralVocoder
 
 DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
+NOT_WEIGHTS = ("optim.", "rng.", "extra.")  # resume-state keys that are not network weights
 
 
 def _cast(tensors: dict[str, torch.Tensor], dtype: torch.dtype) -> dict[str, torch.Tensor]:
-    return {k: v.to(dtype) if v.is_floating_point() else v for k, v in tensors.items()}
+    """Floating network weights at ``dtype``; optimiser moments, random streams and extras untouched."""
+    return {k: v.to(dtype) if v.is_floating_point() and not k.startswith(NOT_WEIGHTS) else v
+            for k, v in tensors.items()}
 
 
-def cast_state(src: Path, dst: Path, dtype: torch.dtype, name: str = "state") -> list[Path]:
-    """Re-shard the state ``name`` of ``src`` into ``dst`` with floating tensors at ``dtype``."""
-    state = common.load_state(src, name)
+def cast_state(src: Path, dst: Path, dtype: torch.dtype, name: str = "state", weights_only: bool = False) -> list[Path]:
+    """Re-shard the state ``name`` of ``src`` into ``dst`` with its weights at ``dtype`` (and nothing
+    but the weights if ``weights_only``: a resume from it starts the optimisers afresh)."""
+    state = resume.load_state(src, name)
     if state is None:
         raise UserError(f"no {name}-*.safetensors in {src}")
     tensors, meta = state
-    meta = {k: v for k, v in meta.items() if k not in ("shard", "format", "git")}
+    drop = ("shard", "format", "git", "split") + (("optim", "scalers") if weights_only else ())
+    meta = {k: v for k, v in meta.items() if k not in drop}
+    if weights_only:
+        tensors = {k: v for k, v in tensors.items() if not k.startswith(NOT_WEIGHTS)}
     meta["state_dtype"] = str(dtype).removeprefix("torch.")
-    return common.save_tensor_state(dst, name, _cast(tensors, dtype), meta)
+    return resume.save_tensor_state(dst, name, _cast(tensors, dtype), meta)
 
 
 def _ship(state_dir: Path, out: Path, net_cls: type, config_key: str, prefix: str, *stages: str) -> Path:
     """The network ``prefix`` of a state of one of ``stages`` -> float16 ``out`` with its config."""
-    state = common.load_state(state_dir, "state")
+    state = resume.load_state(state_dir, "state")
     if state is None or state[1].get("stage", stages[0]) not in stages:
         raise UserError(f"no {' or '.join(stages)} state in {state_dir}")
     tensors, meta = state
@@ -67,7 +75,7 @@ def _ship(state_dir: Path, out: Path, net_cls: type, config_key: str, prefix: st
         cfg = net_cls.Config.shipped(MelConfig.from_json(meta["mel"]))
         print(f"{state_dir}: no {config_key} in the state; assuming {net_cls.__name__}.Config.shipped")
     net = net_cls(cfg)
-    common.restore(net, tensors, prefix)
+    resume.restore(net, tensors, prefix)
     keep = {k: v for k, v in meta.items()
             if k in ("stage", "step", "kimg", "train_config", "mel", "git", "features_digest", "generator_digest")}
     keep["source_git"] = keep.pop("git", "unknown")
@@ -119,22 +127,21 @@ def bind_hyper(src: Path, dst: Path, weights: Path) -> Path:
     return dst
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m models.runs.state", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="cmd", required=True)
+SHIP = {"ship-generator": ship_generator, "ship-vocoder": ship_vocoder, "ship-discriminator": ship_discriminator,
+        "ship-hyper": ship_hyper}
+
+
+def parser() -> argparse.ArgumentParser:
+    p0 = argparse.ArgumentParser(prog="python -m models.runs.state", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p0.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("cast")
     p.add_argument("src", type=Path)
     p.add_argument("dst", type=Path)
     p.add_argument("--dtype", choices=sorted(DTYPES), default="float16")
     p.add_argument("--name", default="state")
-    p = sub.add_parser("ship-generator")
-    p.add_argument("state_dir", type=Path)
-    p.add_argument("out", type=Path)
-    p = sub.add_parser("ship-vocoder")
-    p.add_argument("state_dir", type=Path)
-    p.add_argument("out", type=Path)
-    for name in ("ship-discriminator", "ship-hyper"):
+    p.add_argument("--weights-only", action="store_true", help="drop optimiser state and random streams")
+    for name in SHIP:
         p = sub.add_parser(name)
         p.add_argument("state_dir", type=Path)
         p.add_argument("out", type=Path)
@@ -145,18 +152,16 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("half")
     p.add_argument("src", type=Path)
     p.add_argument("dst", type=Path)
-    args = parser.parse_args(argv)
+    return p0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
     if args.cmd == "cast":
-        for path in cast_state(args.src, args.dst, DTYPES[args.dtype], args.name):
+        for path in cast_state(args.src, args.dst, DTYPES[args.dtype], args.name, args.weights_only):
             print(path)
-    elif args.cmd == "ship-generator":
-        print(ship_generator(args.state_dir, args.out))
-    elif args.cmd == "ship-vocoder":
-        print(ship_vocoder(args.state_dir, args.out))
-    elif args.cmd == "ship-discriminator":
-        print(ship_discriminator(args.state_dir, args.out))
-    elif args.cmd == "ship-hyper":
-        print(ship_hyper(args.state_dir, args.out))
+    elif args.cmd in SHIP:
+        print(SHIP[args.cmd](args.state_dir, args.out))
     elif args.cmd == "bind-hyper":
         print(bind_hyper(args.src, args.dst, args.weights))
     else:

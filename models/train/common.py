@@ -1,8 +1,7 @@
-"""What every training stage shares: device and precision, the data on the device, the wall-clock
-budget, metrics logging, resumable state and distributed set-up.
+"""What the training loop and the stages share: distributed set-up, device and precision, the data
+on the device, the wall-clock budget, metrics logging and the EMA update.
 
-A stage module defines its ``TrainConfig`` dataclass and a ``run(args)``; the loop itself stays in
-the stage so each reads top to bottom.
+The loop itself is ``models/train/loop.py``; resume state is ``models/train/resume.py``.
 """
 from __future__ import annotations
 
@@ -21,12 +20,9 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from models.checkpoint import read_tensors, save_tensors, unwrap
+from models.checkpoint import unwrap
 from models.errors import UserError
 from models.signal.mel import MelConfig
-
-SHARD_BYTES = 15 * 1024 * 1024  # files coming back from the GPU machine must stay under 16 MiB
-
 
 # ---------------------------------------------------------------- device, precision, distribution
 @dataclass(frozen=True)
@@ -68,9 +64,9 @@ def wrap_ddp(net: torch.nn.Module, d: Dist) -> torch.nn.Module:
     return torch.nn.parallel.DistributedDataParallel(net, device_ids=ids, broadcast_buffers=False)
 
 
-def autocast(device: torch.device) -> contextlib.AbstractContextManager:
-    """bf16 autocast on CUDA; fp32 on the CPU (bf16 there is very slow)."""
-    if device.type == "cuda":
+def autocast(device: torch.device, enabled: bool = True) -> contextlib.AbstractContextManager:
+    """bf16 autocast on CUDA (unless not ``enabled``); fp32 on the CPU (bf16 there is very slow)."""
+    if device.type == "cuda" and enabled:
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
@@ -88,41 +84,7 @@ def configure_backends(device: torch.device) -> None:
         torch.backends.cudnn.benchmark = True
 
 
-# ---------------------------------------------------------------- configs from the command line
-def apply_overrides(cfg: Any, assignments: list[str] | None, prefix: str = "") -> Any:
-    """``--set lr=1e-4 batch_size=32``: replace fields, type-checked against the dataclass."""
-    if not assignments:
-        return cfg
-    changes: dict[str, Any] = {}
-    fields = {f.name: f for f in dataclasses.fields(cfg)}
-    for item in assignments:
-        if "=" not in item:
-            raise UserError(f"--set expects key=value, got {item!r}")
-        key, text = item.split("=", 1)
-        if prefix:
-            if not key.startswith(prefix + "."):
-                continue
-            key = key[len(prefix) + 1:]
-        elif "." in key:
-            continue
-        if key not in fields:
-            raise UserError(f"unknown setting {key!r}; known: {', '.join(sorted(fields))}")
-        current = getattr(cfg, key)
-        try:
-            if isinstance(current, bool):
-                value: Any = text.lower() in ("1", "true", "yes", "on")
-            elif isinstance(current, tuple):
-                value = tuple(type(current[0])(v) for v in text.split(",")) if current else tuple(text.split(","))
-            elif current is None:
-                value = json.loads(text)
-            else:
-                value = type(current)(text)
-        except ValueError as exc:
-            raise UserError(f"bad value for {key}: {text!r} ({exc})") from exc
-        changes[key] = value
-    return dataclasses.replace(cfg, **changes)
-
-
+# ---------------------------------------------------------------- configs
 def config_json(cfg: Any) -> str:
     return json.dumps(dataclasses.asdict(cfg), sort_keys=True)
 
@@ -198,7 +160,8 @@ class DeviceNotes:
         return self.mels[idx].float()
 
     def sample(self, batch_size: int, generator: torch.Generator) -> torch.Tensor:
-        return torch.randint(len(self), (batch_size,), generator=generator, device="cpu").to(self.device)
+        """Random note indices ``[batch_size]``, drawn on the generator's device (no host round trip)."""
+        return torch.randint(len(self), (batch_size,), generator=generator, device=generator.device).to(self.device)
 
     def batches(self, batch_size: int) -> Iterator[torch.Tensor]:
         """Every note once, in order (evaluation)."""
@@ -244,100 +207,41 @@ class Averager:
     """Running means of scalar losses between log lines (kept on device to avoid syncs)."""
 
     def __init__(self) -> None:
-        self.sums: dict[str, torch.Tensor] = {}
+        self.sums: dict[str, torch.Tensor | float] = {}
         self.counts: dict[str, int] = {}
 
-    def add(self, **values: torch.Tensor) -> None:
+    def add(self, **values: torch.Tensor | float) -> None:
+        """Tensors stay where they are; plain numbers (a learning rate) are summed in Python."""
         for k, v in values.items():
-            v = v.detach().float()
+            v = v.detach().float() if isinstance(v, torch.Tensor) else float(v)
             self.sums[k] = self.sums[k] + v if k in self.sums else v
             self.counts[k] = self.counts.get(k, 0) + 1
 
     def pop(self) -> dict[str, float]:
-        out = {k: float(self.sums[k]) / self.counts[k] for k in self.sums}
+        """The means since the last pop (one device-to-host copy for all tensors)."""
+        tensors = {k: v for k, v in self.sums.items() if isinstance(v, torch.Tensor)}
+        sums = {k: v for k, v in self.sums.items() if not isinstance(v, torch.Tensor)}
+        if tensors:
+            device = next(iter(tensors.values())).device
+            sums.update(zip(tensors, torch.stack([v.reshape(()).to(device) for v in tensors.values()]).tolist()))
+        out = {k: sums[k] / self.counts[k] for k in self.sums}
         self.sums.clear()
         self.counts.clear()
         return out
 
 
-# ---------------------------------------------------------------- resumable state
-def save_state(out_dir: str | Path, name: str, nets: dict[str, torch.nn.Module], meta: dict[str, Any],
-               dtype: torch.dtype | None = None) -> list[Path]:
-    """Save several networks as one state under ``out_dir``, split in shards < 16 MiB.
-
-    Keys are prefixed with each network's name (``"G."``, ``"D."``, ``"ema."``). Shards are named
-    ``{name}-00000.safetensors`` ...; stale shards of an earlier save are removed.
-    """
-    tensors: dict[str, torch.Tensor] = {}
-    for prefix, net in nets.items():
-        for k, v in unwrap(net).state_dict().items():
-            v = v.detach().cpu()
-            if dtype is not None and v.is_floating_point():
-                v = v.to(dtype)
-            tensors[f"{prefix}.{k}"] = v
-    return save_tensor_state(out_dir, name, tensors, meta)
-
-
-def save_tensor_state(out_dir: str | Path, name: str, tensors: dict[str, torch.Tensor],
-                      meta: dict[str, Any]) -> list[Path]:
-    """Write ``tensors`` as shards ``{name}-00000.safetensors`` ... (< 16 MiB each) under ``out_dir``."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    shards: list[dict[str, torch.Tensor]] = [{}]
-    size = 0
-    for k, v in tensors.items():
-        nbytes = v.numel() * v.element_size()
-        if size + nbytes > SHARD_BYTES and shards[-1]:
-            shards.append({})
-            size = 0
-        shards[-1][k] = v
-        size += nbytes
-    paths = []
-    for i, shard in enumerate(shards):
-        path = out_dir / f"{name}-{i:05d}.safetensors"
-        save_tensors(path, shard, dict(meta, shard=f"{i}/{len(shards)}"))
-        paths.append(path)
-    for stale in out_dir.glob(f"{name}-*.safetensors"):
-        if stale not in paths:
-            stale.unlink()
-    return paths
-
-
-def load_state(out_dir: str | Path, name: str) -> tuple[dict[str, torch.Tensor], dict[str, str]] | None:
-    """Read a sharded state written by ``save_state``; None if there is none."""
-    paths = sorted(Path(out_dir).glob(f"{name}-*.safetensors"))
-    if not paths:
-        return None
-    tensors: dict[str, torch.Tensor] = {}
-    meta: dict[str, str] = {}
-    for path in paths:
-        t, m = read_tensors(path)
-        if meta and m.get("step") != meta.get("step"):
-            raise UserError(f"state {name} in {out_dir} mixes shards of steps {meta.get('step')} and {m.get('step')}")
-        tensors.update(t)
-        meta = m
-    expected = int(meta.get("shard", "0/1").split("/")[1])
-    if expected != len(paths):
-        raise UserError(f"state {name} in {out_dir} has {len(paths)} shards, expected {expected}")
-    return tensors, meta
-
-
-def restore(net: torch.nn.Module, tensors: dict[str, torch.Tensor], prefix: str) -> None:
-    """Load the ``prefix.`` part of a state into ``net`` (strict), casting to the net's dtypes."""
-    net = unwrap(net)
-    own = net.state_dict()
-    part = {k[len(prefix) + 1:]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
-    part = {k: v.to(own[k].dtype) if k in own else v for k, v in part.items()}
-    net.load_state_dict(part, strict=True)
-
-
+# ---------------------------------------------------------------- shared steps
 @torch.no_grad()
 def ema_update(ema: torch.nn.Module, net: torch.nn.Module, beta: float) -> None:
-    """ema <- beta * ema + (1 - beta) * net, parameters and float buffers alike."""
-    for pe, p in zip(ema.parameters(), unwrap(net).parameters()):
-        pe.lerp_(p.detach().to(pe.dtype), 1.0 - beta)
-    for be, b in zip(ema.buffers(), unwrap(net).buffers()):
-        be.copy_(b)
+    """ema <- beta * ema + (1 - beta) * net for the parameters; buffers are copied.
+
+    One multi-tensor kernel per list instead of one per tensor (G has hundreds of them).
+    """
+    params = [p.detach() for p in unwrap(net).parameters()]
+    torch._foreach_lerp_(list(ema.parameters()), params, 1.0 - beta)
+    ema_buffers, buffers = list(ema.buffers()), list(unwrap(net).buffers())
+    if ema_buffers:
+        torch._foreach_copy_(ema_buffers, buffers)
 
 
 def all_reduce_mean(t: torch.Tensor, d: Dist) -> torch.Tensor:

@@ -2,6 +2,7 @@
 classifier whose penultimate features give the feature MSE and FID of ``hypergan eval``."""
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,21 +12,18 @@ import torch.nn.functional as F
 from models import checkpoint
 from models.nets.classifiers import InstrumentClassifier, PitchClassifier
 from models.train import common
+from models.train.loop import LoopConfig, Run, Stage
 from models.train.features import holdout_mask, jitter_gain
 
 
 @dataclass(frozen=True)
-class ClassifierTrainConfig:
+class ClassifierTrainConfig(LoopConfig):
     batch_size: int = 256
     lr: float = 1e-3
     weight_decay: float = 1e-4
     label_smoothing: float = 0.05
     gain_jitter_db: float = 6.0
     holdout_every: int = 20
-    log_every: int = 100
-    eval_every: int = 1000
-    save_every: int = 2000
-    seed: int = 0
 
 
 def pitch_band_accuracy(pred: torch.Tensor, midi: torch.Tensor, band: int = 12) -> dict[str, float]:
@@ -66,73 +64,53 @@ def evaluate(pitch_net, inst_net, train_notes, valid_notes, holdout) -> dict[str
 
 
 
+class ClassifiersStep:
+    """One step of both classifiers: pitch on pitched fitting notes, instrument on all fitting notes."""
+
+    def __init__(self, pitch_train, inst_train, opt, notes: common.DeviceNotes, fit: torch.Tensor,
+                 cfg: ClassifierTrainConfig) -> None:
+        self.pitch_train, self.inst_train, self.opt, self.notes, self.cfg = pitch_train, inst_train, opt, notes, cfg
+        self.fit_idx = torch.nonzero(fit).squeeze(1)
+        self.pitched_idx = torch.nonzero(fit & notes.pitched).squeeze(1)
+
+    def __call__(self, step: int, gen: torch.Generator) -> dict[str, torch.Tensor]:
+        cfg, notes, floor = self.cfg, self.notes, self.notes.mel_cfg.log_min
+        B, dev = cfg.batch_size, gen.device
+        pi = self.pitched_idx[torch.randint(len(self.pitched_idx), (B,), generator=gen, device=dev).to(notes.device)]
+        ii = self.fit_idx[torch.randint(len(self.fit_idx), (B,), generator=gen, device=dev).to(notes.device)]
+        with common.autocast(notes.device):  # forward() of the classifiers is logits(); DDP calls forward
+            pitch_logits = self.pitch_train(jitter_gain(notes.x(pi), cfg.gain_jitter_db, floor))
+            inst_logits = self.inst_train(jitter_gain(notes.x(ii), cfg.gain_jitter_db, floor))
+        loss_pitch = F.cross_entropy(pitch_logits.float(), notes.pitch[pi] - 21, label_smoothing=cfg.label_smoothing)
+        loss_inst = F.cross_entropy(inst_logits.float(), notes.instrument[ii], label_smoothing=cfg.label_smoothing)
+        self.opt.zero_grad(set_to_none=True)
+        (loss_pitch + loss_inst).backward()
+        self.opt.step()
+        return {"loss_pitch": loss_pitch.detach(), "loss_inst": loss_inst.detach()}
+
+
+def export(pitch_net, inst_net, out: Path, meta: dict) -> None:
+    checkpoint.save(out / "pitch_classifier.safetensors", pitch_net, meta)
+    checkpoint.save(out / "instrument_classifier.safetensors", inst_net, meta)
+
+
 def train(data, out: Path, opts: common.RunOptions) -> dict[str, float]:
     """Train (or resume) in ``out`` for the budget in ``opts``; returns the final metrics."""
-    d = common.setup_distributed(opts.device)
-    cfg = common.apply_overrides(ClassifierTrainConfig(), opts.overrides)
-    n_inst = len(data.instruments)
+    run = Run(opts, ClassifierTrainConfig())
+    cfg, dev = run.cfg, run.device
     make = "tiny" if opts.tiny else "shipped"
-    pitch_cfg = common.apply_overrides(getattr(PitchClassifier.Config, make)(data.mel_cfg), opts.overrides, "pitch")
-    inst_cfg = getattr(InstrumentClassifier.Config, make)(data.mel_cfg, n_inst)
-    inst_cfg = common.apply_overrides(inst_cfg, opts.overrides, "instrument")
-    if d.is_main:
-        print(f"eval-classifiers: {common.config_json(cfg)}\npitch: {common.config_json(pitch_cfg)}\n"
-              f"instrument: {common.config_json(inst_cfg)}")
-    if opts.dry_run:
+    pitch_cfg = run.config(getattr(PitchClassifier.Config, make)(data.mel_cfg), "pitch")
+    inst_cfg = run.config(getattr(InstrumentClassifier.Config, make)(data.mel_cfg, len(data.instruments)), "instrument")
+    if run.announce("eval-classifiers", cfg, pitch=pitch_cfg, instrument=inst_cfg):
         return {}
-    out = Path(out)
-    common.seed_everything(cfg.seed + d.rank)
-    common.configure_backends(d.device)
-    train_notes = common.DeviceNotes(data, d.device, splits=(0,))
-    valid_notes = common.DeviceNotes(data, d.device, splits=(1,))
-    holdout = holdout_mask(len(train_notes), cfg.holdout_every, d.device)
-    fit = ~holdout
-    fit_idx = torch.nonzero(fit).squeeze(1)
-    pitched_idx = torch.nonzero(fit & train_notes.pitched).squeeze(1)
-    pitch_net = PitchClassifier(pitch_cfg).to(d.device)
-    inst_net = InstrumentClassifier(inst_cfg).to(d.device)
-    step = 0
-    state = common.load_state(out, "state")
-    if state is not None:
-        common.restore(pitch_net, state[0], "pitch")
-        common.restore(inst_net, state[0], "instrument")
-        step = int(state[1]["step"])
-    pitch_train, inst_train = common.wrap_ddp(pitch_net, d), common.wrap_ddp(inst_net, d)
+    train_notes = common.DeviceNotes(data, dev, splits=(0,))
+    valid_notes = common.DeviceNotes(data, dev, splits=(1,))
+    holdout = holdout_mask(len(train_notes), cfg.holdout_every, dev)
+    pitch_net, inst_net = PitchClassifier(pitch_cfg).to(dev), InstrumentClassifier(inst_cfg).to(dev)
     opt = torch.optim.AdamW(list(pitch_net.parameters()) + list(inst_net.parameters()), lr=cfg.lr,
                             weight_decay=cfg.weight_decay)
-    log = common.MetricsLog(out / "metrics.jsonl", enabled=d.is_main)
-    avg = common.Averager()
-    budget = common.Budget(opts.minutes, opts.max_steps)
-    gen = torch.Generator().manual_seed(cfg.seed * 1000 + d.rank + step)
-    meta = {"stage": "eval-classifiers", "train_config": common.config_json(cfg), "mel": data.mel_cfg.to_json()}
-
-    def save() -> None:
-        if d.is_main:
-            common.save_state(out, "state", {"pitch": pitch_net, "instrument": inst_net}, dict(meta, step=step))
-            checkpoint.save(out / "pitch_classifier.safetensors", pitch_net, dict(meta, step=step))
-            checkpoint.save(out / "instrument_classifier.safetensors", inst_net, dict(meta, step=step))
-
-    floor = data.mel_cfg.log_min
-    while not budget.expired():
-        pi = pitched_idx[torch.randint(len(pitched_idx), (cfg.batch_size,), generator=gen).to(d.device)]
-        ii = fit_idx[torch.randint(len(fit_idx), (cfg.batch_size,), generator=gen).to(d.device)]
-        with common.autocast(d.device):  # forward() of the classifiers is logits(); DDP calls forward
-            pitch_logits = pitch_train(jitter_gain(train_notes.x(pi), cfg.gain_jitter_db, floor))
-            inst_logits = inst_train(jitter_gain(train_notes.x(ii), cfg.gain_jitter_db, floor))
-        loss_pitch = F.cross_entropy(pitch_logits.float(), train_notes.pitch[pi] - 21, label_smoothing=cfg.label_smoothing)
-        loss_inst = F.cross_entropy(inst_logits.float(), train_notes.instrument[ii], label_smoothing=cfg.label_smoothing)
-        opt.zero_grad(set_to_none=True)
-        (loss_pitch + loss_inst).backward()
-        opt.step()
-        avg.add(loss_pitch=loss_pitch, loss_inst=loss_inst)
-        step += 1
-        if step % cfg.log_every == 0 and d.is_main:
-            log.write(step, **avg.pop())
-        if step % cfg.eval_every == 0 and d.is_main:
-            log.write(step, **evaluate(pitch_net, inst_net, train_notes, valid_notes, holdout))
-        if step % cfg.save_every == 0:
-            save()
-    save()
-    final = evaluate(pitch_net, inst_net, train_notes, valid_notes, holdout) if d.is_main else {}
-    log.write(step, final=1, **final)
-    return final
+    step = ClassifiersStep(run.wrap(pitch_net), run.wrap(inst_net), opt, train_notes, ~holdout, cfg)
+    return run.train(Stage(
+        "eval-classifiers", cfg, {"pitch": pitch_net, "instrument": inst_net}, step, {"opt": opt},
+        meta={"mel": data.mel_cfg.to_json()}, export=functools.partial(export, pitch_net, inst_net),
+        probe=lambda step, final: evaluate(pitch_net, inst_net, train_notes, valid_notes, holdout)), out)

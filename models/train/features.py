@@ -19,10 +19,11 @@ from models import checkpoint
 from models.nets.features import FeatureExtractor
 from models.nets.pitch_template import N_KEYS
 from models.train import common
+from models.train.loop import LoopConfig, Run, Stage
 
 
 @dataclass(frozen=True)
-class FeaturesTrainConfig:
+class FeaturesTrainConfig(LoopConfig):
     batch_size: int = 256
     lr: float = 1e-3
     weight_decay: float = 1e-4
@@ -33,18 +34,14 @@ class FeaturesTrainConfig:
     head_lr_mult: float = 1.0      # the pitch head's learning rate, times lr (a faster adversary)
     head_reset_every: int = 0      # re-draw the pitch head every n steps (a fresh adversary, like the probe); 0: never
     balance_pitch: bool = False    # draw batches uniform over keys rather than over notes
-    # weight of the linear-probe penalty (LinearProbePenalty); 0: off. The GRL alone left a linear probe
-    # reading the key from h at 0.36 (GPU session 2); with 6 it read 0.044 (session 3, chance 0.011)
-    # at the same instrument accuracy (0.854 vs 0.861): docs/training/2026-11-25-session3.
+    # weight of the linear-probe penalty (LinearProbePenalty); 0: off. Measured on the GPU: the GRL
+    # alone left a linear probe reading the key from h at 0.36; with 6 it read 0.044 (chance 0.011)
+    # at the same instrument accuracy (0.854 vs 0.861).
     probe_weight: float = 6.0
     probe_bank: int = 4096         # ... refitted each step on this many recent h
     label_smoothing: float = 0.1
     gain_jitter_db: float = 6.0    # random level offset: log-mel shifts by a constant
     holdout_every: int = 20        # every n-th note of training instruments is held out (instrument accuracy)
-    log_every: int = 100
-    eval_every: int = 1000
-    save_every: int = 2000
-    seed: int = 0
 
 
 def feature_net_config(mel, n_instruments: int, tiny: bool):
@@ -94,8 +91,7 @@ class LinearProbePenalty:
     form every step on the last ``bank_size`` detached h (a fresh adversary that f cannot outrun),
     and the penalty is the share of the one-hot key variance its prediction carries on the batch
     (~R^2: 0 = nothing decodable). Scale-invariant: shrinking a direction of h does not hide pitch.
-    The bank is not saved: after a resume it refills in ``bank_size / batch`` steps, penalty 0 until
-    it holds 2 * h_dim notes.
+    The bank is part of the resume state (``state_tensors``); penalty 0 until it holds 2 * h_dim notes.
     """
 
     def __init__(self, h_dim: int, bank_size: int, device: torch.device, ridge: float = 1e-3) -> None:
@@ -105,11 +101,19 @@ class LinearProbePenalty:
         self.filled = self.pos = 0
 
     def push(self, h: torch.Tensor, key: torch.Tensor) -> None:
-        rows = (self.pos + torch.arange(len(h))) % len(self.h)
-        self.h[rows.to(self.h.device)] = h.detach().float()
-        self.key[rows.to(self.h.device)] = key
+        rows = (self.pos + torch.arange(len(h), device=self.h.device)) % len(self.h)
+        self.h[rows] = h.detach().float()
+        self.key[rows] = key
         self.pos = (self.pos + len(h)) % len(self.h)
         self.filled = min(self.filled + len(h), len(self.h))
+
+    def state_tensors(self) -> dict[str, torch.Tensor]:
+        return {"h": self.h, "key": self.key, "filled_pos": torch.tensor([self.filled, self.pos])}
+
+    def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
+        self.h.copy_(tensors["h"])
+        self.key.copy_(tensors["key"])
+        self.filled, self.pos = (int(v) for v in tensors["filled_pos"])
 
     def __call__(self, h: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
         """h ``[B, h_dim]`` (with grad), key ``[B]`` (midi - 21) -> scalar; pushes the batch first."""
@@ -165,12 +169,15 @@ def reset_pitch_head(f: FeatureExtractor, opt: torch.optim.Optimizer, seed: int)
 
 
 def batch_sampler(pitch: torch.Tensor, fit_idx: torch.Tensor, balance_pitch: bool):
-    """``draw(batch_size, generator)`` -> note indices from ``fit_idx``, uniform over notes or over keys."""
+    """``draw(batch_size, generator)`` -> note indices from ``fit_idx``, uniform over notes or over keys.
+    Drawn on the generator's device (the device of ``fit_idx`` in training: no host round trip)."""
     if not balance_pitch:
-        return lambda n, gen: fit_idx[torch.randint(len(fit_idx), (n,), generator=gen).to(fit_idx.device)]
-    keys = pitch[fit_idx].cpu()
+        return lambda n, gen: fit_idx[torch.randint(len(fit_idx), (n,), generator=gen, device=gen.device)
+                                      .to(fit_idx.device)]
+    keys = pitch[fit_idx]
     weight = 1.0 / torch.bincount(keys, minlength=int(keys.max()) + 1).float()[keys]
-    return lambda n, gen: fit_idx[torch.multinomial(weight, n, replacement=True, generator=gen).to(fit_idx.device)]
+    return lambda n, gen: fit_idx[torch.multinomial(weight.to(gen.device), n, replacement=True, generator=gen)
+                                  .to(fit_idx.device)]
 
 
 @torch.no_grad()
@@ -238,69 +245,45 @@ def evaluate(f: FeatureExtractor, train_notes, valid_notes, holdout, instrument_
 
 
 
+class FeaturesStep:
+    """One step of f: a batch of fitting notes at a random gain, the adversary ramped in, the pitch
+    head re-drawn every ``head_reset_every`` steps."""
+
+    def __init__(self, f_train, f: FeatureExtractor, opt, notes: common.DeviceNotes, fit_idx: torch.Tensor,
+                 cfg: FeaturesTrainConfig, probe: LinearProbePenalty | None) -> None:
+        self.f_train, self.f, self.opt, self.notes, self.cfg, self.probe = f_train, f, opt, notes, cfg, probe
+        self.draw = batch_sampler(notes.pitch, fit_idx, cfg.balance_pitch)
+
+    def __call__(self, step: int, gen: torch.Generator) -> dict[str, torch.Tensor]:
+        cfg, notes = self.cfg, self.notes
+        if cfg.head_reset_every > 0 and step > 0 and step % cfg.head_reset_every == 0:
+            reset_pitch_head(self.f, self.opt, seed=cfg.seed * 1000003 + step)
+        idx = self.draw(cfg.batch_size, gen)
+        x = jitter_gain(notes.x(idx), cfg.gain_jitter_db, notes.mel_cfg.log_min)
+        ramp = min(1.0, step / cfg.grl_ramp_steps) if cfg.grl_ramp_steps > 0 else 1.0
+        return train_step(self.f_train, self.f, self.opt, x, notes.instrument[idx], notes.pitch[idx], cfg,
+                          notes.device, adv_scale=cfg.grl_scale * ramp, probe=self.probe)
+
+
 def train(data, out: Path, opts: common.RunOptions) -> dict[str, float]:
     """Train (or resume) in ``out`` for the budget in ``opts``; returns the final metrics."""
-    d = common.setup_distributed(opts.device)
-    cfg = common.apply_overrides(FeaturesTrainConfig(), opts.overrides)
-    net_cfg = feature_net_config(data.mel_cfg, len(data.instruments), opts.tiny)
-    net_cfg = common.apply_overrides(net_cfg, opts.overrides, prefix="net")
-    if d.is_main:
-        print(f"features: {common.config_json(cfg)}\nnet: {common.config_json(net_cfg)}")
-    if opts.dry_run:
+    run = Run(opts, FeaturesTrainConfig())
+    cfg, dev = run.cfg, run.device
+    net_cfg = run.config(feature_net_config(data.mel_cfg, len(data.instruments), opts.tiny), "net")
+    if run.announce("features", cfg, net=net_cfg):
         return {}
-    out = Path(out)
-    common.seed_everything(cfg.seed + d.rank)
-    common.configure_backends(d.device)
-    train_notes = common.DeviceNotes(data, d.device, splits=(0,))
-    valid_notes = common.DeviceNotes(data, d.device, splits=(1,))
-    holdout = holdout_mask(len(train_notes), cfg.holdout_every, d.device)
-    fit_idx = torch.nonzero(~holdout).squeeze(1)
-
-    f = FeatureExtractor(net_cfg).to(d.device)
-    instrument_family = torch.tensor([data.families.index(i.family) for i in data.instruments], device=d.device)
-    step = 0
-    state = common.load_state(out, "state")
-    if state is not None:
-        tensors, meta = state
-        common.restore(f, tensors, "f")
-        step = int(meta["step"])
-    elif opts.init:
+    train_notes = common.DeviceNotes(data, dev, splits=(0,))
+    valid_notes = common.DeviceNotes(data, dev, splits=(1,))
+    holdout = holdout_mask(len(train_notes), cfg.holdout_every, dev)
+    f = FeatureExtractor(net_cfg).to(dev)
+    if opts.init:
         f.load_state_dict(checkpoint.load(opts.init, FeatureExtractor)[0].state_dict())
-    start_step = step
-    f_train = common.wrap_ddp(f, d)
     opt = make_optimizer(f, cfg)
-    log = common.MetricsLog(out / "metrics.jsonl", enabled=d.is_main)
-    avg = common.Averager()
-    budget = common.Budget(opts.minutes, opts.max_steps)
-    gen = torch.Generator().manual_seed(cfg.seed * 1000 + d.rank + step)
-    meta_base = {"stage": "features", "train_config": common.config_json(cfg), "mel": data.mel_cfg.to_json()}
-
-    def save() -> None:
-        if not d.is_main:
-            return
-        meta = dict(meta_base, step=step)
-        common.save_state(out, "state", {"f": f}, meta)
-        checkpoint.save(out / "features.safetensors", f, meta)
-
-    draw = batch_sampler(train_notes.pitch, fit_idx, cfg.balance_pitch)
-    probe = LinearProbePenalty(net_cfg.h_dim, cfg.probe_bank, d.device) if cfg.probe_weight > 0 else None
-    while not budget.expired():
-        if cfg.head_reset_every > 0 and step > 0 and step % cfg.head_reset_every == 0:
-            reset_pitch_head(f, opt, seed=cfg.seed * 1000003 + step)
-        idx = draw(cfg.batch_size, gen)
-        x = jitter_gain(train_notes.x(idx), cfg.gain_jitter_db, data.mel_cfg.log_min)
-        ramp = min(1.0, step / cfg.grl_ramp_steps) if cfg.grl_ramp_steps > 0 else 1.0
-        losses = train_step(f_train, f, opt, x, train_notes.instrument[idx], train_notes.pitch[idx], cfg, d.device,
-                            adv_scale=cfg.grl_scale * ramp, probe=probe)
-        avg.add(**losses)
-        step += 1
-        if step % cfg.log_every == 0 and d.is_main:
-            log.write(step, **avg.pop(), notes_per_s=(step - start_step) * cfg.batch_size / max(budget.elapsed_s, 1e-6))
-        if step % cfg.eval_every == 0 and d.is_main:
-            log.write(step, **evaluate(f, train_notes, valid_notes, holdout, instrument_family))
-        if step % cfg.save_every == 0:
-            save()
-    save()
-    final = evaluate(f, train_notes, valid_notes, holdout, instrument_family) if d.is_main else {}
-    log.write(step, final=1, **final)
-    return final
+    bank = LinearProbePenalty(net_cfg.h_dim, cfg.probe_bank, dev) if cfg.probe_weight > 0 else None
+    step = FeaturesStep(run.wrap(f), f, opt, train_notes, torch.nonzero(~holdout).squeeze(1), cfg, bank)
+    instrument_family = torch.tensor([data.families.index(i.family) for i in data.instruments], device=dev)
+    return run.train(Stage(
+        "features", cfg, {"f": f}, step, {"opt": opt}, meta={"mel": data.mel_cfg.to_json()},
+        probe=lambda step, final: evaluate(f, train_notes, valid_notes, holdout, instrument_family),
+        export=lambda out, meta: checkpoint.save(out / "features.safetensors", f, meta),
+        parts={"probe_bank": bank} if bank is not None else {}), out)

@@ -12,6 +12,7 @@ from the H it starts from and applies the paper's S4/S3 ratios, 20x timbre and 2
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,7 @@ from models import checkpoint
 from models.nets.discriminator import Discriminator, r1_penalty
 from models.nets.hyper import HyperNetwork
 from models.train import common
+from models.train.loop import LoopConfig, Run, Stage
 from models.train.hyper_pre import (HyperBatch, HyperData, HyperPreTrainConfig, HyperProbe, load_frozen, pair_digests, pre_loss,
                                      render_fine)
 
@@ -33,10 +35,10 @@ PAPER_RATIO_RECON = 2.0    # S4 / S3 lambda_r (200 / 100)
 
 
 @dataclass(frozen=True)
-class HyperAdvTrainConfig:
+class HyperAdvTrainConfig(LoopConfig):
     batch_size: int = 32
     h_lr: float = 2e-4            # the paper's 2.5e-3 drove the reconstruction error 2 -> 5.8 in 6 min;
-    d_lr: float = 2e-4            # 2e-4 for both kept it at 1.6-1.8 and beat S3 (models/README.md, session 5)
+    d_lr: float = 2e-4            # 2e-4 for both kept it at 1.6-1.8 and beat S3 (models/README.md)
     beta1: float = 0.0
     beta2: float = 0.99
     p_recon: float = 0.2
@@ -47,10 +49,6 @@ class HyperAdvTrainConfig:
     r1_gamma: float = 0.5
     r1_every: int = 16
     knn_k: int = 50
-    log_every: int = 100
-    eval_every: int = 1000
-    save_every: int = 2000
-    seed: int = 0
 
 
 class HyperAdvStep:
@@ -105,63 +103,30 @@ def loss_weights_from_pre(cfg: HyperAdvTrainConfig, pre_config: str | None) -> H
     return dataclasses.replace(cfg, lambda_timbre=lt, lambda_recon=lr)
 
 
+def export(H: HyperNetwork, D: nn.Module, out: Path, meta: dict) -> None:
+    checkpoint.save(out / "hyper.safetensors", H, meta)
+    checkpoint.save(out / "hyper_discriminator.safetensors", D, meta)
+
+
 def train(data, out: Path, opts: common.RunOptions) -> dict[str, float]:
     """Train (or resume) H and D in ``out``; H starts from ``--init`` or weights/hyper_pre.safetensors."""
-    d = common.setup_distributed(opts.device)
-    if d.world_size > 1:
-        raise NotImplementedError("hyper-adv runs on one GPU (H is small; the cost is G, f and D)")
-    cfg = common.apply_overrides(HyperAdvTrainConfig(), opts.overrides)
-    weights = Path(opts.weights or "assets")
+    run = Run(opts, HyperAdvTrainConfig(), single_process="hyper-adv runs on one GPU (H is small; the cost is G, f and D)")
+    dev, weights = run.device, run.weights
     h_init_path = Path(opts.init) if opts.init else weights / "hyper_pre.safetensors"
-    f, G = load_frozen(weights, d.device)
-    H, _, h_meta = checkpoint.load(h_init_path, HyperNetwork, d.device)
-    H.train()
-    cfg = loss_weights_from_pre(cfg, h_meta.get("train_config"))
-    D = checkpoint.load(weights / "discriminator.safetensors", Discriminator, d.device)[0].train()
-    print(f"hyper-adv: {common.config_json(cfg)}\nH: {common.config_json(H.cfg)} (from {h_init_path})")
-    if opts.dry_run:
+    f, G = load_frozen(weights, dev)
+    H, _, h_meta = checkpoint.load(h_init_path, HyperNetwork, dev)
+    cfg = loss_weights_from_pre(run.cfg, h_meta.get("train_config"))
+    D = checkpoint.load(weights / "discriminator.safetensors", Discriminator, dev)[0].train()
+    if run.announce("hyper-adv", cfg, H=H.cfg):
         return {}
-    out = Path(out)
-    common.seed_everything(cfg.seed)
-    common.configure_backends(d.device)
-    step = 0
-    state = common.load_state(out, "state")
-    if state is not None:
-        common.restore(H, state[0], "H")
-        common.restore(D, state[0], "D")
-        step = int(state[1]["step"])
-    notes = common.DeviceNotes(data, d.device, splits=(0,))
-    hyper_data = HyperData(notes, f, cfg.knn_k)
-    trainer = HyperAdvStep(G, f, H, D, cfg, d.device)
-    probe = HyperProbe(data, f, G, weights, d.device, out)
-    log = common.MetricsLog(out / "metrics.jsonl")
-    avg = common.Averager()
-    budget = common.Budget(opts.minutes, opts.max_steps)
-    gen = torch.Generator().manual_seed(cfg.seed * 1000 + step)
-    start_step = step
-    meta_base = {"stage": "hyper-adv", "train_config": common.config_json(cfg), "mel": data.mel_cfg.to_json(),
-                 "h_config": common.config_json(H.cfg), "d_config": common.config_json(D.cfg),
-                 "features": str(weights / "features.safetensors"), "generator": str(weights / "generator.safetensors"),
-                 **pair_digests(f, G),
-                 "init": str(h_init_path)}
-
-    def save() -> None:
-        meta = dict(meta_base, step=step)
-        common.save_state(out, "state", {"H": H, "D": D}, meta)
-        checkpoint.save(out / "hyper.safetensors", H, meta)
-        checkpoint.save(out / "hyper_discriminator.safetensors", D, meta)
-
-    log.write(step, **probe(H, step))
-    while not budget.expired():
-        avg.add(**trainer(step, hyper_data.sample(cfg.batch_size, cfg.p_recon, gen)))
-        step += 1
-        if step % cfg.log_every == 0:
-            log.write(step, **avg.pop(), s_per_step=budget.elapsed_s / (step - start_step))
-        if step % cfg.eval_every == 0:
-            log.write(step, **probe(H, step))
-        if step % cfg.save_every == 0:
-            save()
-    save()
-    final = probe(H, step)
-    log.write(step, final=1, **final)
-    return final
+    hyper_data = HyperData(common.DeviceNotes(data, dev, splits=(0,)), f, cfg.knn_k)
+    trainer = HyperAdvStep(G, f, H.train(), D, cfg, dev)
+    probe = HyperProbe(data, f, G, weights, dev, out)
+    meta = {"mel": data.mel_cfg.to_json(), "h_config": common.config_json(H.cfg), "d_config": common.config_json(D.cfg),
+            "features": str(weights / "features.safetensors"), "generator": str(weights / "generator.safetensors"),
+            **pair_digests(f, G), "init": str(h_init_path)}
+    return run.train(Stage(
+        "hyper-adv", cfg, {"H": H, "D": D},
+        lambda step, gen: trainer(step, hyper_data.sample(cfg.batch_size, cfg.p_recon, gen)),
+        {"H": trainer.opt_h, "D": trainer.opt_d}, meta=meta, probe=lambda step, final: probe(H, step),
+        probe_first=True, export=functools.partial(export, H, D)), out)

@@ -21,6 +21,7 @@ from models.nets.features import FeatureExtractor
 from models.nets.generator import Generator
 from models.nets.hyper import HyperConfig, HyperNetwork, refine, zero_z
 from models.train import common
+from models.train.loop import LoopConfig, Run, Stage
 from models.train.features import embed
 from models.train.knn import build_neighbours
 from models.train.plots import mel_grid_png
@@ -29,7 +30,7 @@ PROBE_KEYS = (28, 40, 52, 64, 76, 88, 100)
 
 
 @dataclass(frozen=True)
-class HyperPreTrainConfig:
+class HyperPreTrainConfig(LoopConfig):
     batch_size: int = 32
     lr: float = 1e-3              # the paper's 2.5e-3 upset G + H in the first 200 steps (models/README.md)
     beta1: float = 0.9
@@ -41,10 +42,6 @@ class HyperPreTrainConfig:
     knn_k: int = 50
     skip_coarse: int = 2          # G's coarsest modulated layers get no offsets (HyperStyle)
     grad_clip: float = 0.0        # 0 = off
-    log_every: int = 100
-    eval_every: int = 1000
-    save_every: int = 2000
-    seed: int = 0
 
 
 @dataclass
@@ -69,10 +66,11 @@ class HyperData:
         self.neighbours = build_neighbours(self.h, min(knn_k, len(self.h) - 1))  # [N, k]
 
     def sample(self, batch_size: int, p_recon: float, gen: torch.Generator) -> HyperBatch:
-        dev = self.notes.device
-        i = torch.randint(len(self.notes), (batch_size,), generator=gen).to(dev)
-        pick = torch.randint(self.neighbours.shape[1], (batch_size,), generator=gen).to(dev)
-        own = (torch.rand(batch_size, generator=gen) < p_recon).to(dev)
+        """Drawn on the generator's device (the notes' device in training: no host round trip)."""
+        dev, gdev = self.notes.device, gen.device
+        i = torch.randint(len(self.notes), (batch_size,), generator=gen, device=gdev).to(dev)
+        pick = torch.randint(self.neighbours.shape[1], (batch_size,), generator=gen, device=gdev).to(dev)
+        own = (torch.rand(batch_size, generator=gen, device=gdev) < p_recon).to(dev)
         j = torch.where(own, i, self.neighbours[i, pick])
         x = self.notes.x(i)
         return HyperBatch(self.h[i], x, self.notes.pitch[i], torch.where(own[:, None, None], x, self.notes.x(j)),
@@ -221,68 +219,34 @@ def pair_digests(f: nn.Module, G: nn.Module) -> dict[str, str]:
     return {"features_digest": checkpoint.weights_digest(f), "generator_digest": checkpoint.weights_digest(G)}
 
 
-def hyper_config(G: nn.Module, h_dim: int, skip_coarse: int, tiny: bool, overrides: list[str]) -> HyperConfig:
+def hyper_config(G: nn.Module, h_dim: int, skip_coarse: int, tiny: bool) -> HyperConfig:
     """H's architecture for G's modulated layers (all but the ``skip_coarse`` coarsest and the to-mel)."""
     make = HyperConfig.tiny if tiny else HyperConfig.shipped
-    return common.apply_overrides(make(G.modulated_layers(), h_dim, skip_coarse), overrides, "H")
+    return make(G.modulated_layers(), h_dim, skip_coarse)
 
 
 
 def train(data, out: Path, opts: common.RunOptions) -> dict[str, float]:
     """Train (or resume) H in ``out`` for the budget in ``opts``; writes ``hyper_pre.safetensors``."""
-    d = common.setup_distributed(opts.device)
-    if d.world_size > 1:
-        raise NotImplementedError("hyper-pre runs on one GPU (H is small; the cost is G and f)")
-    cfg = common.apply_overrides(HyperPreTrainConfig(), opts.overrides)
-    weights = Path(opts.weights or "assets")
-    f, G = load_frozen(weights, d.device)
-    notes = common.DeviceNotes(data, d.device, splits=(0,))
+    run = Run(opts, HyperPreTrainConfig(), single_process="hyper-pre runs on one GPU (H is small; the cost is G and f)")
+    cfg, dev, weights = run.cfg, run.device, run.weights
+    f, G = load_frozen(weights, dev)
+    notes = common.DeviceNotes(data, dev, splits=(0,))
     with torch.no_grad():
-        h_dim = int(f(notes.x(torch.arange(1, device=d.device))).shape[1])
-    h_cfg = hyper_config(G, h_dim, cfg.skip_coarse, opts.tiny, list(opts.overrides))
-    print(f"hyper-pre: {common.config_json(cfg)}\nH: {common.config_json(h_cfg)}")
-    if opts.dry_run:
+        h_dim = int(f(notes.x(torch.arange(1, device=dev))).shape[1])
+    h_cfg = run.config(hyper_config(G, h_dim, cfg.skip_coarse, opts.tiny), "H")
+    if run.announce("hyper-pre", cfg, H=h_cfg):
         return {}
-    out = Path(out)
-    common.seed_everything(cfg.seed)
-    common.configure_backends(d.device)
-    H = HyperNetwork(h_cfg).to(d.device)
-    step = 0
-    state = common.load_state(out, "state")
-    if state is not None:
-        common.restore(H, state[0], "H")
-        step = int(state[1]["step"])
-    elif opts.init:
+    H = HyperNetwork(h_cfg).to(dev)
+    if opts.init:
         H.load_state_dict(checkpoint.load(opts.init, HyperNetwork)[0].state_dict())
     hyper_data = HyperData(notes, f, cfg.knn_k)
-    trainer = HyperPreStep(G, f, H, cfg, d.device)
-    probe = HyperProbe(data, f, G, weights, d.device, out)
-    log = common.MetricsLog(out / "metrics.jsonl")
-    avg = common.Averager()
-    budget = common.Budget(opts.minutes, opts.max_steps)
-    gen = torch.Generator().manual_seed(cfg.seed * 1000 + step)
-    start_step = step
-    meta_base = {"stage": "hyper-pre", "train_config": common.config_json(cfg), "mel": data.mel_cfg.to_json(),
-                 "h_config": common.config_json(h_cfg),
-                 "features": str(weights / "features.safetensors"), "generator": str(weights / "generator.safetensors"),
-                 **pair_digests(f, G)}
-
-    def save() -> None:
-        meta = dict(meta_base, step=step)
-        common.save_state(out, "state", {"H": H}, meta)
-        checkpoint.save(out / "hyper_pre.safetensors", H, meta)
-
-    log.write(step, **probe(H, step))
-    while not budget.expired():
-        avg.add(**trainer(hyper_data.sample(cfg.batch_size, cfg.p_recon, gen)))
-        step += 1
-        if step % cfg.log_every == 0:
-            log.write(step, **avg.pop(), s_per_step=budget.elapsed_s / (step - start_step))
-        if step % cfg.eval_every == 0:
-            log.write(step, **probe(H, step))
-        if step % cfg.save_every == 0:
-            save()
-    save()
-    final = probe(H, step)
-    log.write(step, final=1, **final)
-    return final
+    trainer = HyperPreStep(G, f, H, cfg, dev)
+    probe = HyperProbe(data, f, G, weights, dev, out)
+    meta = {"mel": data.mel_cfg.to_json(), "h_config": common.config_json(h_cfg),
+            "features": str(weights / "features.safetensors"), "generator": str(weights / "generator.safetensors"),
+            **pair_digests(f, G)}
+    return run.train(Stage(
+        "hyper-pre", cfg, {"H": H}, lambda step, gen: trainer(hyper_data.sample(cfg.batch_size, cfg.p_recon, gen)),
+        {"opt": trainer.opt}, meta=meta, probe=lambda step, final: probe(H, step), probe_first=True,
+        export=lambda out, meta: checkpoint.save(out / "hyper_pre.safetensors", H, meta)), out)

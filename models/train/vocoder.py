@@ -16,6 +16,7 @@ Evaluation: full held-out notes, vocoder vs Griffin-Lim (``models/evaluation/voc
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from models import checkpoint
 from models.errors import UserError
 from models.signal.mel import GriffinLim, LogMel, MelConfig
 from models.train import common
+from models.train.loop import LoopConfig, Run, Stage
 from models.nets.vocoder import NeuralVocoder
 from models.signal.stft import DEFAULT_RESOLUTIONS, stft_magnitude
 from models.nets.vocoder_critic import VocoderCritic, feature_matching_loss, hinge_critic_loss, hinge_generator_loss
@@ -33,7 +35,7 @@ from models.evaluation.vocoder_quality import VocoderEvalConfig, evaluate_real, 
 
 
 @dataclass(frozen=True)
-class VocoderTrainConfig:
+class VocoderTrainConfig(LoopConfig):
     batch_size: int = 64
     crop_frames: int = 64         # mel frames per training crop (64 x hop 128 = 0.51 s at 16 kHz)
     context_frames: int = 16      # extra input frames on each side of the crop (losses on the crop only)
@@ -56,18 +58,15 @@ class VocoderTrainConfig:
     noise_std: float = 0.3        # max std of additive noise on the log-mel (natural-log units)
     blur_max: float = 0.3         # max side weight of a 3-tap blur along frequency and along time
     gen_fraction: float = 0.0     # share of inputs rendered by G (+ H) from the note (needs --weights)
-    log_every: int = 100
-    eval_every: int = 2000
     eval_notes: int = 256         # held-out notes in the periodic evaluation
     final_eval_notes: int = 512
-    save_every: int = 2000
-    seed: int = 0
+    eval_every: int = 2000
 
 
-def net_configs(mel: MelConfig, tiny: bool, overrides: tuple[str, ...]):
+def net_configs(mel: MelConfig, tiny: bool):
     v_cfg = NeuralVocoder.Config.tiny(mel) if tiny else NeuralVocoder.Config.shipped(mel)
     c_cfg = VocoderCritic.Config.tiny(mel) if tiny else VocoderCritic.Config(mel=mel)
-    return common.apply_overrides(v_cfg, overrides, "net"), common.apply_overrides(c_cfg, overrides, "critic")
+    return v_cfg, c_cfg
 
 
 class TrainAudio:
@@ -97,11 +96,12 @@ class TrainAudio:
 
 
 def corrupt(x: torch.Tensor, cfg: VocoderTrainConfig, log_min: float, gen: torch.Generator) -> torch.Tensor:
-    """Blur (3-tap, along frequency and time) and add noise to a random ``aug_prob`` share of log-mels ``[B, M, F]``."""
+    """Blur (3-tap, along frequency and time) and add noise to a random ``aug_prob`` share of log-mels
+    ``[B, M, F]``. Drawn on the generator's device (the data's in training: no host round trip)."""
     B = x.shape[0]
 
     def rand(*shape: int) -> torch.Tensor:
-        return torch.rand(*shape, generator=gen).to(x.device)
+        return torch.rand(*shape, generator=gen, device=gen.device).to(x.device)
 
     on = (rand(B) < cfg.aug_prob).float()[:, None, None]
     for dim in (1, 2):
@@ -109,7 +109,7 @@ def corrupt(x: torch.Tensor, cfg: VocoderTrainConfig, log_min: float, gen: torch
         lo = torch.cat([x.narrow(dim, 0, 1), x.narrow(dim, 0, x.shape[dim] - 1)], dim)
         hi = torch.cat([x.narrow(dim, 1, x.shape[dim] - 1), x.narrow(dim, x.shape[dim] - 1, 1)], dim)
         x = x + a * (lo + hi - 2 * x)
-    noise = torch.randn(x.shape, generator=gen).to(x.device) * (rand(B)[:, None, None] * cfg.noise_std * on)
+    noise = torch.randn(x.shape, generator=gen, device=gen.device).to(x.device) * (rand(B)[:, None, None] * cfg.noise_std * on)
     return (x + noise).clamp_min(log_min)
 
 
@@ -168,10 +168,15 @@ class VocoderStep:
         betas = (cfg.beta1, cfg.beta2)
         self.opt_v = torch.optim.AdamW(V.parameters(), lr=cfg.lr, betas=betas, weight_decay=cfg.weight_decay)
         self.opt_c = torch.optim.AdamW(C.parameters(), lr=cfg.critic_lr, betas=betas, weight_decay=cfg.weight_decay)
-        self.first_step: int | None = None
+        self.first_step: int | None = None  # where the warm-up began: a state without AdamW moments restarts it
+
+    def state_tensors(self) -> dict[str, torch.Tensor]:
+        return {} if self.first_step is None else {"first_step": torch.tensor(self.first_step)}
+
+    def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
+        self.first_step = int(tensors["first_step"])
 
     def set_lr(self, step: int) -> None:
-        # The warm-up restarts with every run: a resumed run starts with fresh AdamW moments.
         if self.first_step is None:
             self.first_step = step
         ramp = min(1.0, (step - self.first_step + 1) / max(self.cfg.warmup_steps, 1))
@@ -238,13 +243,13 @@ class VocoderStep:
 class Batches:
     """Training batches (``Crops``) of real notes at random gains, partly corrupted or rendered by G."""
 
-    def __init__(self, audio: TrainAudio, cfg: VocoderTrainConfig, mel: MelConfig, gen: torch.Generator,
-                 synth=None, n_fft: int | None = None) -> None:
+    def __init__(self, audio: TrainAudio, cfg: VocoderTrainConfig, mel: MelConfig, synth=None,
+                 n_fft: int | None = None) -> None:
         if cfg.crop_frames > mel.n_frames:
             raise UserError(f"crop_frames {cfg.crop_frames} exceeds the clip's {mel.n_frames} frames")
         if cfg.gen_fraction > 0 and synth is None:
             raise UserError("gen_fraction > 0 needs features.safetensors and generator.safetensors in --weights")
-        self.audio, self.cfg, self.mel, self.gen, self.synth = audio, cfg, mel, gen, synth
+        self.audio, self.cfg, self.mel, self.synth = audio, cfg, mel, synth
         self.log_mel = LogMel(mel).to(audio.device)
         # The vocoder head's grid for the magnitude target (the mel's own unless a variant differs).
         self.n_fft = n_fft or mel.n_fft
@@ -253,8 +258,8 @@ class Batches:
         # Context that fits the clip on both sides: the window stays inside it.
         self.context = max(0, min(cfg.context_frames, (mel.n_frames - cfg.crop_frames) // 2))
 
-    def _rand(self, n: int) -> torch.Tensor:
-        return torch.rand(n, generator=self.gen).to(self.audio.device)
+    def _rand(self, n: int, gen: torch.Generator) -> torch.Tensor:
+        return torch.rand(n, generator=gen, device=gen.device).to(self.audio.device)
 
     def magnitude(self, wave: torch.Tensor) -> torch.Tensor:
         """|STFT| ``[B, n_freqs, F]`` of ``wave`` on the vocoder head's grid."""
@@ -265,18 +270,19 @@ class Batches:
         return spec.abs()
 
     @torch.no_grad()
-    def __call__(self) -> Crops:
+    def __call__(self, gen: torch.Generator) -> Crops:
+        """A batch drawn with ``gen`` (on the data's device in training)."""
         cfg, dev, hop = self.cfg, self.audio.device, self.mel.hop_length
         B = cfg.batch_size
-        idx = torch.randint(len(self.audio), (B,), generator=self.gen).to(dev)
+        idx = torch.randint(len(self.audio), (B,), generator=gen, device=gen.device).to(dev)
         n_gen = int(round(B * cfg.gen_fraction)) if self.synth is not None else 0
-        gain_db = -self._rand(B) * cfg.gain_db
+        gain_db = -self._rand(B, gen) * cfg.gain_db
         gain_db[:n_gen] = 0.0  # G renders at its own level; keep the target at the note's level
         wave = self.audio.waves(idx, gain_db)
         magnitude = self.magnitude(wave)
         mel = self.log_mel.from_magnitude(magnitude) if self.same_grid else self.log_mel(wave)
         clean = mel
-        mel = corrupt(mel, cfg, self.mel.log_min, self.gen)
+        mel = corrupt(mel, cfg, self.mel.log_min, gen)
         if n_gen:
             synth, f = self.synth
             x = self.audio.mels[idx[:n_gen]].float()
@@ -284,8 +290,8 @@ class Batches:
             with common.autocast(dev):
                 mel[:n_gen] = synth(f(x), p, p).float()
         span = self.mel.n_frames - cfg.crop_frames
-        start = (self._rand(B) * (span + 1)).long().clamp_max(span)
-        start = torch.where(self._rand(B) < cfg.attack_prob, torch.zeros_like(start), start)
+        start = (self._rand(B, gen) * (span + 1)).long().clamp_max(span)
+        start = torch.where(self._rand(B, gen) < cfg.attack_prob, torch.zeros_like(start), start)
         frames = cfg.crop_frames + 2 * self.context
         window = (start - self.context).clamp(0, self.mel.n_frames - frames)
         return Crops(mel=crop_frames(mel, window, frames), wave=crop_samples(wave, window * hop, hop * (frames - 1)),
@@ -329,61 +335,32 @@ class Evaluator:
         return {**out, **self.baseline[(notes, pitch)]}
 
 
+def export(V: NeuralVocoder, out: Path, meta: dict) -> None:
+    checkpoint.save(out / "vocoder.safetensors", V, meta, dtype=torch.float16)
+
+
 def train(data, out: Path, opts: common.RunOptions) -> dict[str, float]:
     """Train (or resume) in ``out`` for the budget in ``opts``; writes vocoder.safetensors (float16),
     state shards and metrics.jsonl; returns the final evaluation."""
-    d = common.setup_distributed(opts.device)
-    cfg = common.apply_overrides(VocoderTrainConfig(), opts.overrides)
-    v_cfg, c_cfg = net_configs(data.mel_cfg, opts.tiny, opts.overrides)
-    if d.is_main:
-        print(f"vocoder: {common.config_json(cfg)}\nnet: {common.config_json(v_cfg)}\ncritic: {common.config_json(c_cfg)}")
-    if opts.dry_run:
+    run = Run(opts, VocoderTrainConfig())
+    cfg, dev = run.cfg, run.device
+    v_cfg, c_cfg = net_configs(data.mel_cfg, opts.tiny)
+    v_cfg, c_cfg = run.config(v_cfg, "net"), run.config(c_cfg, "critic")
+    if run.announce("vocoder", cfg, net=v_cfg, critic=c_cfg):
         return {}
-    out = Path(out)
-    common.seed_everything(cfg.seed + d.rank)
-    common.configure_backends(d.device)
-    audio = TrainAudio(data, d.device, with_mels=cfg.gen_fraction > 0)
-    V, C = NeuralVocoder(v_cfg).to(d.device), VocoderCritic(c_cfg).to(d.device)
-    step = 0
-    state = common.load_state(out, "state")
-    if state is not None:
-        tensors, meta = state
-        common.restore(V, tensors, "V")
-        common.restore(C, tensors, "C")
-        step = int(meta["step"])
-    elif opts.init:
+    audio = TrainAudio(data, dev, with_mels=cfg.gen_fraction > 0)
+    V, C = NeuralVocoder(v_cfg).to(dev), VocoderCritic(c_cfg).to(dev)
+    if opts.init:
         V.load_state_dict(checkpoint.load(opts.init, NeuralVocoder)[0].state_dict())
-    synth = None
-    if cfg.gen_fraction > 0:
-        synth = load_synth(Path(opts.weights or "assets"), d.device)
-    start_step = step
-    trainer = VocoderStep(common.wrap_ddp(V, d), common.wrap_ddp(C, d), cfg, data.mel_cfg, d.device)
-    gen = torch.Generator().manual_seed(cfg.seed * 1000 + d.rank + step)
-    batches = Batches(audio, cfg, data.mel_cfg, gen, synth, n_fft=v_cfg.n_fft)
-    evaluator = Evaluator(data, d.device) if d.is_main else None
-    log = common.MetricsLog(out / "metrics.jsonl", enabled=d.is_main)
-    avg = common.Averager()
-    budget = common.Budget(opts.minutes, opts.max_steps)
-    meta_base = {"stage": "vocoder", "train_config": common.config_json(cfg), "mel": data.mel_cfg.to_json(),
-                 "v_config": checkpoint.config_to_json(v_cfg)}
+    synth = load_synth(run.weights, dev) if cfg.gen_fraction > 0 else None
+    trainer = VocoderStep(run.wrap(V), run.wrap(C), cfg, data.mel_cfg, dev)
+    batches = Batches(audio, cfg, data.mel_cfg, synth, n_fft=v_cfg.n_fft)
+    evaluator = Evaluator(data, dev) if run.d.is_main else None
 
-    def save() -> None:
-        if d.is_main:
-            meta = dict(meta_base, step=step)
-            common.save_state(out, "state", {"V": V, "C": C}, meta)
-            checkpoint.save(out / "vocoder.safetensors", V, meta, dtype=torch.float16)
+    def probe(step: int, final: bool) -> dict[str, float]:
+        return evaluator(V, cfg.final_eval_notes, pitch=True) if final else evaluator(V, cfg.eval_notes, pitch=False)
 
-    while not budget.expired():
-        losses = trainer(step, batches())
-        avg.add(**losses)
-        step += 1
-        if step % cfg.log_every == 0 and d.is_main:
-            log.write(step, **avg.pop(), s_per_step=budget.elapsed_s / (step - start_step))
-        if step % cfg.eval_every == 0 and evaluator is not None:
-            log.write(step, **evaluator(V, cfg.eval_notes, pitch=False))
-        if step % cfg.save_every == 0:
-            save()
-    save()
-    final = evaluator(V, cfg.final_eval_notes, pitch=True) if evaluator is not None else {}
-    log.write(step, final=1, **final)
-    return final
+    return run.train(Stage(
+        "vocoder", cfg, {"V": V, "C": C}, lambda step, gen: trainer(step, batches(gen)),
+        {"V": trainer.opt_v, "C": trainer.opt_c}, meta={"mel": data.mel_cfg.to_json(), "v_config": checkpoint.config_to_json(v_cfg)},
+        probe=probe, export=functools.partial(export, V), parts={"warmup": trainer}), out)

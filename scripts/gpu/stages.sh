@@ -14,8 +14,8 @@
 # pick-features / pick-hyper install the best features@* / hyper-pre@* run as runs/features / runs/hyper-pre;
 # eval-gan evaluates G on the test split; eval fills Table 1 (G, S3, S4) on the test split.
 # Everything lives under $HG (default /root/hg): runs/<stage>/, logs/, the dataset in /dev/shm.
-# A stage resumes from runs/<stage>/state-*.safetensors, which committed state (carried
-# in state_local/<stage>/) seeds on a fresh machine.
+# A stage resumes from runs/<stage>/state-*.safetensors (weights, optimisers, random streams, step),
+# which a state carried in state_local/<stage>/ seeds on a fresh machine.
 set -euo pipefail
 HG="${HG:-/root/hg}"
 DATA="${HG_DATA:-/dev/shm/hypergan_data}"
@@ -120,7 +120,7 @@ case "${1:-}" in
       $(cd "$HG" && ls runs/*/mels_0*.png 2>/dev/null | tail -n 4 || true)
     for f in "$HG"/logs/*.log; do echo "== $f"; tail -n 6 "$f"; done
     ;;
-  pack)  # bring back resume states and weights: pack STAGE[/FILE] ... (<= 8 files in all)
+  pack)  # bring back resume states and weights: pack STAGE[/FILE] ... (<= 8 files in all; a GAN state is 5)
     out="${OUT:-/tmp/out}"; mkdir -p "$out"
     shift
     for item in "$@"; do
