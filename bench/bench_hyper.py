@@ -18,6 +18,7 @@ from models.nets.features import FeatureExtractor
 from models.nets.generator import Generator
 from models.nets.hyper import HyperConfig, HyperNetwork, refine, zero_z
 from models.signal.mel import SHIPPED_MEL
+from models.units import LOWEST_KEY, N_KEYS
 
 
 def best_time(fn, repeats: int) -> float:
@@ -77,7 +78,7 @@ def main() -> None:
         print(f"| {name} | {len(cfg.layers)} | {params:,} | {fp16_bytes(H) / 2**20:.2f} | {t_h * 1e3:.1f} |")
     H = H_by_name["shipped"]
     z = zero_z(G, 1, h.device)
-    keys = torch.arange(21, 21 + args.keys) if args.keys <= 88 else torch.arange(21, 109)
+    keys = torch.arange(LOWEST_KEY, LOWEST_KEY + min(args.keys, N_KEYS))
     hk, zk = h.expand(len(keys), -1), zero_z(G, len(keys), h.device)
     with torch.no_grad():
         deltas = refine(G, f, H, h, midi)

@@ -19,6 +19,7 @@ import torch
 
 from models.signal.mel import PAPER_MEL, SHIPPED_MEL, TINY_MEL, GriffinLim, LogMel, MelConfig
 from models.signal.tones import additive_tone, noisy_pluck, plucked_string
+from models.units import ALL_KEYS
 
 PRESETS = {"SHIPPED": SHIPPED_MEL, "PAPER": PAPER_MEL, "TINY": TINY_MEL}
 NOTES = ["tone 33", "tone 60", "tone 84", "pluck 33", "pluck 60", "pluck 84", "saw 45", "noisy 52"]
@@ -83,7 +84,7 @@ def timing(repeats: int) -> None:
     for name, cfg in PRESETS.items():
         n = cfg.num_samples
         waves = torch.from_numpy(np.stack([additive_tone(k, cfg.sample_rate, n / cfg.sample_rate + 0.01,
-                                                         decay_s=1.0)[:n] for k in range(21, 109)]))
+                                                         decay_s=1.0)[:n] for k in ALL_KEYS]))
         log_mel = LogMel(cfg)(waves)
         for label in ("default (32 it)", "no mel projection"):
             inverter = GriffinLim(cfg, **VARIANTS[label])

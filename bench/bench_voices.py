@@ -25,14 +25,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from engine.key_cache import KeySample  # noqa: E402
 from engine.envelope import Envelope  # noqa: E402
 from engine.voices import MixerConfig, VoiceMixer  # noqa: E402
+from models.units import ALL_KEYS, midi_to_hz  # noqa: E402
 
 
 def key_cache(sample_rate: int, duration_s: float = 2.0) -> dict[int, KeySample]:
     """88 decaying harmonic keys with a loop in the second half (like rendered keys)."""
     keys = {}
     t = np.arange(int(duration_s * sample_rate)) / sample_rate
-    for note in range(21, 109):
-        f0 = 440.0 * 2 ** ((note - 69) / 12)
+    for note in ALL_KEYS:
+        f0 = midi_to_hz(note)
         wave = sum(np.sin(2 * np.pi * k * f0 * t) / k for k in range(1, 6) if k * f0 < sample_rate / 2)
         wave = (0.5 * wave * np.exp(-t / 1.5)).astype(np.float32)
         period = max(1, round(sample_rate / f0))

@@ -23,6 +23,7 @@ import torch
 
 from models.signal.mel import GriffinLim, LogMel, MelConfig, spectral_convergence
 from models.signal.tones import additive_tone, plucked_string
+from models.units import ALL_KEYS
 
 BANDS = [(21, 32), (33, 44), (45, 56), (57, 68), (69, 80), (81, 92), (93, 108)]
 BASE = MelConfig(sample_rate=16000, hop_length=128, n_frames=256, f_max=8000.0)
@@ -142,7 +143,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore", message="At least one mel filterbank")
-    keys = list(range(21, 109, 3 if args.quick else 1))
+    keys = list(ALL_KEYS[::3] if args.quick else ALL_KEYS)
     names = ["saw", "pluck", "soft"] if args.quick else list(timbres(16).keys())
     waves = note_bank(keys, names, BASE.num_samples)
     print(f"timbres: {', '.join(names)}; keys {keys[0]}..{keys[-1]} ({len(keys)}); threads {args.threads}\n")
