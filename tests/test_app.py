@@ -163,6 +163,7 @@ def wait_rendered(qtbot, window: MainWindow) -> None:
     qtbot.waitUntil(lambda: window.instrument.complete, timeout=60_000)
 
 
+@pytest.mark.slow
 def test_drop_renders_88_keys_and_the_keyboard_plays_them(qtbot, window, sounds):
     assert drop(window.slots["A"], sounds["c4"])
     slot = window.slots["A"]
@@ -211,6 +212,7 @@ def test_drag_of_non_files_is_refused(window):
     assert not enter.isAccepted()
 
 
+@pytest.mark.slow
 def test_mix_slider_rerenders_in_the_background_keeping_old_keys(qtbot, window, sounds, engine):
     drop(window.slots["A"], sounds["c4"])
     drop(window.slots["B"], sounds["pluck"])
@@ -239,6 +241,7 @@ def test_a_newer_request_cancels_the_running_render(qtbot, window, sounds, engin
     assert window.instrument.samples["A"].name == "pluck"
 
 
+@pytest.mark.slow
 def test_export_writes_a_pack_and_asks_before_replacing(qtbot, window, sounds, tmp_path):
     drop(window.slots["A"], sounds["c4"])
     wait_rendered(qtbot, window)
@@ -387,6 +390,7 @@ def test_refinement_follows_the_quick_keys_and_replaces_them(qtbot, window, soun
     assert window.progress.message.text().endswith("(refined)") and window.export_button.isEnabled()
 
 
+@pytest.mark.slow
 def test_a_newer_request_cancels_a_running_refinement(qtbot, window, sounds, engine):
     engine.hold = "c4"
     drop(window.slots["A"], sounds["c4"])
@@ -402,6 +406,7 @@ def test_a_newer_request_cancels_a_running_refinement(qtbot, window, sounds, eng
     assert len(last) == 88 and all(key is last[midi] for midi, key in window.instrument.keys.items())
 
 
+@pytest.mark.slow
 def test_refine_strength_zero_skips_it_and_raising_it_refines_in_place(qtbot, window, sounds, engine):
     with qtbot.waitSignal(window.sound.refineChanged, timeout=2000):
         window.sound.refine_slider.setValue(0)
@@ -425,6 +430,7 @@ def test_refine_strength_zero_skips_it_and_raising_it_refines_in_place(qtbot, wi
     assert all(window.instrument.keys[k] is not quick[k] for k in quick)
 
 
+@pytest.mark.slow
 def test_a_mix_move_after_refinement_renders_the_refined_mix_at_once(qtbot, window, sounds, engine):
     drop(window.slots["A"], sounds["c4"])
     drop(window.slots["B"], sounds["pluck"])
@@ -436,6 +442,7 @@ def test_a_mix_move_after_refinement_renders_the_refined_mix_at_once(qtbot, wind
     assert phases(engine) == [("c4", True)]      # both sounds' refinements were at hand
 
 
+@pytest.mark.slow
 def test_root_override_rerenders_at_the_new_root_and_is_remembered(qtbot, tmp_path, engine, sounds):
     window = make_window(qtbot, tmp_path, engine)
     drop(window.slots["A"], sounds["c4"])

@@ -75,6 +75,7 @@ class CallCounter:
         module.register_forward_hook(lambda *_: setattr(self, "n", self.n + 1))
 
 
+@pytest.mark.slow
 def test_real_networks_render_cache_and_mix(tiny_weights: Path, pluck_wav: Path) -> None:
     engine = Engine(tiny_weights, device="cpu", vocoder="griffinlim", num_threads=1,
                     cfg=EngineConfig(output_rate=22050, griffin_lim_iters=32))

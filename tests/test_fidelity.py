@@ -108,6 +108,7 @@ def test_pitch_is_read_on_the_sounding_part() -> None:
     assert OurPitch().midi(short, RATE) == pytest.approx(76.0, abs=0.1)
 
 
+@pytest.mark.slow
 def test_pesto_judge_when_installed() -> None:
     pytest.importorskip("pesto")
     from models.evaluation.fidelity import PestoPitch

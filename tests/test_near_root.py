@@ -39,6 +39,7 @@ def test_repitch_moves_the_pitch_by_the_ratio() -> None:
     assert up.shape == tone.shape
 
 
+@pytest.mark.slow
 def test_keys_near_the_root_are_the_sample_and_far_keys_are_untouched(engine: Engine) -> None:
     rate = REAL_MEL.sample_rate
     sample = engine.load_sample(Audio(plucked_string(60, duration_s=1.0), rate), midi=60)

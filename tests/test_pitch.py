@@ -22,7 +22,9 @@ TIMBRES = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(TIMBRES))
+# All 88 keys per timbre take a second or two each: the quick run (-m "not slow") keeps the plainest.
+@pytest.mark.parametrize("name", [n if n == "harmonic" else pytest.param(n, marks=pytest.mark.slow)
+                                  for n in sorted(TIMBRES)])
 def test_every_key_within_half_a_semitone(name):
     keys = [k for k in KEYS if name != "missing_fundamental" or k <= 95]
     errors = {}

@@ -31,6 +31,7 @@ def test_train_features_from_the_cli(tiny_data, tmp_path):
     assert rows[-1].get("final") == 1.0
 
 
+@pytest.mark.slow
 def test_unknown_setting_is_a_clear_error(tiny_data, tmp_path, capsys):
     rc = main(["train", "features", "--data", str(tiny_data), "--out", str(tmp_path), "--tiny", "--set", "bogus=1"])
     assert rc == 2

@@ -62,6 +62,7 @@ def _state(out: Path) -> dict[str, torch.Tensor]:
     return tensors
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stage", list(TINY_STAGES))
 def test_a_resumed_run_matches_the_uninterrupted_one_exactly(stage, data, weights, tmp_path):
     _train(stage, data, weights, tmp_path / "straight", STEPS, "moments_dtype=float32")
@@ -75,6 +76,7 @@ def test_a_resumed_run_matches_the_uninterrupted_one_exactly(stage, data, weight
     assert _losses(tmp_path / "straight") == _losses(tmp_path / "stopped")
 
 
+@pytest.mark.slow
 def test_bfloat16_moments_resume_within_tolerance(data, weights, tmp_path):
     """The GAN with bfloat16 second moments (its first moments are not stored: beta1 = 0): two steps
     after the resume every weight is within 2e-4 of the uninterrupted run's (measured: 3e-5)."""
@@ -113,6 +115,7 @@ def _ddp_worker(rank: int, world: int, root: str) -> None:
     torch.distributed.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_two_gloo_processes_resume_exactly(tmp_path):
     """Each process's random streams are gathered into the state and given back to it on resume."""
     mp.start_processes(_ddp_worker, args=(2, str(tmp_path)), nprocs=2, join=True, start_method="spawn")
