@@ -106,6 +106,8 @@ def run(args: argparse.Namespace) -> int:
     mix_path = Path(args.mix) if args.mix else None
     name = args.name or default_name(sample_path, mix_path, alpha)
     for path in (sample_path, mix_path):
+        if path is not None and path.is_dir():
+            raise AudioFileError(f"{path} is a folder, not an audio file")
         if path is not None and not path.is_file():
             raise AudioFileError(f"no such file: {path}")
     check_target(args.out, name, args.force)      # fail before minutes of rendering, not after
