@@ -23,9 +23,11 @@ def pair_problem() -> str | None:
     """Why torchaudio does not load beside torch (the loader's first line), or None when it does."""
     try:
         import torchaudio  # noqa: F401 - loads libtorchaudio.so, linked against torch's libraries
-        from torchaudio import _extension  # noqa: F401 - its own module on every 2.x release
+        from torchaudio import _extension
     except Exception as exc:  # noqa: BLE001 - OSError, ImportError or RuntimeError by release
         return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    if not getattr(_extension, "_IS_TORCHAUDIO_EXT_AVAILABLE", True):
+        return "its compiled extension is missing"
     return None
 
 
