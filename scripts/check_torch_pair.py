@@ -25,6 +25,8 @@ def pair_problem() -> str | None:
         import torchaudio  # noqa: F401 - loads libtorchaudio.so, linked against torch's libraries
         from torchaudio import _extension
     except Exception as exc:  # noqa: BLE001 - OSError, ImportError or RuntimeError by release
+        while exc.__cause__ or exc.__context__:   # the loader's own error ("undefined symbol: ...")
+            exc = exc.__cause__ or exc.__context__
         return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
     if not getattr(_extension, "_IS_TORCHAUDIO_EXT_AVAILABLE", True):
         return "its compiled extension is missing"

@@ -24,11 +24,16 @@ def test_the_installed_pair_loads() -> None:
 
 
 def test_a_torchaudio_that_does_not_load_is_one_line_with_both_versions_and_the_fix(tmp_path: Path) -> None:
-    # What torchaudio 2.11.1 does beside torch 2.11.0: its library wants a newer torch symbol.
+    # What torchaudio 2.11.1 does beside torch 2.11.0: its library wants a newer torch symbol, and torch's
+    # loader wraps the linker's error in its own.
     fake = tmp_path / "torchaudio"
     fake.mkdir()
-    (fake / "__init__.py").write_text('raise OSError("/venv/torchaudio/lib/libtorchaudio.abi3.so: undefined symbol: '
-                                      'torch_exception_get_what_without_backtrace")\n')
+    (fake / "__init__.py").write_text(
+        "try:\n"
+        "    raise OSError('/venv/torchaudio/lib/libtorchaudio.so: undefined symbol: "
+        "torch_exception_get_what_without_backtrace')\n"
+        "except OSError as exc:\n"
+        "    raise OSError('Could not load this library: /venv/torchaudio/lib/libtorchaudio.so') from exc\n")
     done = check(tmp_path)
     assert done.returncode == 1 and done.stdout == ""
     assert done.stderr.count("\n") == 1
