@@ -20,7 +20,7 @@ fail() { echo "setup: error: $*" >&2; exit 1; }
 # would pick other wheels, or none, so stop here and point to the README's manual path.
 platform="$(uname -s) $(uname -m)"
 [ "$platform" = "Linux x86_64" ] ||
-  fail "requirements-lock.txt is made for Linux x86_64, this is $platform: see README.md, 'Other platforms'"
+  fail "requirements-lock.txt is made for Linux x86_64, this is $platform: see README.md, 'Platforms'"
 command -v "$python" >/dev/null || fail "no $python: install Python 3.11 or 3.12, or set PYTHON=/path/to/python3.11"
 pyver="$("$python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
 case "$pyver" in
