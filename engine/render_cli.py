@@ -26,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="folder to write the pack folder into")
     parser.add_argument("--format", default="sfz,dspreset",
                         help="instrument files: sfz, dspreset and/or wav (WAVs are always written)")
-    parser.add_argument("--weights", default=None, help="weights folder (default: the installed assets)")
+    parser.add_argument("--weights", default=None, help="weights folder (default: the shipped assets/)")
     parser.add_argument("--vocoder", choices=("auto", "griffinlim", "neural"), default="auto",
                         help="mel inversion (auto: the neural vocoder if its weights exist)")
     parser.add_argument("--name", default=None, help="pack name (default: from the sample file names)")
