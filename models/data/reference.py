@@ -194,16 +194,18 @@ def check_font(source: str, font_dir: str | None, cfg: CheckConfig, workers: int
 
 def check_fonts(sources: tuple[str, ...], font_dir: str | None = None, out: str | None = None, workers: int = 2,
                 progress: Callable[[str], None] = lambda _m: None, cfg: CheckConfig = CheckConfig()) -> Path:
-    """Check every preset of every font; write the verdicts JSON (default: beside this module)."""
+    """Check every preset of the given fonts; write or update the verdicts JSON (default: beside this
+    module), keeping the entries of fonts not checked this time."""
     from models.data.soundfont import read_font
 
     version = subprocess.run(["fluidsynth", "--version"], capture_output=True, text=True).stdout.split("\n")[0] \
         if shutil.which("fluidsynth") else "missing"
-    fonts = {}
+    path = Path(out) if out else DEFAULT_OUT
+    # Verdicts of fonts not checked this time are kept: checking one new font must not drop the others'.
+    fonts = json.loads(path.read_text())["fonts"] if path.is_file() else {}
     for source in sources:
         result = check_font(source, font_dir, cfg, workers, progress)
         fonts[read_font(find_font(FONT_SOURCES[source], font_dir)).sha256] = result
-    path = Path(out) if out else DEFAULT_OUT
     path.write_text(json.dumps(dict(reference=version, settings=asdict(cfg), fonts=fonts), indent=1, sort_keys=True) + "\n")
     progress(f"wrote {path}")
     return path
