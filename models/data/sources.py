@@ -130,15 +130,14 @@ def _preset_notes(preset: Preset, velocities: tuple[int, ...]) -> list[tuple[int
 
 
 def procedural_instruments(count: int, seed: int, velocities: tuple[int, ...]) -> list[InstrumentSpec]:
-    from models.data.recipes import RECIPES
-
     import numpy as np
 
     from models.data.procedural import _seed
+    from models.data.recipes import recipe_of
 
     specs = []
     for i in range(count):
-        recipe = RECIPES[i % len(RECIPES)]
+        recipe = recipe_of(i)
         # One velocity per key, drawn per instrument: velocity still varies the timbre, while a
         # procedural instrument costs 88 notes like a font preset instead of 88 x len(velocities).
         rng = np.random.default_rng(_seed("velocities", seed, i))
