@@ -208,7 +208,7 @@ def fm_bell(rng):
     # Inharmonic FM (irrational ratio): metallic sidebands while the index is high, the fundamental after.
     # Ratios above 2 keep every sideband above the carrier (a sideband below it would be heard as the pitch).
     return dict(fm_ratio=float(rng.choice([2.76, 3.14, 4.24, 5.19, 6.28])) * _u(rng, 0.99, 1.01),
-                fm_index=_u(rng, 1.0, 4.0), fm_index_decay_s=_u(rng, 0.03, 0.3), percussive=True,
+                fm_index=_u(rng, 1.0, 3.0), fm_index_decay_s=_u(rng, 0.02, 0.1), percussive=True,
                 decay_s=_log_u(rng, 0.8, 4.0), attack_s=0.001, release_s=_u(rng, 0.3, 1.0),
                 velocity_brightness=_u(rng, 0.4, 1.0))
 
@@ -217,8 +217,8 @@ def tubular(rng):
     # Free-free bar modes (tubular bells, chimes) over a strong fundamental.
     modes = (1.0, 2.756, 5.404, 8.933, 13.345)
     ratios = tuple(r * _u(rng, 0.985, 1.015) if r != 1.0 else 1.0 for r in modes)
-    return dict(ratios=ratios, tilt=_u(rng, 1.8, 2.8), percussive=True, decay_s=_log_u(rng, 1.0, 4.0),
-                decay_slope=_u(rng, 0.3, 1.0), attack_s=0.001, release_s=_u(rng, 0.3, 1.0), jitter=0.25,
+    return dict(ratios=ratios, tilt=_u(rng, 2.5, 3.5), percussive=True, decay_s=_log_u(rng, 1.0, 4.0),
+                decay_slope=_u(rng, 1.0, 3.0), attack_s=0.001, release_s=_u(rng, 0.3, 1.0), jitter=0.25,
                 noise_level=_u(rng, 0.0, 0.2), noise_decay_s=0.004)
 
 
