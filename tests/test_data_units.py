@@ -148,3 +148,18 @@ def test_png_writer_round_trip(tmp_path):
     assert (img.width(), img.height()) == (7, 5)
     c = img.pixelColor(3, 2)
     assert (c.red(), c.green(), c.blue()) == (255, 10, 20)
+
+
+def test_out_of_set_sounds_never_feed_a_build(tmp_path):
+    from models.data.folder import FolderConfig, build_folder
+    from models.data.dataset import DatasetError
+    from models.data.sources import held_out_reason, plan_instruments
+
+    assert held_out_reason("/usr/share/sounds/alsa/Front_Center.wav")
+    assert held_out_reason("/usr/share/midi/freepats/Tone_000/000_Acoustic_Grand_Piano.pat")
+    assert held_out_reason("/opt/fonts/FreePatsGM.sf2")
+    assert not held_out_reason("/usr/share/sounds/sf2/FluidR3_GM.sf2")
+    with pytest.raises(FontError, match="out-of-set"):
+        plan_instruments(["/usr/share/sounds/sf2/freepats-gm.sf2"], (127,), 0, 0)
+    with pytest.raises(DatasetError, match="out-of-set"):
+        build_folder(FolderConfig(folder="/usr/share/sounds/freedesktop/stereo", out=str(tmp_path / "x")))

@@ -34,8 +34,23 @@ FONT_SOURCES: dict[str, FontSource] = {s.name: s for s in (
     FontSource("fluidr3", "FluidR3_GM.sf2", "fluid-soundfont-gm", "MIT: Frank Wen, 2000-2002, 2008"),
 )}
 PROCEDURAL = "procedural"
-DEFAULT_SOURCES = ("musescore", "timgm6mb", "gmbank", PROCEDURAL)
+DEFAULT_SOURCES = ("musescore", "timgm6mb", "gmbank", "fluidr3", PROCEDURAL)
 SYSTEM_FONT_DIRS = ("/usr/share/sounds/sf3", "/usr/share/sounds/sf2")
+
+
+# The out-of-set evaluation (models/evaluation/out_of_set.py) judges the instrument on these Debian
+# packages' sounds; training on any of them would make that judgement worthless.
+HELD_OUT = {"alsa-utils": "/usr/share/sounds/alsa", "freepats": "/usr/share/midi/freepats",
+            "sound-theme-freedesktop": "/usr/share/sounds/freedesktop", "espeak-ng": "espeak-ng-data"}
+
+
+def held_out_reason(path: str | Path) -> str:
+    """Why ``path`` must not feed a training set ("" when it may): it belongs to the out-of-set sounds."""
+    resolved = str(Path(path).resolve())
+    for package, where in HELD_OUT.items():
+        if where in resolved or (package == "freepats" and "freepats" in resolved.lower()):
+            return f"{path} belongs to {package}, which the out-of-set evaluation holds out of training"
+    return ""
 
 
 @dataclass(frozen=True)
@@ -75,10 +90,14 @@ def source_name(name: str) -> str:
 
 
 def find_font(source: FontSource, font_dir: str | None = None) -> Path:
+    """The source's font file; a slimmed copy may carry the other extension (transcoded to SF3)."""
+    stem, ext = os.path.splitext(source.filename)
+    names = (source.filename, stem + (".sf3" if ext.lower() == ".sf2" else ".sf2"))
     for d in font_dirs(font_dir):
-        path = d / source.filename
-        if path.is_file():
-            return path
+        for name in names:
+            path = d / name
+            if path.is_file():
+                return path
     searched = ", ".join(str(d) for d in font_dirs(font_dir))
     raise FontError(f"source '{source.name}' needs {source.filename} (Debian package {source.package}); "
                     f"not found in {searched}")
@@ -174,6 +193,8 @@ def plan_instruments(sources: list[str], velocities: tuple[int, ...], seed: int,
         else:
             raise FontError(f"unknown source '{name}' (known: {', '.join([*FONT_SOURCES, PROCEDURAL])}, "
                             f"or a path to an .sf2/.sf3 file)")
+        if held_out_reason(path):
+            raise FontError(held_out_reason(path))
         info = read_font(path)
         fonts[source.name] = info
         dropped = (font_check or {}).get(info.origin_sha256, {}).get("drop", {})
