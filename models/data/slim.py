@@ -93,10 +93,9 @@ def slim_font(src: str | Path, keep: set[tuple[int, int]], dst: str | Path,
     if transcode is None:
         smpl, new_shdr = _copy_samples(data, smpl_off, shdr, order, sample_map, info.is_sf3)
     else:
-        lowest = _lowest_keys(info, keep)
-        rates = {s: transcode.rate_for(shdr[s][5], _root_keys(r, insts, shdr).get(s, shdr[s][6]) - lowest.get(s, 127))
-                 for s in order}
-        smpl, new_shdr = _transcode_samples(data, smpl_off, shdr, order, sample_map, rates, transcode)
+        lowest, roots = _lowest_keys(info, keep), _root_keys(r, insts, shdr)
+        down = {s: roots.get(s, shdr[s][6]) - lowest.get(s, 127) for s in order}  # deepest transposition
+        smpl, new_shdr = _transcode_samples(data, smpl_off, shdr, order, sample_map, down, transcode)
     if len(smpl) % 2:
         # tinysoundfont's RIFF reader ignores pad bytes, so no chunk may need one: even out the data.
         smpl += b"\0"
@@ -160,16 +159,23 @@ def _root_keys(r: dict, insts: list[int], shdr: list) -> dict[int, int]:
     return roots
 
 
-def _transcode_samples(data, smpl_off, shdr, order, sample_map, rates: dict[int, int],
+def _transcode_samples(data, smpl_off, shdr, order, sample_map, down: dict[int, int],
                        cfg: TranscodeConfig) -> tuple[bytearray, list]:
-    """The kept samples resampled to ``rates`` and, with ``cfg.ogg``, Ogg Vorbis encoded."""
+    """The kept samples resampled (``cfg.rate_for``) and, with ``cfg.ogg``, Ogg Vorbis encoded;
+    ``down`` gives how many semitones below its root each sample may be played."""
     smpl, new_shdr = bytearray(), []
     for s in order:
-        name, _start, _end, _ls, _le, _rate, pitch, corr, link, kind = shdr[s]
-        sample = resample(_read_sample(data, smpl_off, shdr[s]), rates[s])
-        # A sample played far below its root (kept above max_rate) keeps its top octave audible,
-        # where Vorbis's low-pass and coarse coding would be heard: it stays PCM.
-        if cfg.ogg and rates[s] <= cfg.max_rate:
+        name, start, end, loop_s, loop_e, rate, pitch, corr, link, kind = shdr[s]
+        new_rate = cfg.rate_for(rate, down[s])
+        if kind & 0x10 and new_rate == rate:  # already Ogg and nothing to resample: kept as it is
+            new_shdr.append((name, len(smpl), len(smpl) + end - start, loop_s, loop_e, rate, pitch, corr,
+                             sample_map.get(link, 0), kind))
+            smpl += data[smpl_off + start: smpl_off + end]
+            continue
+        sample = resample(_read_sample(data, smpl_off, shdr[s]), new_rate)
+        # Played an octave or more below its root, a sample's top band (where Vorbis codes coarsely)
+        # comes down into the render: such samples stay PCM.
+        if cfg.ogg and down[s] < cfg.pcm_below_semitones:
             blob = encode_ogg(sample.pcm, sample.rate, cfg.ogg_quality)
             start = len(smpl)
             smpl += blob

@@ -26,6 +26,7 @@ class TranscodeConfig:
                                 # would hear what lies above max_rate / 2 (see rate_for)
     ogg: bool = True            # store samples as Ogg Vorbis (an SF3 font)
     ogg_quality: float = 0.4    # Vorbis VBR quality in [0, 1] (0.4 ~ 50 kbit/s mono at 22 kHz)
+    pcm_below_semitones: int = 12  # samples played this far below their root stay PCM (see slim.py)
 
     def rate_for(self, rate: int, semitones_down: int) -> int:
         """Rate to keep for a sample at ``rate`` Hz played at most ``semitones_down`` below its root.
