@@ -11,7 +11,7 @@ EXAMPLES = """examples:
   hypergan data show data/nsynth_like --out data/nsynth_like/show
   hypergan data check-fonts   (needs fluidsynth; writes models/data/font_check.json)
   hypergan data slim-fonts --out carry/fonts   (only the presets a build renders, resampled, Ogg Vorbis)
-  hypergan data check-fonts --sources fluidr3 --slimmed carry/fonts --out /tmp/slim_check.json
+  hypergan data check-fonts --slimmed carry/fonts   (after slim-fonts: what the transcoded copies lose)
 """
 
 
@@ -22,6 +22,7 @@ def _ints(text: str) -> tuple[int, ...]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from models.data.build import BuildConfig
     from models.data.sources import DEFAULT_SOURCES, PROCEDURAL
+    from models.data.transcode import TranscodeConfig
 
     FONT_DEFAULTS = [s for s in DEFAULT_SOURCES if s != PROCEDURAL]
 
@@ -59,12 +60,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="copy the kept samples bit for bit (notes identical, ~5x larger) instead of transcoding")
     m.add_argument("--max-rate", type=int, default=22050, help="resample samples above this rate (Hz)")
     m.add_argument("--ogg-quality", type=float, default=0.4, help="Vorbis quality 0..1; 0 = keep PCM (SF2)")
+    m.add_argument("--pcm-below", type=int, default=TranscodeConfig.pcm_below_semitones,
+                   help="samples played this many semitones or more below their root stay PCM")
     c = sub.add_parser("check-fonts", help="compare tinysoundfont with fluidsynth on every preset")
     c.add_argument("--sources", default=",".join(FONT_DEFAULTS))
-    c.add_argument("--font-dir")
+    c.add_argument("--font-dir", default="/usr/share/sounds/sf3:/usr/share/sounds/sf2",
+                   help="where the original fonts are (default: the Debian packages' folders, never carry/fonts)")
     c.add_argument("--out", help="JSON verdicts (default: models/data/font_check.json, updated in place)")
     c.add_argument("--slimmed", help="folder of slimmed fonts: tinysoundfont plays those, fluidsynth the "
-                                     "originals (needs --out)")
+                                     "originals; the verdicts join each original's entry (its 'slimmed' drops)")
     c.add_argument("--workers", type=int, default=min(16, os.cpu_count() or 1))
 
 
@@ -106,7 +110,8 @@ def run_slim(args: argparse.Namespace) -> int:
     from models.data.transcode import TranscodeConfig
 
     transcode = None if args.copy else TranscodeConfig(max_rate=args.max_rate, ogg=args.ogg_quality > 0,
-                                                        ogg_quality=args.ogg_quality)
+                                                        ogg_quality=args.ogg_quality,
+                                                        pcm_below_semitones=args.pcm_below)
     plan = make_plan(BuildConfig(out="-", sources=tuple(args.sources.split(",")), font_dir=args.font_dir))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

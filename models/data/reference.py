@@ -209,14 +209,20 @@ def check_fonts(sources: tuple[str, ...], font_dir: str | None = None, out: str 
 
     version = subprocess.run(["fluidsynth", "--version"], capture_output=True, text=True).stdout.split("\n")[0] \
         if shutil.which("fluidsynth") else "missing"
-    if slimmed_dir and not out:
-        raise FontError("checking slimmed fonts needs --out: their verdicts must not replace font_check.json")
     path = Path(out) if out else DEFAULT_OUT
     # Verdicts of fonts not checked this time are kept: checking one new font must not drop the others'.
     fonts = json.loads(path.read_text())["fonts"] if path.is_file() else {}
     for source in sources:
         result = check_font(source, font_dir, cfg, workers, progress, slimmed_dir)
-        fonts[read_font(find_font(FONT_SOURCES[source], font_dir)).sha256] = result
+        sha = read_font(find_font(FONT_SOURCES[source], font_dir)).sha256
+        if slimmed_dir:
+            # Verdicts on the slimmed copy sit under the original's entry: a build rendering from
+            # a slimmed copy leaves out both lists (sources.plan_instruments).
+            if sha not in fonts:
+                raise FontError(f"{source}: check the original font first (check-fonts without --slimmed)")
+            fonts[sha]["slimmed"] = dict(drop=result["drop"], metrics=result["metrics"], presets=result["presets"])
+        else:
+            fonts[sha] = dict(result, slimmed=fonts.get(sha, {}).get("slimmed", {}))
     path.write_text(json.dumps(dict(reference=version, settings=asdict(cfg), fonts=fonts), indent=1, sort_keys=True) + "\n")
     progress(f"wrote {path}")
     return path

@@ -173,8 +173,8 @@ def _transcode_samples(data, smpl_off, shdr, order, sample_map, down: dict[int, 
             smpl += data[smpl_off + start: smpl_off + end]
             continue
         sample = resample(_read_sample(data, smpl_off, shdr[s]), new_rate)
-        # Played an octave or more below its root, a sample's top band (where Vorbis codes coarsely)
-        # comes down into the render: such samples stay PCM.
+        # Played far below its root, a sample's top band (where Vorbis codes coarsely) comes down
+        # into the render: such samples may stay PCM (TranscodeConfig.pcm_below_semitones).
         if cfg.ogg and down[s] < cfg.pcm_below_semitones:
             blob = encode_ogg(sample.pcm, sample.rate, cfg.ogg_quality)
             start = len(smpl)

@@ -197,7 +197,11 @@ def plan_instruments(sources: list[str], velocities: tuple[int, ...], seed: int,
             raise FontError(held_out_reason(path))
         info = read_font(path)
         fonts[source.name] = info
-        dropped = (font_check or {}).get(info.origin_sha256, {}).get("drop", {})
+        entry = (font_check or {}).get(info.origin_sha256, {})
+        dropped = dict(entry.get("drop", {}))
+        if info.slimmed:  # what the transcoded copy plays unlike fluidsynth plays the original
+            dropped.update({tag: f"slimmed copy: {why}" for tag, why in entry.get("slimmed", {}).get("drop", {}).items()
+                            if tag not in dropped})
         specs, skipped[source.name] = _font_instruments(source, info, velocities, dropped)
         instruments.extend(specs)
     return Plan(instruments, fonts, skipped)

@@ -26,7 +26,10 @@ class TranscodeConfig:
                                 # would hear what lies above max_rate / 2 (see rate_for)
     ogg: bool = True            # store samples as Ogg Vorbis (an SF3 font)
     ogg_quality: float = 0.4    # Vorbis VBR quality in [0, 1] (0.4 ~ 50 kbit/s mono at 22 kHz)
-    pcm_below_semitones: int = 12  # samples played this far below their root stay PCM (see slim.py)
+    # Samples played this many semitones below their root stay PCM (their top band, coarsely coded
+    # by Vorbis, comes down into the render). 128 = never: at 12, a fifth of FluidR3's samples
+    # stay PCM and the font doubles (14.6 -> 30 MB); check-fonts --slimmed drops what suffers.
+    pcm_below_semitones: int = 128
 
     def rate_for(self, rate: int, semitones_down: int) -> int:
         """Rate to keep for a sample at ``rate`` Hz played at most ``semitones_down`` below its root.

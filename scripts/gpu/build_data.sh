@@ -3,7 +3,7 @@
 # (`bash scripts/gpu/fetch_wheels.sh` here fills it): installs the carried wheels into a target
 # folder, then builds the training set into /dev/shm/hypergan_data, or reuses it when a finished
 # build with the same settings is already there (a held machine keeps /dev/shm between calls).
-#   bash scripts/gpu/build_data.sh                  # the full set, shipped mel grid, all cores
+#   bash scripts/gpu/build_data.sh                  # the full set (4 fonts + 1,000 procedural), all cores
 #   bash scripts/gpu/build_data.sh --mel tiny       # extra arguments go to `hypergan data build`
 # Prints the data folder on its last line.
 set -euo pipefail
