@@ -58,6 +58,7 @@ class Timbre:
     fm_ratio: float = 0.0                      # 0 = no FM; else modulator frequency / f0
     fm_index: float = 0.0
     fm_index_decay_s: float = 0.0              # 0 = index constant
+    fm_index_floor: float = 0.15               # share of the index left after its decay
     noise_level: float = 0.0                   # noise RMS relative to the tone's RMS
     noise_decay_s: float = 0.0                 # 0 = noise follows the tone's envelope, else a burst
     noise_cutoff_hz: float = 4000.0
@@ -157,7 +158,7 @@ def _fm(tb: Timbre, f0: float, bright: float, t: np.ndarray, rng: np.random.Gene
     max_index = max((NYQUIST_GUARD * sample_rate - f0) / fm - 1.0, 0.0)
     index = min(tb.fm_index * bright, max_index)
     if tb.fm_index_decay_s:
-        index_t = index * (0.15 + 0.85 * np.exp(-t / tb.fm_index_decay_s))
+        index_t = index * (tb.fm_index_floor + (1 - tb.fm_index_floor) * np.exp(-t / tb.fm_index_decay_s))
     else:
         index_t = np.full_like(t, index)
     carrier = 2 * np.pi * f0 * t + rng.uniform(0, 2 * np.pi)

@@ -208,7 +208,8 @@ def fm_bell(rng):
     # Inharmonic FM (irrational ratio): metallic sidebands while the index is high, the fundamental after.
     # Ratios above 2 keep every sideband above the carrier (a sideband below it would be heard as the pitch).
     return dict(fm_ratio=float(rng.choice([2.76, 3.14, 4.24, 5.19, 6.28])) * _u(rng, 0.99, 1.01),
-                fm_index=_u(rng, 1.0, 3.0), fm_index_decay_s=_u(rng, 0.02, 0.1), percussive=True,
+                fm_index=_u(rng, 1.0, 3.0), fm_index_decay_s=_u(rng, 0.02, 0.1), fm_index_floor=_u(rng, 0.0, 0.05),
+                percussive=True,
                 decay_s=_log_u(rng, 0.8, 4.0), attack_s=0.001, release_s=_u(rng, 0.3, 1.0),
                 velocity_brightness=_u(rng, 0.4, 1.0))
 
