@@ -210,7 +210,8 @@ def export_pack(keys: Mapping[int, KeySample], name: str, folder: str | Path,
     """Write the pack ``<folder>/<name>/`` and return its path (see the module docstring).
 
     ``formats`` picks the instrument files (``sfz``, ``dspreset``, ``sf2``, ``multisample``, or
-    ``all``); the WAVs are always written (``("wav",)`` writes only them). Raises ExportError (a UserError) with nothing left behind.
+    ``all``); the WAVs are always written (``("wav",)`` writes only them). Raises ExportError (a
+    UserError) with nothing left behind.
     """
     if not keys:
         raise ExportError("no rendered keys to export")

@@ -35,8 +35,8 @@ def sf2_tables(path: Path) -> tuple[list[tuple], list[tuple], list[tuple], np.nd
     off, size = top["LIST:sdta"]
     smpl_off, smpl_size = _chunks(data, off + 4, off + size, "t")["smpl"]
     smpl = np.frombuffer(data[smpl_off: smpl_off + smpl_size], dtype="<i2")
-    return (_records(data, pdta["shdr"], "<20sIIIIIBbHH", "shdr", "t"), _records(data, pdta["ibag"], "<HH", "ibag", "t"),
-            _records(data, pdta["igen"], "<HH", "igen", "t"), smpl)
+    return (_records(data, pdta["shdr"], "<20sIIIIIBbHH", "shdr", "t"),
+            _records(data, pdta["ibag"], "<HH", "ibag", "t"), _records(data, pdta["igen"], "<HH", "igen", "t"), smpl)
 
 
 def test_sf2_reads_back_with_zones_roots_and_loops(tmp_path: Path) -> None:
@@ -96,8 +96,7 @@ def _midi_file(path: Path, notes: list[tuple[int, int]], note_s: float, gap_s: f
 
 @pytest.mark.skipif(shutil.which("fluidsynth") is None, reason="fluidsynth (the CLI synth) is not installed")
 def test_fluidsynth_plays_the_sf2_in_tune(tmp_path: Path) -> None:
-    keys = {m: k for m, k in make_keys(SPARSE).items()}
-    pack = export_pack(keys, "fs", tmp_path, formats=("sf2",))
+    pack = export_pack(make_keys(SPARSE), "fs", tmp_path, formats=("sf2",))
     notes = [(m, v) for m in [*SPARSE, 62] for v in (40, 110)]   # 62: key 60's sample, transposed
     note_s, gap_s = 1.0, 0.5
     _midi_file(tmp_path / "notes.mid", notes, note_s, gap_s)
