@@ -7,6 +7,7 @@ pulling blocks from the voice mixer's callback, as the audio thread would.
 from __future__ import annotations
 
 import threading
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,7 @@ from app.main_window import MainWindow
 from app.settings import AppSettings
 from engine.instrument import Engine, EngineConfig
 from engine.voices import Envelope
+from models.data.soundfont import read_font
 from models.signal.tones import harmonic_tone, plucked_string
 from tests.test_engine_fakes import FAKE_CLASSES, write_fake_weights
 from tests.test_midi import FakeMidiBackend
@@ -249,6 +251,8 @@ def test_export_writes_a_pack_and_asks_before_replacing(qtbot, window, sounds, t
     pack = Path(done.args[0])
     assert pack == packs / "c4"
     assert (pack / "c4.sfz").is_file() and (pack / "c4.dspreset").is_file()
+    assert [p.name for p in read_font(pack / "c4.sf2").presets] == ["c4"]
+    assert zipfile.ZipFile(pack / "c4.multisample").testzip() is None
     release = window.sound.envelope().release_s
     assert f"ampeg_release={release:g}" in (pack / "c4.sfz").read_text()   # the window's release
     wavs = sorted((pack / "samples").glob("*.wav"))

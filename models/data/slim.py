@@ -19,7 +19,7 @@ import numpy as np
 from models.data.soundfont import (GEN_INSTRUMENT, GEN_SAMPLE_ID, PAD_POINTS, SLIM_NOTE, FontError, _chunks,
                                    _records, read_font)
 from models.data.sources import MIDI_LO
-from models.data.sf2write import _chunk, _list, _name
+from models.data.sf2write import riff_chunk, riff_list, sf2_name
 from models.data.transcode import SampleData, TranscodeConfig, decode_ogg, encode_ogg, resample
 
 GEN_ROOT_KEY = 58  # overridingRootKey (SF 2.04, 8.1.2)
@@ -198,21 +198,23 @@ def _transcode_samples(data, smpl_off, shdr, order, sample_map, down: dict[int, 
 
 def _write(dst, data, top, phdr, pbag, pgen, pmod, inst, ibag, igen, imod, shdr, smpl, origin_sha, sf3) -> Path:
     pack = lambda fmt, rows: b"".join(struct.pack(fmt, *row) for row in rows)  # noqa: E731
-    phdr = phdr + [(_name("EOP"), 0, 0, len(pbag), 0, 0, 0)]
+    phdr = phdr + [(sf2_name("EOP"), 0, 0, len(pbag), 0, 0, 0)]
     pbag = pbag + [(len(pgen), len(pmod))]
-    inst = inst + [(_name("EOI"), len(ibag))]
+    inst = inst + [(sf2_name("EOI"), len(ibag))]
     ibag = ibag + [(len(igen), len(imod))]
-    shdr = shdr + [(_name("EOS"), 0, 0, 0, 0, 0, 0, 0, 0, 0)]
-    pdta = _list(b"pdta", _chunk(b"phdr", pack(PHDR, phdr)), _chunk(b"pbag", pack(BAG, pbag)),
-                 _chunk(b"pmod", pack(MOD, pmod) + bytes(10)), _chunk(b"pgen", pack(GEN, pgen) + bytes(4)),
-                 _chunk(b"inst", pack(INST, inst)), _chunk(b"ibag", pack(BAG, ibag)),
-                 _chunk(b"imod", pack(MOD, imod) + bytes(10)), _chunk(b"igen", pack(GEN, igen) + bytes(4)),
-                 _chunk(b"shdr", pack(SHDR, shdr)))
+    shdr = shdr + [(sf2_name("EOS"), 0, 0, 0, 0, 0, 0, 0, 0, 0)]
+    pdta = riff_list(b"pdta", riff_chunk(b"phdr", pack(PHDR, phdr)), riff_chunk(b"pbag", pack(BAG, pbag)),
+                     riff_chunk(b"pmod", pack(MOD, pmod) + bytes(10)),
+                     riff_chunk(b"pgen", pack(GEN, pgen) + bytes(4)),
+                     riff_chunk(b"inst", pack(INST, inst)), riff_chunk(b"ibag", pack(BAG, ibag)),
+                     riff_chunk(b"imod", pack(MOD, imod) + bytes(10)),
+                     riff_chunk(b"igen", pack(GEN, igen) + bytes(4)),
+                     riff_chunk(b"shdr", pack(SHDR, shdr)))
     info_off, info_size = top["LIST:INFO"]
     note = f"{SLIM_NOTE}{origin_sha}".encode()
     note += b"\0" * (2 - len(note) % 2)  # NUL-terminated and of even length (see the pad note above)
-    info = _chunk(b"LIST", _info_body(data[info_off:info_off + info_size], sf3) + _chunk(b"ISBJ", note))
-    body = b"sfbk" + info + _list(b"sdta", _chunk(b"smpl", smpl)) + pdta
+    info = riff_chunk(b"LIST", _info_body(data[info_off:info_off + info_size], sf3) + riff_chunk(b"ISBJ", note))
+    body = b"sfbk" + info + riff_list(b"sdta", riff_chunk(b"smpl", smpl)) + pdta
     tmp = Path(dst).with_suffix(".tmp")
     tmp.write_bytes(b"RIFF" + struct.pack("<I", len(body)) + body)
     tmp.replace(dst)
@@ -233,6 +235,6 @@ def _info_body(body: bytes, sf3: bool) -> bytes:
         if cid == b"ifil" and sf3 and struct.unpack_from("<H", payload)[0] != 3:
             payload = struct.pack("<HH", 3, 1)
         if cid != b"ISBJ":
-            out += _chunk(cid, payload)
+            out += riff_chunk(cid, payload)
         pos += 8 + size + (size & 1)
     return bytes(out)
