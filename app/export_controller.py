@@ -48,16 +48,16 @@ class ExportController(QObject):
         if folder is None:
             return None
         self.settings.export_folder = folder
-        from engine.export import PackExistsError, export_pack, safe_name
+        from engine.export import FORMATS, PackExistsError, export_pack, safe_name
 
         QApplication.setOverrideCursor(Qt.WaitCursor)
         try:
             try:
-                path = export_pack(keys, name, folder, release_s=release_s)
+                path = export_pack(keys, name, folder, formats=FORMATS, release_s=release_s)
             except PackExistsError:
                 if not self.confirm_replace(parent, folder / safe_name(name)):
                     return None
-                path = export_pack(keys, name, folder, force=True, release_s=release_s)
+                path = export_pack(keys, name, folder, formats=FORMATS, force=True, release_s=release_s)
         except UserError as exc:
             self.failed.emit(f"Export failed: {exc}")
             return None

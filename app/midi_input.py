@@ -6,7 +6,13 @@
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import ctypes
+import ctypes.util
+import functools
+import logging
+import os
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 from PySide6.QtCore import QObject, QTimer, Signal
@@ -28,14 +34,70 @@ class MidiBackend(Protocol):
     def open_input(self, name: str, callback: Callable[[Any], None]) -> MidiPort: ...
 
 
+log = logging.getLogger(__name__)
+
+# libasound's snd_lib_error_handler_t: (file, line, function, err, fmt, ...); the variadic arguments
+# are left unread, which the C calling convention allows. use_errno: libasound returns -errno right
+# after calling the handler, so the Python call must leave errno as it found it.
+_AlsaErrorHandler = ctypes.CFUNCTYPE(None, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_int,
+                                     ctypes.c_char_p, use_errno=True)
+
+
+def _log_alsa_error(file: bytes | None, line: int, function: bytes | None, err: int, fmt: bytes | None) -> None:
+    def text(b: bytes | None) -> str:
+        return (b or b"").decode(errors="replace")
+
+    reason = f": {os.strerror(abs(err))}" if err else ""
+    log.debug("ALSA lib %s:%d:(%s) %s%s", text(file), line, text(function), text(fmt), reason)
+
+
+@functools.cache
+def _alsa_error_hook() -> tuple[Any, Any] | None:
+    """(snd_lib_error_set_handler, our handler), or None without libasound; cached, so ctypes keeps
+    the callback alive."""
+    name = ctypes.util.find_library("asound")
+    if name is None:
+        return None
+    try:
+        set_handler = ctypes.CDLL(name).snd_lib_error_set_handler
+    except (OSError, AttributeError):
+        return None
+    return set_handler, _AlsaErrorHandler(_log_alsa_error)
+
+
+@contextlib.contextmanager
+def alsa_errors_to_log() -> Iterator[bool]:
+    """While inside, libasound's error lines go to this module's debug log instead of the terminal.
+
+    Without an ALSA sequencer every port listing (a poll a second) makes libasound print "ALSA lib
+    seq_hw.c:...(snd_seq_hw_open) open /dev/snd/seq failed" from C. The handler is process-wide, so
+    it is set only around our own MIDI calls: audio (PortAudio) keeps libasound's default printing.
+    Yields whether the handler is in place.
+    """
+    hook = _alsa_error_hook()
+    if hook is None:
+        yield False
+        return
+    set_handler, handler = hook
+    set_handler(handler)
+    try:
+        yield True
+    finally:
+        set_handler(None)   # NULL: libasound's default handler again
+
+
 class MidoBackend:
-    """mido with python-rtmidi; rtmidi's SystemError (an OSError) and friends become MidiUnavailable."""
+    """mido with python-rtmidi; rtmidi's SystemError (an OSError) and friends become MidiUnavailable.
+
+    libasound's own error lines go to the debug log (``alsa_errors_to_log``), not the terminal.
+    """
 
     def input_names(self) -> list[str]:
         try:
             import mido
 
-            return [str(n) for n in mido.get_input_names()]
+            with alsa_errors_to_log():
+                return [str(n) for n in mido.get_input_names()]
         except Exception as exc:  # noqa: BLE001 - rtmidi raises SystemError/RuntimeError without ALSA
             raise MidiUnavailable(str(exc) or type(exc).__name__) from exc
 
@@ -43,7 +105,8 @@ class MidoBackend:
         try:
             import mido
 
-            return mido.open_input(name, callback=callback)
+            with alsa_errors_to_log():
+                return mido.open_input(name, callback=callback)
         except Exception as exc:  # noqa: BLE001
             raise MidiUnavailable(str(exc) or type(exc).__name__) from exc
 
@@ -156,7 +219,10 @@ class MidiInput(QObject):
             names = self.backend.input_names()
         except MidiUnavailable as exc:
             self._close()
-            self._set_status(f"No MIDI input: {exc}")
+            status = f"No MIDI input: {exc}"
+            if status != self.status:
+                log.warning("%s", status)   # once, not on every poll while there is no MIDI system
+            self._set_status(status)
             self._set_names([])
             return
         self._set_names(names)

@@ -1,9 +1,13 @@
-"""Multisample packs: 24-bit WAVs plus an SFZ and a Decent Sampler preset with the same mapping and loops.
+"""Multisample packs: 24-bit WAVs plus SFZ, Decent Sampler, SoundFont 2 and Bitwig instruments.
 
-A pack is one folder ``<folder>/<name>/`` holding ``<name>.sfz``, ``<name>.dspreset`` and
-``samples/<name>_<midi>.wav`` (each with a ``smpl`` chunk holding its root note and loop). It is written into a hidden temporary folder beside the target and
-renamed into place, so a failure leaves no half pack; an existing pack is replaced only with
-``force``. Loop ends in both formats are inclusive sample indices (KeySample's are exclusive).
+A pack is one folder ``<folder>/<name>/`` holding ``samples/<name>_<midi>.wav`` (each with a
+``smpl`` chunk holding its root note and loop) and, per chosen format, ``<name>.sfz``,
+``<name>.dspreset``, ``<name>.sf2`` (engine/export_sf2.py: 16-bit copies of the samples inside)
+and ``<name>.multisample`` (engine/export_multisample.py: a zip with its own copies of the WAVs).
+All map the same keys to the same samples with the same loops. It is written into a hidden
+temporary folder beside the target and renamed into place, so a failure leaves no half pack; an
+existing pack is replaced only with ``force``. Loop ends in SFZ and dspreset are inclusive sample
+indices (KeySample's are exclusive); SF2 and ``.multisample`` loop ends are exclusive.
 """
 from __future__ import annotations
 
@@ -20,10 +24,13 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from engine.export_multisample import write_multisample
+from engine.export_sf2 import write_sf2
 from engine.key_cache import KeySample
 from models.errors import UserError
 
-FORMATS = ("sfz", "dspreset", "wav")
+FORMATS = ("sfz", "dspreset", "sf2", "multisample", "wav")
+ALL = "all"  # check_formats: every format
 NAME_PATTERN = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
@@ -98,7 +105,10 @@ def dspreset_text(zones_: Iterable[Zone], release_s: float) -> str:
 
 
 def check_formats(formats: Iterable[str]) -> tuple[str, ...]:
+    """The chosen formats, lower case and without repeats (``all`` stands for every one)."""
     chosen = tuple(dict.fromkeys(f.strip().lower() for f in formats if f.strip()))
+    if ALL in chosen:
+        chosen = tuple(dict.fromkeys(f for f in chosen + FORMATS if f != ALL))
     unknown = [f for f in chosen if f not in FORMATS]
     if unknown or not chosen:
         raise ExportError(f"unknown pack format(s) {unknown or 'none'} (choose from {', '.join(FORMATS)})")
@@ -163,6 +173,10 @@ def _write_pack(tmp: Path, zones_: list[Zone], name: str, formats: tuple[str, ..
         (tmp / f"{name}.sfz").write_text(sfz_text(zones_, name, release_s), encoding="utf-8")
     if "dspreset" in formats:
         (tmp / f"{name}.dspreset").write_text(dspreset_text(zones_, release_s), encoding="utf-8")
+    if "sf2" in formats:
+        write_sf2(tmp / f"{name}.sf2", zones_, name, release_s)
+    if "multisample" in formats:
+        write_multisample(tmp / f"{name}.multisample", tmp, zones_, name)
 
 
 def _move_into_place(tmp: Path, target: Path, force: bool) -> None:
@@ -195,8 +209,9 @@ def export_pack(keys: Mapping[int, KeySample], name: str, folder: str | Path,
                 release_s: float = 0.3) -> Path:
     """Write the pack ``<folder>/<name>/`` and return its path (see the module docstring).
 
-    ``formats`` picks the instrument files (``sfz``, ``dspreset``); the WAVs are always written
-    (``("wav",)`` writes only them). Raises ExportError (a UserError) with nothing left behind.
+    ``formats`` picks the instrument files (``sfz``, ``dspreset``, ``sf2``, ``multisample``, or
+    ``all``); the WAVs are always written (``("wav",)`` writes only them). Raises ExportError (a
+    UserError) with nothing left behind.
     """
     if not keys:
         raise ExportError("no rendered keys to export")

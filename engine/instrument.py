@@ -41,10 +41,12 @@ OnKey = Callable[[int, KeySample], None]
 
 
 def default_weights_dir() -> Path:
-    """The installed ``assets`` package folder, where the shipped weights live."""
-    import assets
+    """The checkout's ``assets/`` folder, where the shipped weights live.
 
-    return Path(assets.__file__).resolve().parent
+    ``assets/`` is data beside the packages, not a package: the sampler is installed editable from a
+    checkout (``scripts/setup.sh``), so the folder sits next to ``engine/``.
+    """
+    return Path(__file__).resolve().parent.parent / "assets"
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Load the shipped networks once and check that they fit together.
 
-Weights folder layout (the installed ``assets`` package by default):
+Weights folder layout (the checkout's ``assets/`` folder by default):
 ``features.safetensors`` (FeatureExtractor f), ``generator.safetensors`` (Generator, the EMA copy),
 ``hyper.safetensors`` (HyperNetwork H, optional: without it G renders alone) and
 ``vocoder.safetensors`` (optional neural mel inverter; else Griffin-Lim).

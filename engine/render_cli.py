@@ -15,7 +15,7 @@ if TYPE_CHECKING:   # the engine loads torch: imported when a command runs, not 
 
 EXAMPLES = """examples:
   hypergan render pluck.wav --out packs/
-  hypergan render pluck.wav --mix organ.wav --alpha 0.3 --keys 36-96 --out packs/ --name pluckorgan
+  hypergan render pluck.wav --mix organ.wav --alpha 0.3 --keys 36-96 --out packs/ --name pluckorgan --format all
   hypergan render voice.flac --out packs/ --format sfz,wav --vocoder griffinlim --force --refine 0
 """
 
@@ -30,8 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keys", default="21-108", help="MIDI keys: a range '21-108', a list '48,60,72' or both")
     parser.add_argument("--out", required=True, help="folder to write the pack folder into")
     parser.add_argument("--format", default="sfz,dspreset",
-                        help="instrument files: sfz, dspreset and/or wav (WAVs are always written)")
-    parser.add_argument("--weights", default=None, help="weights folder (default: the installed assets)")
+                        help="instrument files, comma separated: sfz, dspreset, sf2, multisample, wav or all "
+                             "(WAVs are always written)")
+    parser.add_argument("--weights", default=None, help="weights folder (default: the shipped assets/)")
     parser.add_argument("--vocoder", choices=("auto", "griffinlim", "neural"), default="auto",
                         help="mel inversion (auto: the neural vocoder if its weights exist)")
     parser.add_argument("--name", default=None, help="pack name (default: from the sample file names)")
@@ -145,6 +146,8 @@ def run(args: argparse.Namespace) -> int:
     mix_path = Path(args.mix) if args.mix else None
     name = args.name or default_name(sample_path, mix_path, alpha)
     for path in (sample_path, mix_path):
+        if path is not None and path.is_dir():
+            raise AudioFileError(f"{path} is a folder, not an audio file")
         if path is not None and not path.is_file():
             raise AudioFileError(f"no such file: {path}")
     check_target(args.out, name, args.force)      # fail before minutes of rendering, not after

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import zipfile
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -24,6 +25,7 @@ from app.main_window import MainWindow
 from app.settings import AppSettings
 from engine.instrument import Engine, EngineConfig
 from engine.envelope import Envelope
+from models.data.soundfont import read_font
 from models.signal.tones import harmonic_tone, plucked_string
 from tests.test_engine_fakes import FAKE_CLASSES, write_fake_weights
 from tests.test_midi import FakeMidiBackend
@@ -254,6 +256,8 @@ def test_export_writes_a_pack_and_asks_before_replacing(qtbot, window, sounds, t
     pack = Path(done.args[0])
     assert pack == packs / "c4"
     assert (pack / "c4.sfz").is_file() and (pack / "c4.dspreset").is_file()
+    assert [p.name for p in read_font(pack / "c4.sf2").presets] == ["c4"]
+    assert zipfile.ZipFile(pack / "c4.multisample").testzip() is None
     release = window.sound.envelope().release_s
     assert f"ampeg_release={release:g}" in (pack / "c4.sfz").read_text()   # the window's release
     wavs = sorted((pack / "samples").glob("*.wav"))

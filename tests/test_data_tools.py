@@ -62,3 +62,34 @@ def test_folder_import_labels_from_names_and_estimates(tmp_path):
     assert ns.pitch[ns.instrument == list(names).index("folder/pluck unnamed")].tolist() == [45]
     counts = ns.manifest["counts"]["rejected"]
     assert counts["mistuned"] == 1 and counts["silent"] == 1
+
+
+def test_transcoded_font_is_sf3_smaller_and_in_tune(tmp_path):
+    from models.data.transcode import TranscodeConfig
+    from tests.test_data_units import sine_pitch
+
+    full = write_tone_font(tmp_path / "full.sf2", [TonePreset("A", 0, n_harmonics=1), TonePreset("B", 7, n_harmonics=3)])
+    slim = slim_font(full, {(0, 0), (0, 7)}, tmp_path / "slim.sf3", TranscodeConfig())
+    info = read_font(slim)
+    assert info.is_sf3 and info.slimmed and slim.stat().st_size < full.stat().st_size / 1.5  # tiny samples: Ogg headers weigh
+    a, b = FontRenderer(str(full), TIMING), FontRenderer(str(slim), TIMING)
+    for key in (45, 69, 90):
+        x, y = a.note(0, 0, key, 100), b.note(0, 0, key, 100)
+        assert abs(sine_pitch(y) - key) < 0.02 and abs(np.abs(y).max() / np.abs(x).max() - 1) < 0.05
+    pcm = slim_font(full, {(0, 0)}, tmp_path / "slim_pcm.sf2", TranscodeConfig(ogg=False))
+    assert not read_font(pcm).is_sf3
+    assert abs(sine_pitch(FontRenderer(str(pcm), TIMING).note(0, 0, 69, 100)) - 69) < 0.02
+
+
+def test_resampling_keeps_loops_whole_and_rates_follow_transposition():
+    from models.data.transcode import SampleData, TranscodeConfig, resample
+
+    cycle = np.sin(2 * np.pi * np.arange(101) / 101)            # one period of 101 points at 44.1 kHz
+    pcm = np.round(np.tile(cycle, 60) * 20000).astype(np.int16)
+    out = resample(SampleData(pcm, 44100, (1010, 1111)), 22050)
+    loop_len = out.loop[1] - out.loop[0]
+    assert loop_len == 50 and out.rate == round(44100 * 50 / 101)  # the period, not 50.5 points rounded
+    assert abs(out.rate / loop_len - 44100 / 101) < 0.01 * 44100 / 101 / 100  # pitch within 0.01 %
+    cfg = TranscodeConfig()
+    assert cfg.rate_for(44100, 0) == 22050 and cfg.rate_for(16000, 0) == 16000
+    assert cfg.rate_for(44100, 12) == 32000 and cfg.rate_for(44100, 24) == 44100

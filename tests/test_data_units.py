@@ -8,7 +8,7 @@ from models.data.families import FAMILIES, family_of, nominally_pitched
 from models.data.filter import FilterConfig, check_note, is_clipped, is_silent
 from models.data.folder import pitch_from_name, velocity_from_name
 from models.data.procedural import render_note
-from models.data.recipes import RECIPES, make_timbre
+from models.data.recipes import RECIPES, draw_timbre
 from models.data.render import FontRenderer, NoteTiming, distinct_velocities
 from models.data.sf2write import TonePreset, write_tone_font
 from models.data.soundfont import FontError, Preset, Zone, read_font
@@ -72,13 +72,13 @@ def test_distinct_velocities_follow_velocity_layers():
 
 @pytest.mark.parametrize("index", range(len(RECIPES)))
 def test_procedural_recipes_are_deterministic_and_normalised(index):
-    tb = make_timbre(index, seed=3)
+    tb = draw_timbre(RECIPES[index], index, seed=3)
     a = render_note(tb, 60, 95, TIMING)
-    b = render_note(make_timbre(index, seed=3), 60, 95, TIMING)
+    b = render_note(draw_timbre(RECIPES[index], index, seed=3), 60, 95, TIMING)
     assert np.array_equal(a, b)
     assert a.dtype == np.float32 and np.isclose(np.abs(a).max(), 1.0)
     assert tb.family in FAMILIES
-    assert not np.array_equal(a, render_note(make_timbre(index, seed=4), 60, 95, TIMING))
+    assert not np.array_equal(a, render_note(draw_timbre(RECIPES[index], index, seed=4), 60, 95, TIMING))
 
 
 def test_procedural_pitched_recipes_play_their_key():
@@ -89,7 +89,7 @@ def test_procedural_pitched_recipes_play_their_key():
     for i, recipe in enumerate(RECIPES):
         if not recipe.pitched:
             continue
-        tb = make_timbre(i, seed=0)
+        tb = draw_timbre(recipe, i, seed=0)
         for key in (45, 69, 93):
             est = estimate_pitch(Audio(render_note(tb, key, 127, timing), 16000))
             assert abs(est.midi - key) < 0.5, (recipe.name, key, est)
@@ -149,3 +149,18 @@ def test_png_writer_round_trip(tmp_path):
     assert (img.width(), img.height()) == (7, 5)
     c = img.pixelColor(3, 2)
     assert (c.red(), c.green(), c.blue()) == (255, 10, 20)
+
+
+def test_out_of_set_sounds_never_feed_a_build(tmp_path):
+    from models.data.folder import FolderConfig, build_folder
+    from models.data.dataset import DatasetError
+    from models.data.sources import held_out_reason, plan_instruments
+
+    assert held_out_reason("/usr/share/sounds/alsa/Front_Center.wav")
+    assert held_out_reason("/usr/share/midi/freepats/Tone_000/000_Acoustic_Grand_Piano.pat")
+    assert held_out_reason("/opt/fonts/FreePatsGM.sf2")
+    assert not held_out_reason("/usr/share/sounds/sf2/FluidR3_GM.sf2")
+    with pytest.raises(FontError, match="out-of-set"):
+        plan_instruments(["/usr/share/sounds/sf2/freepats-gm.sf2"], (127,), 0, 0)
+    with pytest.raises(DatasetError, match="out-of-set"):
+        build_folder(FolderConfig(folder="/usr/share/sounds/freedesktop/stereo", out=str(tmp_path / "x")))

@@ -85,6 +85,8 @@ def test_refine_strength_renders_single_sounds_and_mixes(weights: Path, sounds: 
 
 @pytest.mark.parametrize("case, message", [
     ("missing", "no such file"),
+    ("folder", "is a folder, not an audio file"),
+    ("mix_folder", "is a folder, not an audio file"),
     ("corrupt", "corrupt.wav"),
     ("silent", "silent"),
     ("keys", "--keys"),
@@ -99,8 +101,10 @@ def test_bad_inputs_give_one_line_and_no_files(weights: Path, sounds: dict[str, 
                                                capsys: pytest.CaptureFixture[str], case: str, message: str) -> None:
     out = tmp_path / "out"
     sample = {"missing": str(tmp_path / "nope.wav"), "corrupt": str(sounds["corrupt"]),
-              "silent": str(sounds["silent"])}.get(case, str(sounds["pluck"]))
+              "silent": str(sounds["silent"]), "folder": str(sounds["pluck"].parent) + "/"}.get(
+        case, str(sounds["pluck"]))
     extra = {"keys": ["--keys", "10-200"], "alpha_without_mix": ["--alpha", "0.5"],
+             "mix_folder": ["--mix", str(sounds["tone"].parent)],
              "alpha_range": ["--mix", str(sounds["tone"]), "--alpha", "1.5"],
              "format": ["--format", "sfz,mp3"], "refine_range": ["--refine", "2.5"],
              "refine_text": ["--refine", "lots"]}.get(case, [])

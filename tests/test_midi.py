@@ -1,6 +1,9 @@
 """MIDI in: routing mido messages to the mixer, the channel filter, garbage, and ports that come and go."""
 from __future__ import annotations
 
+import ctypes.util
+import logging
+import os
 from types import SimpleNamespace
 from typing import Any, Callable
 
@@ -8,7 +11,7 @@ import mido
 import numpy as np
 import pytest
 
-from app.midi_input import MidiInput, MidiRouter, MidiUnavailable, MidoBackend, default_port
+from app.midi_input import MidiInput, MidiRouter, MidiUnavailable, MidoBackend, default_port, alsa_errors_to_log
 from engine.voice_events import BEND
 from engine.envelope import Envelope
 from engine.voices import MixerConfig, VoiceMixer
@@ -200,3 +203,35 @@ def test_mido_backend_says_why_there_is_no_midi(monkeypatch):
     monkeypatch.setattr(mido, "get_input_names", no_alsa)
     with pytest.raises(MidiUnavailable, match="^MidiInAlsa::initialize"):
         MidoBackend().input_names()
+
+
+def test_no_midi_system_is_logged_once_not_per_poll(qtbot, mixer, caplog):
+    backend = FakeMidiBackend(["Keys"])
+    backend.broken = "MidiInAlsa::initialize: error creating ALSA sequencer client object."
+    midi = MidiInput(backend, lambda: mixer.queue(1), poll_ms=10_000)
+    with caplog.at_level(logging.WARNING, logger="app.midi_input"):
+        midi.start()
+        for _ in range(40):
+            midi.poll()
+        assert [r.getMessage() for r in caplog.records] == [
+            "No MIDI input: MidiInAlsa::initialize: error creating ALSA sequencer client object."]
+        backend.broken = None
+        midi.poll()
+        backend.broken = "gone again"
+        midi.poll()
+        midi.poll()
+    assert len(caplog.records) == 2 and caplog.records[1].getMessage() == "No MIDI input: gone again"
+    midi.close()
+
+
+@pytest.mark.skipif(ctypes.util.find_library("asound") is None, reason="no libasound on this machine")
+@pytest.mark.skipif(os.path.exists("/dev/snd/seq"), reason="an ALSA sequencer is present: nothing to silence")
+def test_alsa_errors_go_to_the_debug_log_not_the_terminal(capfd, caplog):
+    with caplog.at_level(logging.DEBUG, logger="app.midi_input"):
+        for _ in range(3):
+            with pytest.raises(MidiUnavailable):
+                MidoBackend().input_names()
+    with alsa_errors_to_log() as routed:
+        assert routed
+    assert "ALSA lib" not in capfd.readouterr().err          # libasound writes to fd 2 from C
+    assert any("snd_seq" in r.getMessage() for r in caplog.records)

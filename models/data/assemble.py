@@ -130,5 +130,17 @@ def _manifest(cfg, plan, digest, instruments, labels, arrays, rejected, parts, s
             instruments_per_family={f: int(sum(i.family == f for i in instruments)) for f in FAMILIES},
             unpitched_instruments=int(sum(not i.pitched for i in instruments)),
             rejected={r: int(sum(len(v) for v in rejected[r].values())) for r in rejected},
+            rejected_per_source=_rejected_per_source(plan, rejected),
         ),
     )
+
+
+def _rejected_per_source(plan: Plan, rejected: dict) -> dict[str, dict[str, int]]:
+    """source -> reason -> rejected notes."""
+    source_of = {spec.name: spec.source for spec in plan.instruments}
+    out: dict[str, dict[str, int]] = {}
+    for reason, per_inst in rejected.items():
+        for name, notes in per_inst.items():
+            row = out.setdefault(source_of[name], {r: 0 for r in rejected})
+            row[reason] += len(notes)
+    return dict(sorted(out.items()))

@@ -39,7 +39,7 @@ class BuildConfig:
     mel: str = "shipped"
     velocities: tuple[int, ...] = (60, 95, 127)
     seed: int = 0
-    procedural_count: int = 300
+    procedural_count: int = 1000
     limit_instruments: int = 0       # per source, evenly spread over its presets; 0 = all
     workers: int = 1
     keep_audio: bool = False

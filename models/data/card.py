@@ -25,6 +25,27 @@ def _coverage(labels: dict) -> list[str]:
     return _table(["MIDI keys", *SPLITS], rows)
 
 
+def _source_family(manifest: dict, labels: dict) -> list[str]:
+    """Instruments / notes per source (rows) and family (columns); families nobody has are left out."""
+    instruments = manifest["instruments"]
+    sources, families = list(manifest["sources"]), manifest["families"]
+    inst_count = {(i["source"], i["family"]): 0 for i in instruments}
+    for i in instruments:
+        inst_count[(i["source"], i["family"])] += 1
+    note_source = np.array([instruments[k]["source"] for k in range(len(instruments))])[labels["instrument"]] \
+        if len(labels["instrument"]) else np.array([], str)
+    used = [f for f in families if any((s, f) in inst_count for s in sources)]
+    rows = []
+    for src in sources:
+        cells = []
+        for f in used:
+            n_inst = inst_count.get((src, f), 0)
+            n_notes = int(((note_source == src) & (labels["family"] == families.index(f))).sum())
+            cells.append(f"{n_inst} / {n_notes}" if n_inst else "-")
+        rows.append([src, *cells])
+    return _table(["source", *used], rows)
+
+
 def render_card(manifest: dict, labels: dict) -> str:
     c = manifest["counts"]
     mel = MelConfig.from_json(manifest["mel"])
@@ -43,7 +64,9 @@ def render_card(manifest: dict, labels: dict) -> str:
     rows = [[s, c["instruments_per_source"].get(s, 0), c["notes_per_source"].get(s, 0)] for s in manifest["sources"]]
     lines += _table(["source", "instruments", "notes"], rows) + ["", "## Per family", ""]
     rows = [[f, c["instruments_per_family"][f], c["notes_per_family"][f]] for f in manifest["families"]]
-    lines += _table(["family", "instruments", "notes"], rows) + ["", "## Per split", ""]
+    lines += _table(["family", "instruments", "notes"], rows) + ["", "## Per source and family", "",
+                                                                  "Instruments / notes.", ""]
+    lines += _source_family(manifest, labels) + ["", "## Per split", ""]
     rows = [[s, c["instruments_per_split"][s], c["notes_per_split"][s]] for s in SPLITS]
     lines += _table(["split", "instruments", "notes"], rows) + ["", "## Pitch coverage", ""]
     lines += _coverage(labels) + [""]
@@ -51,6 +74,11 @@ def render_card(manifest: dict, labels: dict) -> str:
               f"Unpitched instruments (kept for timbre, not pitch-checked): {c['unpitched_instruments']}. "
               f"Instruments with no usable note: {c['instruments_without_notes']}.", ""]
     lines += _table(["reason", "notes"], [[r, n] for r, n in c["rejected"].items()])
+    per_source = c.get("rejected_per_source", {})
+    if per_source:
+        reasons = list(c["rejected"])
+        lines += ["", "Per source:", ""]
+        lines += _table(["source", *reasons], [[src, *[row.get(r, 0) for r in reasons]] for src, row in per_source.items()])
     lines += ["", "Details (instrument, key, velocity, measured pitch): rejected.json.", "", "## Presets left out", ""]
     for name, src in manifest["sources"].items():
         for reason, presets in src.get("presets_skipped", {}).items():

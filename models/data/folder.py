@@ -77,7 +77,11 @@ def build_folder(cfg: FolderConfig, progress: Callable[[str], None] = lambda _m:
     """Turn ``cfg.folder`` into a data folder at ``cfg.out`` (see models/data/dataset.py)."""
     from models.data.assemble import assemble
 
+    from models.data.sources import held_out_reason
+
     root = Path(cfg.folder)
+    if held_out_reason(root):
+        raise DatasetError(held_out_reason(root))
     files = sorted(p for p in root.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES) if root.is_dir() else []
     if not files:
         raise DatasetError(f"no audio files ({', '.join(sorted(AUDIO_SUFFIXES))}) under {root}")

@@ -47,14 +47,19 @@ class Timbre:
     cutoff_peak_hz: float = 20000.0            # filter at note-on
     cutoff_env_s: float = 0.2
     resonance: float = 0.0                     # extra gain of a peak at the cutoff
+    cutoff_lfo_hz: float = 0.0                 # cutoff swept by an LFO (filter-sweep synths)
+    cutoff_lfo_octaves: float = 0.0
     velocity_brightness: float = 0.5
     vibrato_hz: float = 0.0
     vibrato_cents: float = 0.0
     voices: int = 1
     detune_cents: float = 0.0
+    chorus_hz: float = 0.0                     # each voice's detune wobbles at about this rate (chorus)
+    chorus_cents: float = 0.0
     fm_ratio: float = 0.0                      # 0 = no FM; else modulator frequency / f0
     fm_index: float = 0.0
     fm_index_decay_s: float = 0.0              # 0 = index constant
+    fm_index_floor: float = 0.15               # share of the index left after its decay
     noise_level: float = 0.0                   # noise RMS relative to the tone's RMS
     noise_decay_s: float = 0.0                 # 0 = noise follows the tone's envelope, else a burst
     noise_cutoff_hz: float = 4000.0
@@ -115,6 +120,9 @@ def _additive(tb: Timbre, f0: float, bright: float, t: np.ndarray, rng: np.rando
         return np.zeros_like(t)
     amp = _spectral_gain(tb, freqs, f0)[:, None]                       # [K, 1]
     cutoff = (tb.cutoff_hz + (tb.cutoff_peak_hz - tb.cutoff_hz) * np.exp(-t / tb.cutoff_env_s)) * bright
+    if tb.cutoff_lfo_octaves:
+        cutoff = cutoff * 2.0 ** (tb.cutoff_lfo_octaves * np.sin(2 * np.pi * tb.cutoff_lfo_hz * t
+                                                                 + rng.uniform(0, 2 * np.pi)))
     amp = amp * _filter(freqs, np.maximum(cutoff, 20.0), tb.resonance)  # [K, T]
     if tb.percussive:
         key_track = (f0 / 261.6) ** -0.4  # high notes ring shorter, as on real strings and bars
@@ -130,7 +138,12 @@ def _additive(tb: Timbre, f0: float, bright: float, t: np.ndarray, rng: np.rando
     for v in range(tb.voices):
         detune = 2 ** ((tb.detune_cents * (v - (tb.voices - 1) / 2)) / 1200) if tb.voices > 1 else 1.0
         offsets = rng.uniform(0, 2 * np.pi, (len(freqs), 1))
-        phase = (2 * np.pi * freqs[:, None] * detune) * warped_t[None, :] + offsets  # [K, T]
+        voice_t = warped_t
+        if tb.chorus_cents:
+            rate = tb.chorus_hz * rng.uniform(0.7, 1.3)
+            wobble_v = tb.chorus_cents / 1200 * np.log(2) * np.sin(2 * np.pi * rate * t + rng.uniform(0, 2 * np.pi))
+            voice_t = warped_t + np.cumsum(wobble_v) / sample_rate
+        phase = (2 * np.pi * freqs[:, None] * detune) * voice_t[None, :] + offsets  # [K, T]
         out += np.einsum("kt,kt->t", amp, np.sin(phase.astype(np.float32)))
     return out
 
@@ -142,7 +155,7 @@ def _fm(tb: Timbre, f0: float, bright: float, t: np.ndarray, rng: np.random.Gene
     max_index = max((NYQUIST_GUARD * sample_rate - f0) / fm - 1.0, 0.0)
     index = min(tb.fm_index * bright, max_index)
     if tb.fm_index_decay_s:
-        index_t = index * (0.15 + 0.85 * np.exp(-t / tb.fm_index_decay_s))
+        index_t = index * (tb.fm_index_floor + (1 - tb.fm_index_floor) * np.exp(-t / tb.fm_index_decay_s))
     else:
         index_t = np.full_like(t, index)
     carrier = 2 * np.pi * f0 * t + rng.uniform(0, 2 * np.pi)
@@ -163,10 +176,15 @@ def _noise(tb: Timbre, f0: float, n: int, rng: np.random.Generator, sample_rate:
     return noise / (np.sqrt(np.mean(noise ** 2)) + 1e-12)
 
 
-def render_note(tb: Timbre, midi: int, velocity: int, timing: NoteTiming) -> np.ndarray:
-    """One note -> float32 ``[timing.num_samples]``, peak 1 (deterministic from timbre, key, velocity)."""
+def render_note(tb, midi: int, velocity: int, timing: NoteTiming) -> np.ndarray:
+    """One note of a ``Timbre`` or ``voice.VoiceTimbre`` -> float32 ``[timing.num_samples]``, peak 1
+    (deterministic from timbre, key, velocity)."""
     sr, n = timing.sample_rate, timing.num_samples
     rng = np.random.default_rng(_seed(tb.seed, midi, velocity))
+    if not isinstance(tb, Timbre):
+        from models.data.voice import render_voice  # voice.py builds on this module
+
+        return render_voice(tb, midi, velocity, timing, rng)
     t = np.arange(n) / sr
     f0 = midi_to_hz(midi)
     vel = velocity / 127.0

@@ -159,11 +159,19 @@ def verdict(m: dict, cfg: CheckConfig) -> str:
 
 
 def check_font(source: str, font_dir: str | None, cfg: CheckConfig, workers: int,
-               progress: Callable[[str], None]) -> dict:
+               progress: Callable[[str], None], slimmed_dir: str | None = None) -> dict:
+    """Verdicts for one font. With ``slimmed_dir``, tinysoundfont plays the slimmed copy found there
+    (its presets only) while fluidsynth plays the original: how close the GPU build's notes stay."""
     from models.data.soundfont import read_font
 
     info = read_font(find_font(FONT_SOURCES[source], font_dir))
     presets = info.melodic()
+    tsf_path = info.path
+    if slimmed_dir:
+        slim = read_font(find_font(FONT_SOURCES[source], slimmed_dir))
+        tsf_path = slim.path
+        kept = {(p.bank, p.program) for p in slim.presets}
+        presets = [p for p in presets if (p.bank, p.program) in kept]
     plan = [(p, _check_notes(p, cfg)) for p in presets]
     flat = [(p.bank, p.program, k, v) for p, notes in plan for k, v in notes]
     progress(f"{source}: {len(presets)} presets, {len(flat)} notes; rendering with fluidsynth and tinysoundfont")
@@ -174,7 +182,7 @@ def check_font(source: str, font_dir: str | None, cfg: CheckConfig, workers: int
             d.mkdir()
         futures = [pool.submit(fluidsynth_render, info.path, [flat[i] for i in c], cfg, d)
                    for c, d in zip(chunks, dirs) if len(c)]
-        renderer = FontRenderer(info.path, NoteTiming(cfg.sample_rate, cfg.num_samples, cfg.hold_fraction))
+        renderer = FontRenderer(tsf_path, NoteTiming(cfg.sample_rate, cfg.num_samples, cfg.hold_fraction))
         tsf = np.stack([renderer.note(b, p, k, v) for b, p, k, v in flat]) if flat else np.zeros((0, cfg.num_samples))
         ref = np.concatenate([f.result() for f in futures]) if futures else np.zeros_like(tsf)
     fb = _bands(cfg)
@@ -189,21 +197,32 @@ def check_font(source: str, font_dir: str | None, cfg: CheckConfig, workers: int
         if why:
             drop[tag] = why
     progress(f"{source}: {len(drop)} of {len(presets)} presets disagree with fluidsynth")
-    return dict(source=source, file=Path(info.path).name, presets=len(presets), drop=drop, metrics=metrics)
+    return dict(source=source, file=Path(tsf_path).name, presets=len(presets), drop=drop, metrics=metrics)
 
 
 def check_fonts(sources: tuple[str, ...], font_dir: str | None = None, out: str | None = None, workers: int = 2,
-                progress: Callable[[str], None] = lambda _m: None, cfg: CheckConfig = CheckConfig()) -> Path:
-    """Check every preset of every font; write the verdicts JSON (default: beside this module)."""
+                progress: Callable[[str], None] = lambda _m: None, cfg: CheckConfig = CheckConfig(),
+                slimmed_dir: str | None = None) -> Path:
+    """Check every preset of the given fonts; write or update the verdicts JSON (default: beside this
+    module), keeping the entries of fonts not checked this time."""
     from models.data.soundfont import read_font
 
     version = subprocess.run(["fluidsynth", "--version"], capture_output=True, text=True).stdout.split("\n")[0] \
         if shutil.which("fluidsynth") else "missing"
-    fonts = {}
-    for source in sources:
-        result = check_font(source, font_dir, cfg, workers, progress)
-        fonts[read_font(find_font(FONT_SOURCES[source], font_dir)).sha256] = result
     path = Path(out) if out else DEFAULT_OUT
+    # Verdicts of fonts not checked this time are kept: checking one new font must not drop the others'.
+    fonts = json.loads(path.read_text())["fonts"] if path.is_file() else {}
+    for source in sources:
+        result = check_font(source, font_dir, cfg, workers, progress, slimmed_dir)
+        sha = read_font(find_font(FONT_SOURCES[source], font_dir)).sha256
+        if slimmed_dir:
+            # Verdicts on the slimmed copy sit under the original's entry: a build rendering from
+            # a slimmed copy leaves out both lists (sources.plan_instruments).
+            if sha not in fonts:
+                raise FontError(f"{source}: check the original font first (check-fonts without --slimmed)")
+            fonts[sha]["slimmed"] = dict(drop=result["drop"], metrics=result["metrics"], presets=result["presets"])
+        else:
+            fonts[sha] = dict(result, slimmed=fonts.get(sha, {}).get("slimmed", {}))
     path.write_text(json.dumps(dict(reference=version, settings=asdict(cfg), fonts=fonts), indent=1, sort_keys=True) + "\n")
     progress(f"wrote {path}")
     return path

@@ -34,8 +34,23 @@ FONT_SOURCES: dict[str, FontSource] = {s.name: s for s in (
     FontSource("fluidr3", "FluidR3_GM.sf2", "fluid-soundfont-gm", "MIT: Frank Wen, 2000-2002, 2008"),
 )}
 PROCEDURAL = "procedural"
-DEFAULT_SOURCES = ("musescore", "timgm6mb", "gmbank", PROCEDURAL)
+DEFAULT_SOURCES = ("musescore", "timgm6mb", "gmbank", "fluidr3", PROCEDURAL)
 SYSTEM_FONT_DIRS = ("/usr/share/sounds/sf3", "/usr/share/sounds/sf2")
+
+
+# The out-of-set evaluation (models/evaluation/out_of_set.py) judges the instrument on these Debian
+# packages' sounds; training on any of them would make that judgement worthless.
+HELD_OUT = {"alsa-utils": "/usr/share/sounds/alsa", "freepats": "/usr/share/midi/freepats",
+            "sound-theme-freedesktop": "/usr/share/sounds/freedesktop", "espeak-ng": "espeak-ng-data"}
+
+
+def held_out_reason(path: str | Path) -> str:
+    """Why ``path`` must not feed a training set ("" when it may): it belongs to the out-of-set sounds."""
+    resolved = str(Path(path).resolve())
+    for package, where in HELD_OUT.items():
+        if where in resolved or (package == "freepats" and "freepats" in resolved.lower()):
+            return f"{path} belongs to {package}, which the out-of-set evaluation holds out of training"
+    return ""
 
 
 @dataclass(frozen=True)
@@ -75,10 +90,14 @@ def source_name(name: str) -> str:
 
 
 def find_font(source: FontSource, font_dir: str | None = None) -> Path:
+    """The source's font file; a slimmed copy may carry the other extension (transcoded to SF3)."""
+    stem, ext = os.path.splitext(source.filename)
+    names = (source.filename, stem + (".sf3" if ext.lower() == ".sf2" else ".sf2"))
     for d in font_dirs(font_dir):
-        path = d / source.filename
-        if path.is_file():
-            return path
+        for name in names:
+            path = d / name
+            if path.is_file():
+                return path
     searched = ", ".join(str(d) for d in font_dirs(font_dir))
     raise FontError(f"source '{source.name}' needs {source.filename} (Debian package {source.package}); "
                     f"not found in {searched}")
@@ -130,15 +149,14 @@ def _preset_notes(preset: Preset, velocities: tuple[int, ...]) -> list[tuple[int
 
 
 def procedural_instruments(count: int, seed: int, velocities: tuple[int, ...]) -> list[InstrumentSpec]:
-    from models.data.recipes import RECIPES
-
     import numpy as np
 
     from models.data.procedural import _seed
+    from models.data.recipes import recipe_of
 
     specs = []
     for i in range(count):
-        recipe = RECIPES[i % len(RECIPES)]
+        recipe = recipe_of(i)
         # One velocity per key, drawn per instrument: velocity still varies the timbre, while a
         # procedural instrument costs 88 notes like a font preset instead of 88 x len(velocities).
         rng = np.random.default_rng(_seed("velocities", seed, i))
@@ -175,9 +193,15 @@ def plan_instruments(sources: list[str], velocities: tuple[int, ...], seed: int,
         else:
             raise FontError(f"unknown source '{name}' (known: {', '.join([*FONT_SOURCES, PROCEDURAL])}, "
                             f"or a path to an .sf2/.sf3 file)")
+        if held_out_reason(path):
+            raise FontError(held_out_reason(path))
         info = read_font(path)
         fonts[source.name] = info
-        dropped = (font_check or {}).get(info.origin_sha256, {}).get("drop", {})
+        entry = (font_check or {}).get(info.origin_sha256, {})
+        dropped = dict(entry.get("drop", {}))
+        if info.slimmed:  # what the transcoded copy plays unlike fluidsynth plays the original
+            dropped.update({tag: f"slimmed copy: {why}" for tag, why in entry.get("slimmed", {}).get("drop", {}).items()
+                            if tag not in dropped})
         specs, skipped[source.name] = _font_instruments(source, info, velocities, dropped)
         instruments.extend(specs)
     return Plan(instruments, fonts, skipped)

@@ -3,7 +3,7 @@
 # (`bash scripts/gpu/fetch_wheels.sh` here fills it): installs the carried wheels into a target
 # folder, then builds the training set into /dev/shm/hypergan_data, or reuses it when a finished
 # build with the same settings is already there (a held machine keeps /dev/shm between calls).
-#   bash scripts/gpu/build_data.sh                  # the full set, shipped mel grid, all cores
+#   bash scripts/gpu/build_data.sh                  # the full set (4 fonts + 1,000 procedural), all cores
 #   bash scripts/gpu/build_data.sh --mel tiny       # extra arguments go to `hypergan data build`
 # Prints the data folder on its last line.
 set -euo pipefail
@@ -25,7 +25,20 @@ export PYTHONPATH="$site:$PWD${PYTHONPATH:+:$PYTHONPATH}"
 workers="${WORKERS:-$(nproc --all)}"  # before OMP_NUM_THREADS=1: GNU nproc honours it and would say 1
 export OMP_NUM_THREADS=1  # one thread per worker process; the workers are the parallelism
 
+# Fonts gather in /dev/shm, so that when tree + fonts outgrow one call's carry the fonts can come
+# over two calls on the held machine (carry some fonts, run this: it stops naming the missing ones;
+# carry the rest, run it again: it builds).
+fonts="${HYPERGAN_FONT_CACHE:-/dev/shm/hypergan_fonts}"
+mkdir -p "$fonts"
+for f in carry/fonts/*.sf[23]; do
+  [ -f "$f" ] || continue
+  base="$(basename "${f%.*}")"
+  cmp -s "$f" "$fonts/$(basename "$f")" && continue
+  rm -f "$fonts/$base.sf2" "$fonts/$base.sf3"  # an earlier copy in the other format would be found first
+  cp "$f" "$fonts/"
+done
+
 start=$(date +%s)
-"$py" -m app.cli data build --out "$out" --font-dir carry/fonts --workers "$workers" "$@"
+"$py" -m app.cli data build --out "$out" --font-dir "$fonts" --workers "$workers" "$@"
 echo "build_data: $(( $(date +%s) - start )) s, $(du -sh "$out" | cut -f1) in $out"
 echo "$out"
