@@ -38,6 +38,7 @@ def test_unknown_setting_is_a_clear_error(tiny_data, tmp_path, capsys):
     assert "unknown setting 'bogus'" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_a_setting_for_a_network_the_stage_lacks_is_an_error(tiny_data, tmp_path, capsys):
     rc = main(["train", "features", "--data", str(tiny_data), "--out", str(tmp_path), "--tiny", "--dry-run",
                "--set", "lr=1e-3", "G.w_dim=64"])
