@@ -1,6 +1,6 @@
 """Stop each stage midway, resume it, and compare with an uninterrupted run, on any device.
 
-Tiny networks on the tiny synthetic set (tests/train_fixtures.py), the stages' own ``train``. On
+Tiny networks on the tiny synthetic set (models/data/tiny.py), the stages' own ``train``. On
 the CPU the two runs agree bit for bit (tests/test_train_resume.py asserts it); on CUDA cuDNN's
 autotuned and atomic kernels are not deterministic, so this reports how far apart they end up
 and checks that the CUDA paths of saving and resuming run.
@@ -21,7 +21,7 @@ import torch
 
 from models.train import common, resume
 from models.train.cli import train_stage
-from tests.train_fixtures import QUICK, TINY_STAGES, tiny_noteset, tiny_weights
+from models.data.tiny import QUICK, TINY_STAGES, tiny_noteset, tiny_weights
 
 
 def train(stage: str, data, weights: Path, out: Path, steps: int, device: str, moments: str) -> None:

@@ -229,7 +229,7 @@ def test_cli_with_tiny_networks(tmp_path, monkeypatch, capsys):
     from models.nets.generator import Generator
     from models.signal.mel import TINY_MEL
     from models.train import common
-    from tests.train_fixtures import tiny_noteset
+    from models.data.tiny import tiny_noteset
 
     data = tiny_noteset()
     monkeypatch.setattr(common, "load_data", lambda root: data)

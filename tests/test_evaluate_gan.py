@@ -13,7 +13,7 @@ from models.nets.features import FeatureExtractor
 from models.nets.generator import Generator
 from models.signal.mel import TINY_MEL
 from models.train import common
-from tests.train_fixtures import tiny_noteset
+from models.data.tiny import tiny_noteset
 
 
 def test_report_runs_and_real_notes_score_the_estimator(tmp_path, monkeypatch):

@@ -15,7 +15,7 @@ from models.nets.hyper import HyperNetwork
 from models.signal.mel import TINY_MEL
 from models.runs import state as state_tools
 from models.train import common, hyper_adv, hyper_pre
-from tests.train_fixtures import tiny_noteset
+from models.data.tiny import tiny_noteset
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ import torch.multiprocessing as mp
 
 from models.train import common, resume
 from models.train.cli import train_stage
-from tests.train_fixtures import QUICK, TINY_STAGES, tiny_noteset, tiny_weights
+from models.data.tiny import QUICK, TINY_STAGES, tiny_noteset, tiny_weights
 
 STEPS, STOP = 6, 4
 

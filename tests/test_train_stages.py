@@ -13,7 +13,7 @@ from models import checkpoint
 from models.nets.features import FeatureExtractor
 from models.nets.generator import Generator
 from models.train import common, eval_classifiers, features, gan, resume
-from tests.train_fixtures import tiny_noteset
+from models.data.tiny import tiny_noteset
 
 
 def metrics(out: Path) -> list[dict]:

@@ -156,7 +156,7 @@ def test_crop_keeps_mel_frames_and_samples_aligned():
 
 @pytest.mark.slow
 def test_a_few_dozen_steps_on_tiny_audio_lower_the_loss():
-    from tests.train_fixtures import tiny_noteset
+    from models.data.tiny import tiny_noteset
 
     torch.manual_seed(0)
     data = tiny_noteset(n_instruments=2, keys=range(48, 73, 6))

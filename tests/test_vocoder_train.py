@@ -16,7 +16,7 @@ from models.signal.mel import TINY_MEL, LogMel
 from models.train import common, resume, vocoder as stage
 from models.nets.vocoder import NeuralVocoder, VocoderSchedule, load_vocoder
 from models.evaluation.vocoder_quality import VocoderEvalConfig, evaluate_real, markdown_table, quality_table
-from tests.train_fixtures import tiny_noteset
+from models.data.tiny import tiny_noteset
 
 FAST = ("batch_size=4", "crop_frames=12", "context_frames=4", "log_every=2", "eval_every=1000", "save_every=1000",
         "eval_notes=4", "final_eval_notes=4", "warmup_steps=1")

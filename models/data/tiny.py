@@ -1,4 +1,5 @@
-"""A tiny synthetic NoteSet for training-stage tests: instruments differ by harmonic recipe."""
+"""A tiny synthetic NoteSet in memory (instruments differ by harmonic recipe): for smoke runs of the
+training stages (bench/resume_check.py) and their tests, without building a data set."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
