@@ -40,6 +40,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     parser.add_argument("--rate", type=int, default=48000, help="sample rate of the pack's WAVs (Hz)")
     parser.add_argument("--root", type=float, default=None, help="the sample's pitch as MIDI (skip estimation)")
+    parser.add_argument("--near-root", type=int, default=0, metavar="SEMITONES",
+                        help="keys within this many semitones of the root play the sound itself, repitched "
+                             "(cross-faded over two more keys; single sounds only; default 0: off)")
     parser.add_argument("--refine", default="1", metavar="STRENGTH",
                         help="refine each sound's conditioning towards the sound before rendering: 0 (off) to 2, "
                              "1 the default refinement (a few seconds per sound on CPU)")
@@ -134,6 +137,8 @@ def run(args: argparse.Namespace) -> int:
     keys = parse_keys(args.keys)
     refine = DEFAULT_REFINEMENT.at_strength(parse_strength(args.refine))
     refine = refine if refine.enabled else None
+    if not 0 <= args.near_root <= 24:
+        raise UserError(f"--near-root {args.near_root}: give 0 (off) to 24 semitones")
     formats = check_formats(args.format.split(","))
     if args.alpha is not None and args.mix is None:
         raise UserError("--alpha needs --mix SAMPLE_B")
@@ -164,7 +169,7 @@ def run(args: argparse.Namespace) -> int:
         refine_s = refine_sounds(engine, [s for s in (a, b) if s is not None], refine)
         print(f"refined in {refine_s:.1f} s ({refine.steps} steps per sound)", file=sys.stderr)
     progress = Progress(len(keys))
-    rendered = engine.render(a, b, alpha, keys=keys, on_key=progress, refine=refine)
+    rendered = engine.render(a, b, alpha, keys=keys, on_key=progress, refine=refine, near_root=args.near_root)
     progress.finish()
     pack = export_pack(rendered, name, args.out, formats=formats, force=args.force, release_s=args.release)
     print(f"first key {progress.first_s or 0:.2f} s, {len(rendered)} keys in "

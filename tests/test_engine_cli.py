@@ -96,6 +96,7 @@ def test_refine_strength_renders_single_sounds_and_mixes(weights: Path, sounds: 
     ("weights", "weights"),
     ("refine_range", "--refine"),
     ("refine_text", "--refine"),
+    ("near_root", "--near-root"),
 ])
 def test_bad_inputs_give_one_line_and_no_files(weights: Path, sounds: dict[str, Path], tmp_path: Path,
                                                capsys: pytest.CaptureFixture[str], case: str, message: str) -> None:
@@ -107,13 +108,25 @@ def test_bad_inputs_give_one_line_and_no_files(weights: Path, sounds: dict[str, 
              "mix_folder": ["--mix", str(sounds["tone"].parent)],
              "alpha_range": ["--mix", str(sounds["tone"]), "--alpha", "1.5"],
              "format": ["--format", "sfz,mp3"], "refine_range": ["--refine", "2.5"],
-             "refine_text": ["--refine", "lots"]}.get(case, [])
+             "refine_text": ["--refine", "lots"], "near_root": ["--near-root", "30"]}.get(case, [])
     used_weights = tmp_path / "no_weights" if case == "weights" else weights
     rc = render(sample, "--out", str(out), "--keys", "60", *extra, weights=used_weights)
     err = capsys.readouterr().err
     assert rc == 2
     assert err.startswith("hypergan render: error:") and message in err and err.count("\n") == 1
     assert not out.exists()
+
+
+def test_near_root_plays_the_sound_itself_near_its_root(weights: Path, sounds: dict[str, Path], tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    common = (str(sounds["pluck"]), "--keys", "52,53", "--refine", "0", "--format", "wav", "--root", "52")
+    assert render(*common, "--out", str(tmp_path / "plain"), weights=weights) == 0
+    assert render(*common, "--near-root", "1", "--out", str(tmp_path / "near"), weights=weights) == 0
+    capsys.readouterr()
+    for key in (52, 53):
+        plain, _ = sf.read(next((tmp_path / "plain").rglob(f"*_{key:03d}.wav")))
+        near, _ = sf.read(next((tmp_path / "near").rglob(f"*_{key:03d}.wav")))
+        assert not np.allclose(plain, near, atol=1e-3)
 
 
 def test_parse_keys() -> None:
