@@ -3,7 +3,8 @@
 For a real note i with feature h_i = f(x_i), a neighbour j is drawn among the k nearest neighbours
 of h_i; G makes a note from (h_i, z, p_j) and D compares it with the real (x_j, p_j, h_i).
 Non-saturating loss, lazy R1, an EMA copy of G, and a timbre loss through frozen f that keeps G
-from ignoring h (measured in the probe: DESIGN §4).
+from ignoring h (in an early probe with the pitch template and no such loss, an unseen instrument was
+identified from G's notes 14 % of the time, against 47 % without the template).
 """
 from __future__ import annotations
 

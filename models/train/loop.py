@@ -1,4 +1,4 @@
-"""The one training loop every stage runs (STYLE "Training loops").
+"""The one training loop every stage runs.
 
 A stage module builds its networks, optimisers, loss step and probes into a ``Stage`` and hands it
 to ``Run.train``; the loop owns the rest: distributed set-up, seeding, ``--set`` overrides, the
