@@ -57,7 +57,8 @@ def _valid_loop(loop: tuple[int, int], n: int) -> bool:
 
 def resample(sample: SampleData, max_rate: int) -> SampleData:
     """``sample`` at a rate <= ~``max_rate``, its loop length an exact integer number of points."""
-    from scipy.signal import resample_poly
+    import torch
+    import torchaudio
 
     if sample.rate <= max_rate or len(sample.pcm) < 2:
         return sample
@@ -71,7 +72,8 @@ def resample(sample: SampleData, max_rate: int) -> SampleData:
     g = math.gcd(up, down)
     up, down = up // g, down // g
     exact = up / down
-    y = resample_poly(sample.pcm.astype(np.float64), up, down)
+    # Band-limited rational resampling (windowed sinc), by up / down exactly.
+    y = torchaudio.functional.resample(torch.from_numpy(sample.pcm.astype(np.float64)), down, up).numpy()
     pcm = np.clip(np.round(y), -32768, 32767).astype(np.int16)
     start = min(round(sample.loop[0] * exact), len(pcm))
     if _valid_loop(sample.loop, len(sample.pcm)):
