@@ -224,6 +224,7 @@ def export_pack(keys: Mapping[int, KeySample], name: str, folder: str | Path,
     try:
         folder.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=folder))
+        os.chmod(tmp, 0o777 & ~_umask())   # mkdtemp makes it private (0700); a pack is an ordinary folder
     except OSError as exc:
         _remove_empty(created)
         raise ExportError(f"cannot write to {folder}: {exc.strerror or exc}") from exc
@@ -238,3 +239,10 @@ def export_pack(keys: Mapping[int, KeySample], name: str, folder: str | Path,
             raise ExportError(f"could not write the pack {target}: {reason}") from exc
         raise
     return target
+
+
+def _umask() -> int:
+    """The process's file-creation mask (read by setting it and putting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask

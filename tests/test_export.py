@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import errno
+import os
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -98,6 +99,15 @@ def test_wav_only_and_unknown_formats(tmp_path: Path) -> None:
     with pytest.raises(ExportError, match="mp3"):
         export_pack(make_keys([60]), "x", tmp_path, formats=("sfz", "mp3"))
     assert not (tmp_path / "x").exists()
+
+
+def test_pack_folder_has_ordinary_permissions(tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        pack = export_pack(make_keys([60]), "perm", tmp_path, formats=("wav",))
+    finally:
+        os.umask(old)
+    assert pack.stat().st_mode & 0o777 == 0o755
 
 
 def test_never_overwrites_unless_forced(tmp_path: Path) -> None:
