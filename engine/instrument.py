@@ -172,10 +172,7 @@ class Engine:
         key = f"h:{sample.content_hash}"
         entry = self.cache.get(key)
         if entry is None:
-            wave = torch.from_numpy(sample.audio.samples).to(self.device)[None]
-            # f learnt timbre from peak-normalised notes (+-6 dB): a quiet recording is the same timbre.
-            wave = wave / wave.abs().max().clamp_min(1e-4)
-            entry = {"h": self.nets.f(self._log_mel(wave))}
+            entry = {"h": self.nets.f(self._log_mel(self._peak_normalised(sample)[None]))}
             self.cache.put(key, entry, persist=True)
         return entry["h"]
 
@@ -216,7 +213,7 @@ class Engine:
                 deltas = hyper_offsets(self.nets.G, self.nets.f, self.nets.H, h, midi)   # {layer: [1, C_out, C_in]}
                 entry.update({f"delta.{name}": d for name, d in deltas.items()})
             self.cache.put(key, entry, persist=sample_b is None)
-        deltas = {k[len("delta."):]: v for k, v in entry.items() if k.startswith("delta.")}
+        deltas = _deltas_of(entry)
         return Conditioning(h=entry["h"], deltas=deltas if self.nets.H is not None else None, root_note=root)
 
     def refined(self, sample: Sample, cfg: RefineConfig, cancel: threading.Event | None = None,
@@ -234,7 +231,7 @@ class Engine:
             if entry is None:
                 return base
             self.cache.put(key, entry, persist=True)
-        deltas = {k[len("delta."):]: v for k, v in entry.items() if k.startswith("delta.")}
+        deltas = _deltas_of(entry)
         return Conditioning(h=base.h, deltas=deltas or None, root_note=base.root_note,
                             mel_correction=entry.get("mel_correction"), refined=True)
 
@@ -244,8 +241,7 @@ class Engine:
 
     def _refine(self, sample: Sample, base: Conditioning, cfg: RefineConfig, cancel: threading.Event | None,
                 progress: Callable[[int, int], None] | None) -> dict[str, torch.Tensor] | None:
-        wave = torch.from_numpy(sample.audio.samples).to(self.device)
-        wave = wave / wave.abs().max().clamp_min(1e-4)            # the training notes' level
+        wave = self._peak_normalised(sample)
         keys, target_mels = targets(wave, base.root_note, self._log_mel, cfg, LOWEST_KEY, HIGHEST_KEY)
         h = base.h.clone()                                         # out of inference mode: autograd may see it
         start = {n: d.clone() for n, d in (base.deltas or self._zero_deltas()).items()}
@@ -259,6 +255,15 @@ class Engine:
                 out = self._G(h, keys[:1], result.deltas)[0]
             entry["mel_correction"] = mel_gap(out, target_mels[0], cfg)
         return entry
+
+    def _peak_normalised(self, sample: Sample) -> torch.Tensor:
+        """The sample's wave ``[T]`` on the device at full-scale peak.
+
+        f learnt timbre from peak-normalised notes (+-6 dB): a quiet recording is the same timbre, and
+        refinement's targets sit at the level G's notes were trained at.
+        """
+        wave = torch.from_numpy(sample.audio.samples).to(self.device)
+        return wave / wave.abs().max().clamp_min(1e-4)
 
     def _zero_deltas(self) -> dict[str, torch.Tensor]:
         """Zero offsets on every modulated conv but the to-mel skips (G alone has no H to start from)."""
@@ -403,6 +408,11 @@ class _StopFlag:
 
     def is_set(self) -> bool:
         return self._engine._cancelled(self._generation, self._cancel)
+
+
+def _deltas_of(entry: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The offsets ``{layer: [1, C_out, C_in]}`` of a cache entry (stored under ``delta.<layer>``)."""
+    return {k[len("delta."):]: v for k, v in entry.items() if k.startswith("delta.")}
 
 
 def _config_key(cfg: RefineConfig) -> str:

@@ -66,10 +66,9 @@ DEFAULT_REFINEMENT = RefineConfig()
 
 @dataclass(frozen=True)
 class Refined:
-    """What refinement adds to a timbre: new offsets and a per-mel-bin log gain ``[n_mels]`` (or None)."""
+    """The offsets refinement reached and how many of the asked steps it ran (fewer when cancelled)."""
 
     deltas: dict[str, torch.Tensor]
-    mel_correction: torch.Tensor | None
     steps_done: int
 
 
@@ -151,7 +150,7 @@ def refine_offsets(render: RenderFn, start: dict[str, torch.Tensor], keys: torch
         done += 1
         if progress is not None:
             progress(done, cfg.steps)
-    return Refined({n: p.detach() for n, p in params.items()}, None, done)
+    return Refined({n: p.detach() for n, p in params.items()}, done)
 
 
 def _visit_order(n_keys: int, root_weight: float) -> list[int]:
