@@ -1,4 +1,4 @@
-"""The inference engine: a one-shot sound (or a mix of two) -> 88 playable keys.
+"""The inference engine: a one-shot sound (or a mix of several) -> 88 playable keys.
 
 Plain Python, no Qt; the GUI, the CLI and the tests drive it alike. Typical use::
 
@@ -28,6 +28,7 @@ from engine.cache import TensorCache
 from engine.device import configure_threads, cpu_cores, resolve_device
 from engine.key_cache import KeySample
 from engine.keys import KeyConfig, batches, finish_key, loudness_db, progressive_order
+from engine.mix import Mix, as_mix
 from engine.networks import NetworkClasses, load_networks
 from engine.pipeline import ordered_map
 from engine.refine import RefineConfig, mel_gap, refine_offsets, repitch, targets
@@ -177,42 +178,37 @@ class Engine:
         return entry["h"]
 
     @torch.inference_mode()
-    def conditioning(self, sample_a: Sample, sample_b: Sample | None = None, alpha: float = 0.0,
+    def conditioning(self, sample_a: Sample | Mix, sample_b: Sample | None = None, alpha: float = 0.0,
                      refine: RefineConfig | None = None, cancel: threading.Event | None = None,
                      progress: Callable[[int, int], None] | None = None) -> Conditioning:
-        """h and offsets for one sample or the mix ``(1 - alpha) h_A + alpha h_B``; cached.
+        """h and offsets for one sample, the mix ``(1 - alpha) h_A + alpha h_B`` or a :class:`Mix`; cached.
 
+        Without ``refine``, h is the weighted sum ``sum alpha_i h_i`` and H refines G for the mixed h.
         With ``refine``, each sound's conditioning is first refined towards the sound itself
-        (:meth:`refined`); a mix blends the two refined conditionings (h, offsets and mel correction
-        alike, by ``alpha``), so alpha 0 and 1 give exactly the single refined sounds.
+        (:meth:`refined`); a mix blends the refined conditionings (h, offsets and mel correction
+        alike, by the weights), so a weight of 1 gives exactly that single refined sound.
         """
-        if not 0.0 <= float(alpha) <= 1.0:
-            raise UserError(f"alpha must be within [0, 1], got {alpha}")
+        mix = as_mix(sample_a, sample_b, alpha)
         if refine is not None and refine.enabled:
-            a = self.refined(sample_a, refine, cancel, progress)
-            if sample_b is None:
-                return a
-            b = self.refined(sample_b, refine, cancel, progress)
-            return _blend(a, b, float(alpha))
-        if sample_b is None:
-            key = f"cond:{sample_a.content_hash}:{sample_a.root_note}"
-            root = sample_a.root_note
+            mix = mix.sounding()      # a sound of weight 0 adds nothing: no refinement to run
+            conds = [self.refined(s, refine, cancel, progress) for s in mix.sounds]
+            return conds[0] if len(conds) == 1 else _blend(conds, mix.weights)
+        if len(mix.sounds) == 1:
+            key = f"cond:{mix.sounds[0].content_hash}:{mix.sounds[0].root_note}"
         else:
-            alpha = float(alpha)
-            key = (f"mix:{sample_a.content_hash}:{sample_a.root_note}:{sample_b.content_hash}:"
-                   f"{sample_b.root_note}:{alpha!r}")
-            root = int(round((1 - alpha) * sample_a.root_note + alpha * sample_b.root_note))
+            key = "mix:" + ":".join(f"{s.content_hash}:{s.root_note}:{w!r}" for s, w in zip(mix.sounds, mix.weights))
+        root = mix.sounds[0].root_note if len(mix.sounds) == 1 else mix.root_note
         entry = self.cache.get(key)
         if entry is None:
-            h = self.timbre(sample_a)
-            if sample_b is not None:
-                h = (1 - alpha) * h + alpha * self.timbre(sample_b)
+            h = self.timbre(mix.sounds[0])
+            if len(mix.sounds) > 1:
+                h = sum((w * self.timbre(s) for s, w in zip(mix.sounds[1:], mix.weights[1:])), mix.weights[0] * h)
             entry = {"h": h}
             if self.nets.H is not None:
                 midi = torch.full((1,), root, dtype=torch.long, device=self.device)
                 deltas = hyper_offsets(self.nets.G, self.nets.f, self.nets.H, h, midi)   # {layer: [1, C_out, C_in]}
                 entry.update({f"delta.{name}": d for name, d in deltas.items()})
-            self.cache.put(key, entry, persist=sample_b is None)
+            self.cache.put(key, entry, persist=len(mix.sounds) == 1)
         deltas = _deltas_of(entry)
         return Conditioning(h=entry["h"], deltas=deltas if self.nets.H is not None else None, root_note=root)
 
@@ -322,7 +318,7 @@ class Engine:
             out[i, played.size:] *= 1.0 - weight
         return out
 
-    def render(self, sample_a: Sample, sample_b: Sample | None = None, alpha: float = 0.0,
+    def render(self, sample_a: Sample | Mix, sample_b: Sample | None = None, alpha: float = 0.0,
                keys: Iterable[int] = ALL_KEYS, on_key: OnKey | None = None,
                cancel: threading.Event | None = None, sample_rate: int | None = None,
                refine: RefineConfig | None = None, on_refine: Callable[[int, int], None] | None = None,
@@ -336,6 +332,7 @@ class Engine:
         steps)`` reports progress; a cancel during refinement returns no keys). ``near_root`` > 0
         plays the sound itself, repitched, on the keys within that many semitones of its root,
         cross-faded into the generated keys over the next two (single sounds only, not mixes).
+        ``sample_a`` may be a :class:`Mix` of any number of sounds (``sample_b`` then stays None).
         """
         generation = self._next_generation()
         keys = sorted(set(int(k) for k in keys))
@@ -352,7 +349,8 @@ class Engine:
         todo = list(batches(progressive_order(keys, cond.root_note), max_batch))
         # Several batches (G, inversion, resampling) at once on single-threaded workers; keys still
         # land in progressive order. One worker: computed here, lazily.
-        near = NearRoot(sample_a, near_root) if near_root > 0 and sample_b is None else None
+        sounds = as_mix(sample_a, sample_b, alpha).sounds
+        near = NearRoot(sounds[0], near_root) if near_root > 0 and len(sounds) == 1 else None
         if self.workers > 1:
             waves_of = ordered_map(lambda batch: self.render_waves(cond, batch, rate, near), todo, self.workers)
         else:
@@ -424,16 +422,16 @@ def _refined_key(sample: Sample, cfg: RefineConfig) -> str:
     return f"refined:{sample.content_hash}:{sample.root_note}:{_config_key(cfg)}"
 
 
-def _blend(a: Conditioning, b: Conditioning, alpha: float) -> Conditioning:
-    """``(1 - alpha) a + alpha b`` of two refined conditionings; the root note is blended and rounded."""
-    mix = lambda x, y: (1 - alpha) * x + alpha * y  # noqa: E731
+def _blend(conds: list[Conditioning], weights: tuple[float, ...]) -> Conditioning:
+    """``sum w_i c_i`` of refined conditionings (h, offsets, mel correction); the root is blended and rounded."""
+    mix = lambda xs: sum((w * x for x, w in zip(xs[1:], weights[1:])), weights[0] * xs[0])  # noqa: E731
     deltas = None
-    if a.deltas is not None and b.deltas is not None:
-        deltas = {n: mix(a.deltas[n], b.deltas[n]) for n in a.deltas}
+    if all(c.deltas is not None for c in conds):
+        deltas = {n: mix([c.deltas[n] for c in conds]) for n in conds[0].deltas}
     correction = None
-    if a.mel_correction is not None or b.mel_correction is not None:
-        za = a.mel_correction if a.mel_correction is not None else torch.zeros_like(b.mel_correction)
-        zb = b.mel_correction if b.mel_correction is not None else torch.zeros_like(a.mel_correction)
-        correction = mix(za, zb)
-    root = int(round((1 - alpha) * a.root_note + alpha * b.root_note))
-    return Conditioning(mix(a.h, b.h), deltas, root, correction, refined=True)
+    present = [c.mel_correction for c in conds if c.mel_correction is not None]
+    if present:
+        correction = mix([c.mel_correction if c.mel_correction is not None else torch.zeros_like(present[0])
+                          for c in conds])
+    root = int(round(sum(w * c.root_note for c, w in zip(conds, weights))))
+    return Conditioning(mix([c.h for c in conds]), deltas, root, correction, refined=True)
