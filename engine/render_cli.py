@@ -1,7 +1,8 @@
-"""``hypergan render``: turn a one-shot (or a mix of two) into an 88-key multisample pack."""
+"""``hypergan render``: turn a one-shot (or a mix of several) into an 88-key multisample pack."""
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from pathlib import Path
@@ -16,6 +17,7 @@ if TYPE_CHECKING:   # the engine loads torch: imported when a command runs, not 
 EXAMPLES = """examples:
   hypergan render pluck.wav --out packs/
   hypergan render pluck.wav --mix organ.wav --alpha 0.3 --keys 36-96 --out packs/ --name pluckorgan --format all
+  hypergan render pluck.wav --mix organ.wav:0.3 --mix voice.wav:0.2 --out packs/   # pluck gets the other 0.5
   hypergan render voice.flac --out packs/ --format sfz,wav --vocoder griffinlim --force --refine 0
 """
 
@@ -24,9 +26,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = EXAMPLES
     parser.add_argument("sample", help="the one-shot sound (wav, flac, ogg, aiff, ...)")
-    parser.add_argument("--mix", metavar="SAMPLE_B", help="a second sound to blend with (timbre mix)")
+    parser.add_argument("--mix", metavar="SOUND[:WEIGHT]", action="append", default=None,
+                        help="a sound to blend with, and its share of the timbre in [0, 1]; repeat for more "
+                             "sounds (the first sound gets what the others leave)")
     parser.add_argument("--alpha", type=float, default=None,
-                        help="share of SAMPLE_B's timbre in [0, 1] (default 0.5 with --mix)")
+                        help="with one --mix without a weight: its share in [0, 1] (default 0.5)")
     parser.add_argument("--keys", default="21-108", help="MIDI keys: a range '21-108', a list '48,60,72' or both")
     parser.add_argument("--out", required=True, help="folder to write the pack folder into")
     parser.add_argument("--format", default="sfz,dspreset",
@@ -123,15 +127,56 @@ def _refine_line(name: str, step: int, steps: int) -> None:
         print(line, file=sys.stderr, flush=True)
 
 
-def default_name(sample: Path, mix: Path | None, alpha: float) -> str:
-    if mix is None:
-        return sample.stem
-    return f"{sample.stem}_x_{mix.stem}_{round(100 * alpha):02d}"
+def parse_mix(entries: list[str] | None, alpha: float | None) -> list[tuple[Path, float]]:
+    """``--mix`` (and ``--alpha``) -> [(sound, weight)] of the sounds mixed into the first one.
+
+    ``--mix b.wav:0.3 --mix c.wav:0.2`` gives each sound its weight; the older ``--mix b.wav
+    [--alpha 0.3]`` gives one sound ``alpha`` (default 0.5). The weights may add up to at most 1.
+    """
+    entries = entries or []
+    if alpha is not None and not entries:
+        raise UserError("--alpha needs --mix SAMPLE_B")
+    parsed = [_split_weight(text) for text in entries]
+    if len(parsed) == 1 and parsed[0][1] is None:
+        share = 0.5 if alpha is None else alpha
+        if not 0.0 <= share <= 1.0:
+            raise UserError(f"--alpha must lie within [0, 1], got {share}")
+        return [(parsed[0][0], share)]
+    if alpha is not None:
+        raise UserError("--alpha goes with one --mix SOUND; with weights give each --mix SOUND:WEIGHT")
+    missing = [str(path) for path, weight in parsed if weight is None]
+    if missing:
+        raise UserError(f"--mix {missing[0]}: with several --mix sounds give each a weight, e.g. --mix {missing[0]}:0.3")
+    total = math.fsum(weight for _, weight in parsed)
+    if total > 1.0 + 1e-9:
+        raise UserError(f"the --mix weights add up to {total:g}; they may add up to at most 1 "
+                        "(the first sound gets the rest)")
+    return [(path, float(weight)) for path, weight in parsed]
+
+
+def _split_weight(text: str) -> tuple[Path, float | None]:
+    """'b.wav:0.3' -> (b.wav, 0.3); 'b.wav' (or a file whose name holds a colon) -> (b.wav, None)."""
+    path, sep, tail = text.rpartition(":")
+    if not sep or Path(text).is_file() or "/" in tail or "\\" in tail:
+        return Path(text), None
+    try:
+        weight = float(tail)
+    except ValueError:
+        raise UserError(f"--mix {text}: the weight {tail!r} is not a number (use SOUND:0.3)") from None
+    if not 0.0 <= weight <= 1.0:   # also refuses nan
+        raise UserError(f"--mix {text}: the weight must lie within [0, 1]")
+    return Path(path), weight
+
+
+def default_name(sample: Path, mix: list[tuple[Path, float]]) -> str:
+    """'pluck', 'pluck_x_organ_30', 'pluck_x_organ_30_x_voice_20'."""
+    return "".join([sample.stem] + [f"_x_{path.stem}_{round(100 * weight):02d}" for path, weight in mix])
 
 
 def run(args: argparse.Namespace) -> int:
     from engine.export import check_formats, check_target, export_pack
     from engine.instrument import Engine, EngineConfig
+    from engine.mix import Mix
     from engine.refine import DEFAULT_REFINEMENT
 
     keys = parse_keys(args.keys)
@@ -140,36 +185,32 @@ def run(args: argparse.Namespace) -> int:
     if not 0 <= args.near_root <= 24:
         raise UserError(f"--near-root {args.near_root}: give 0 (off) to 24 semitones")
     formats = check_formats(args.format.split(","))
-    if args.alpha is not None and args.mix is None:
-        raise UserError("--alpha needs --mix SAMPLE_B")
-    alpha = 0.5 if args.alpha is None else args.alpha
-    if not 0.0 <= alpha <= 1.0:
-        raise UserError(f"--alpha must lie within [0, 1], got {alpha}")
+    mix_paths = parse_mix(args.mix, args.alpha)
     if args.rate < 8000 or args.rate > 192000:
         raise UserError(f"--rate {args.rate}: use a rate between 8000 and 192000 Hz")
     sample_path = Path(args.sample)
-    mix_path = Path(args.mix) if args.mix else None
-    name = args.name or default_name(sample_path, mix_path, alpha)
-    for path in (sample_path, mix_path):
-        if path is not None and path.is_dir():
+    name = args.name or default_name(sample_path, mix_paths)
+    for path in [sample_path] + [p for p, _ in mix_paths]:
+        if path.is_dir():
             raise AudioFileError(f"{path} is a folder, not an audio file")
-        if path is not None and not path.is_file():
+        if not path.is_file():
             raise AudioFileError(f"no such file: {path}")
     check_target(args.out, name, args.force)      # fail before minutes of rendering, not after
 
     engine = Engine(args.weights, device=args.device, vocoder=args.vocoder,
                     cfg=EngineConfig(output_rate=args.rate), num_threads=args.threads)
     a = engine.load_sample(sample_path, midi=args.root)
-    b = engine.load_sample(mix_path) if mix_path else None
-    for s in (a, b):
-        if s is not None:
-            how = "given" if s is a and args.root is not None else f"estimated, confidence {s.confidence:.2f}"
-            print(f"{s.name}: root key {s.root_note} ({how})", file=sys.stderr)
+    others = [engine.load_sample(path) for path, _ in mix_paths]
+    for s in [a] + others:
+        how = "given" if s is a and args.root is not None else f"estimated, confidence {s.confidence:.2f}"
+        print(f"{s.name}: root key {s.root_note} ({how})", file=sys.stderr)
+    weights = [w for _, w in mix_paths]
+    mix = Mix.of([a] + others, [max(0.0, 1.0 - math.fsum(weights))] + weights)
     if refine is not None:
-        refine_s = refine_sounds(engine, [s for s in (a, b) if s is not None], refine)
+        refine_s = refine_sounds(engine, list(mix.sounding().sounds), refine)
         print(f"refined in {refine_s:.1f} s ({refine.steps} steps per sound)", file=sys.stderr)
     progress = Progress(len(keys))
-    rendered = engine.render(a, b, alpha, keys=keys, on_key=progress, refine=refine, near_root=args.near_root)
+    rendered = engine.render(mix, keys=keys, on_key=progress, refine=refine, near_root=args.near_root)
     progress.finish()
     pack = export_pack(rendered, name, args.out, formats=formats, force=args.force, release_s=args.release)
     print(f"first key {progress.first_s or 0:.2f} s, {len(rendered)} keys in "
