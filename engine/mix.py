@@ -95,3 +95,15 @@ def pad_weights(x: float, y: float, filled: Sequence[str]) -> dict[str, float]:
     weights = {c: corner[c] + spare for c in filled}
     total = math.fsum(weights.values())
     return {c: w / total for c, w in weights.items()}
+
+
+def slot_weights(filled: Sequence[str], alpha: float, pad: tuple[float, float]) -> dict[str, float]:
+    """Each filled slot's weight as the sampler mixes them: one sound alone; two by the A <-> B
+    slider's ``alpha`` (the second one's share); three or four by the pad position ``(x, y)``."""
+    filled = [c for c in CORNERS if c in set(filled)]
+    if len(filled) == 1:
+        return {filled[0]: 1.0}
+    if len(filled) == 2:
+        alpha = min(max(float(alpha), 0.0), 1.0)
+        return {filled[0]: 1.0 - alpha, filled[1]: alpha}
+    return pad_weights(pad[0], pad[1], filled)

@@ -27,3 +27,7 @@ class TooShortAudioError(AudioFileError):
 
 class CheckpointError(UserError):
     """Weights are missing, corrupt, of an unknown format or do not match their network."""
+
+
+class InstrumentFileError(UserError):
+    """A saved instrument cannot be written, or read: corrupt, incomplete or of an unsupported version."""
