@@ -12,12 +12,15 @@ from models.errors import AudioFileError, UserError
 
 if TYPE_CHECKING:   # the engine loads torch: imported when a command runs, not for --help
     from engine.instrument import Engine, Sample
+    from engine.instrument_file import SavedInstrument
+    from engine.mix import Mix
     from engine.refine import RefineConfig
 
 EXAMPLES = """examples:
   hypergan render pluck.wav --out packs/
   hypergan render pluck.wav --mix organ.wav --alpha 0.3 --keys 36-96 --out packs/ --name pluckorgan --format all
   hypergan render pluck.wav --mix organ.wav:0.3 --mix voice.wav:0.2 --out packs/   # pluck gets the other 0.5
+  hypergan render --instrument my_pad.hgi --out packs/     # a saved instrument: its sounds, mix and settings
   hypergan render voice.flac --out packs/ --format sfz,wav --vocoder griffinlim --force --refine 0
 """
 
@@ -25,7 +28,10 @@ EXAMPLES = """examples:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = EXAMPLES
-    parser.add_argument("sample", help="the one-shot sound (wav, flac, ogg, aiff, ...)")
+    parser.add_argument("sample", nargs="?", help="the one-shot sound (wav, flac, ogg, aiff, ...)")
+    parser.add_argument("--instrument", metavar="FILE", default=None,
+                        help="render a saved instrument (.hgi) instead: its sounds, mix, roots, refinement, "
+                             "near-root setting and release (options given here win)")
     parser.add_argument("--mix", metavar="SOUND[:WEIGHT]", action="append", default=None,
                         help="a sound to blend with, and its share of the timbre in [0, 1]; repeat for more "
                              "sounds (the first sound gets what the others leave)")
@@ -44,14 +50,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     parser.add_argument("--rate", type=int, default=48000, help="sample rate of the pack's WAVs (Hz)")
     parser.add_argument("--root", type=float, default=None, help="the sample's pitch as MIDI (skip estimation)")
-    parser.add_argument("--near-root", type=int, default=0, metavar="SEMITONES",
+    parser.add_argument("--near-root", type=int, default=None, metavar="SEMITONES",
                         help="keys within this many semitones of the root play the sound itself, repitched "
                              "(cross-faded over two more keys; single sounds only; default 0: off)")
-    parser.add_argument("--refine", default="1", metavar="STRENGTH",
+    parser.add_argument("--refine", default=None, metavar="STRENGTH",
                         help="refine each sound's conditioning towards the sound before rendering: 0 (off) to 2, "
                              "1 the default refinement (a few seconds per sound on CPU)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: one per core)")
-    parser.add_argument("--release", type=float, default=0.3, help="release time written to the pack (s)")
+    parser.add_argument("--release", type=float, default=None, help="release time written to the pack (s; default 0.3)")
 
 
 def parse_keys(text: str) -> list[int]:
@@ -173,46 +179,91 @@ def default_name(sample: Path, mix: list[tuple[Path, float]]) -> str:
     return "".join([sample.stem] + [f"_x_{path.stem}_{round(100 * weight):02d}" for path, weight in mix])
 
 
-def run(args: argparse.Namespace) -> int:
-    from engine.export import check_formats, check_target, export_pack
-    from engine.instrument import Engine, EngineConfig
-    from engine.mix import Mix
+def open_saved(args: argparse.Namespace) -> SavedInstrument | None:
+    """The ``--instrument`` file, read and checked (None without one); refuses sounds given beside it."""
+    if args.instrument is None:
+        if args.sample is None:
+            raise UserError("give a SAMPLE to render, or --instrument FILE")
+        return None
+    if args.sample is not None or args.mix or args.alpha is not None or args.root is not None:
+        raise UserError("--instrument FILE brings its own sounds, mix and roots: leave out SAMPLE, --mix, "
+                        "--alpha and --root")
+    from engine.instrument_file import open_instrument
+
+    return open_instrument(args.instrument)
+
+
+def settings(args: argparse.Namespace, saved: SavedInstrument | None) -> tuple[RefineConfig | None, int, float]:
+    """(refinement or None, near-root semitones, release s): the options given, else the saved instrument's."""
     from engine.refine import DEFAULT_REFINEMENT
 
-    keys = parse_keys(args.keys)
-    refine = DEFAULT_REFINEMENT.at_strength(parse_strength(args.refine))
-    refine = refine if refine.enabled else None
-    if not 0 <= args.near_root <= 24:
-        raise UserError(f"--near-root {args.near_root}: give 0 (off) to 24 semitones")
-    formats = check_formats(args.format.split(","))
-    mix_paths = parse_mix(args.mix, args.alpha)
-    if args.rate < 8000 or args.rate > 192000:
-        raise UserError(f"--rate {args.rate}: use a rate between 8000 and 192000 Hz")
-    sample_path = Path(args.sample)
-    name = args.name or default_name(sample_path, mix_paths)
-    for path in [sample_path] + [p for p, _ in mix_paths]:
-        if path.is_dir():
-            raise AudioFileError(f"{path} is a folder, not an audio file")
-        if not path.is_file():
-            raise AudioFileError(f"no such file: {path}")
-    check_target(args.out, name, args.force)      # fail before minutes of rendering, not after
+    strength = parse_strength(args.refine) if args.refine is not None else saved.refine_strength if saved else 1.0
+    refine = DEFAULT_REFINEMENT.at_strength(strength)
+    near_root = args.near_root if args.near_root is not None else saved.near_root if saved else 0
+    if not 0 <= near_root <= 24:
+        raise UserError(f"--near-root {near_root}: give 0 (off) to 24 semitones")
+    release = args.release if args.release is not None else saved.envelope.release_s if saved else 0.3
+    return (refine if refine.enabled else None), near_root, release
 
-    engine = Engine(args.weights, device=args.device, vocoder=args.vocoder,
-                    cfg=EngineConfig(output_rate=args.rate), num_threads=args.threads)
-    a = engine.load_sample(sample_path, midi=args.root)
+
+def saved_mix(engine: Engine, saved: SavedInstrument) -> Mix:
+    """The saved instrument's sounds (at their roots) and weights, as the engine's Mix."""
+    from engine.instrument_file import load_sound
+    from engine.mix import Mix
+
+    weights = saved.weights()
+    sounds = [load_sound(engine, sound)[1] for sound in saved.sounds]
+    for sound, s in zip(saved.sounds, sounds):
+        how = "saved" if sound.root is not None else f"detected, confidence {sound.confidence:.2f}"
+        print(f"{s.name}: root key {s.root_note} ({how}), weight {weights[sound.slot]:.2f}", file=sys.stderr)
+    return Mix.of(sounds, [weights[sound.slot] for sound in saved.sounds])
+
+
+def files_mix(engine: Engine, args: argparse.Namespace, mix_paths: list[tuple[Path, float]]) -> Mix:
+    """SAMPLE and the --mix sounds, loaded, with their weights (SAMPLE gets the rest)."""
+    from engine.mix import Mix
+
+    a = engine.load_sample(Path(args.sample), midi=args.root)
     others = [engine.load_sample(path) for path, _ in mix_paths]
     for s in [a] + others:
         how = "given" if s is a and args.root is not None else f"estimated, confidence {s.confidence:.2f}"
         print(f"{s.name}: root key {s.root_note} ({how})", file=sys.stderr)
     weights = [w for _, w in mix_paths]
-    mix = Mix.of([a] + others, [max(0.0, 1.0 - math.fsum(weights))] + weights)
+    return Mix.of([a] + others, [max(0.0, 1.0 - math.fsum(weights))] + weights)
+
+
+def run(args: argparse.Namespace) -> int:
+    from engine.export import check_formats, check_target, export_pack
+    from engine.instrument import Engine, EngineConfig
+
+    keys = parse_keys(args.keys)
+    saved = open_saved(args)
+    refine, near_root, release = settings(args, saved)
+    formats = check_formats(args.format.split(","))
+    mix_paths = parse_mix(args.mix, args.alpha)
+    if args.rate < 8000 or args.rate > 192000:
+        raise UserError(f"--rate {args.rate}: use a rate between 8000 and 192000 Hz")
+    if saved is None:
+        name = args.name or default_name(Path(args.sample), mix_paths)
+        for path in [Path(args.sample)] + [p for p, _ in mix_paths]:
+            if path.is_dir():
+                raise AudioFileError(f"{path} is a folder, not an audio file")
+            if not path.is_file():
+                raise AudioFileError(f"no such file: {path}")
+    else:
+        name = args.name or Path(args.instrument).stem
+    check_target(args.out, name, args.force)      # fail before minutes of rendering, not after
+
+    engine = Engine(args.weights, device=args.device, vocoder=args.vocoder,
+                    cfg=EngineConfig(output_rate=args.rate), num_threads=args.threads)
+    mix = saved_mix(engine, saved) if saved is not None else files_mix(engine, args, mix_paths)
     if refine is not None:
         refine_s = refine_sounds(engine, list(mix.sounding().sounds), refine)
         print(f"refined in {refine_s:.1f} s ({refine.steps} steps per sound)", file=sys.stderr)
     progress = Progress(len(keys))
-    rendered = engine.render(mix, keys=keys, on_key=progress, refine=refine, near_root=args.near_root)
+    rendered = engine.render(mix, keys=keys, on_key=progress, refine=refine, near_root=near_root)
     progress.finish()
-    pack = export_pack(rendered, name, args.out, formats=formats, force=args.force, release_s=args.release)
+    pack = export_pack(rendered, name, args.out, formats=formats, force=args.force, release_s=release)
     print(f"first key {progress.first_s or 0:.2f} s, {len(rendered)} keys in "
           f"{time.perf_counter() - progress.start:.1f} s ({engine.nets.vocoder_name}, {engine.device})",
           file=sys.stderr)

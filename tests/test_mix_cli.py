@@ -55,3 +55,33 @@ def test_render_blends_three_sounds(weights: Path, sounds: dict[str, Path], tmp_
                 "--out", str(tmp_path / "bad"), weights=weights)
     err = capsys.readouterr().err
     assert rc == 2 and "add up to 1.6" in err and err.count("\n") == 1 and not (tmp_path / "bad").exists()
+
+
+def test_render_a_saved_instrument(weights: Path, sounds: dict[str, Path], tmp_path: Path,  # noqa: F811
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    from engine.envelope import Envelope
+    from engine.instrument_file import SavedInstrument, SavedSound, save_instrument
+    from models.signal.audio import load_audio
+
+    saved = [SavedSound(slot, path.stem, load_audio(path, 16000), midi, 1.0, root)
+             for slot, path, midi, root in (("A", sounds["pluck"], 52.0, None), ("B", sounds["tone"], 64.0, 62),
+                                            ("C", sounds["pluck"], 52.0, 40))]
+    inst = save_instrument(tmp_path / "trio.hgi", SavedInstrument(tuple(saved), pad=(0.5, 0.0), refine_strength=0,
+                                                                  envelope=Envelope(release_s=1.25)))
+    rc = render("--instrument", str(inst), "--keys", "60", "--out", str(tmp_path), "--format", "sfz",
+                weights=weights)
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    pack = Path(out.strip())
+    assert pack == tmp_path / "trio" and "ampeg_release=1.25" in (pack / "trio.sfz").read_text()
+    assert "tone: root key 62 (saved), weight 0.50" in err and "root key 40 (saved), weight 0.00" in err
+    assert "refin" not in err
+    for extra, message in [([str(sounds["pluck"])], "leave out SAMPLE"), (["--alpha", "0.2"], "leave out SAMPLE"),
+                           ([], "no such file")]:
+        target = str(tmp_path / "nope.hgi") if message == "no such file" else str(inst)
+        assert render("--instrument", target, *extra, "--keys", "60", "--out", str(tmp_path / "x"),
+                      weights=weights) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1
+    assert render("--keys", "60", "--out", str(tmp_path / "x"), weights=weights) == 2
+    assert "give a SAMPLE to render, or --instrument FILE" in capsys.readouterr().err
