@@ -1,4 +1,8 @@
-"""The instrument being played: samples A and B, the mix, the key cache, and render requests.
+"""The instrument being played: samples A to D, the mix, the key cache, and render requests.
+
+One sound plays alone; two blend by the A <-> B slider's ``alpha``; three or four by the morph pad's
+position (``engine.mix.slot_weights``). When a third sound comes, the pad starts where the slider
+was (on the edge between the two sounds), and back at two sounds the slider takes the pad's blend.
 
 All engine work for rendering runs on a worker QThread (``RenderWorker``); a newer request cancels
 the running one. Keys land one by one in the GUI thread and go straight to the voice mixer: a mix
@@ -23,11 +27,12 @@ from PySide6.QtCore import QObject, QThread, Signal
 from app.audio_output import AudioOutput
 from app.render_worker import RenderJob, RenderWorker
 from engine.key_cache import KeySample
+from engine.mix import CORNERS, pad_from_alpha, pad_weights, slot_weights
 from models.signal.audio import Audio
 from models.errors import UserError
 from models.units import N_KEYS, clamp_key
 
-SLOTS = ("A", "B")
+SLOTS = CORNERS
 
 
 @dataclass(frozen=True)
@@ -64,6 +69,7 @@ class InstrumentController(QObject):
     keysChanged = Signal(object, object)     # rendered notes, notes rendered for the current request
     progress = Signal(int, int)              # keys landed, keys wanted
     refineProgress = Signal(int, int)        # refinement step, steps (of the sound being refined)
+    mixMoved = Signal()                      # alpha or pad moved by a sound coming or going
     status = Signal(str)
     _submit = Signal(object)
 
@@ -78,6 +84,7 @@ class InstrumentController(QObject):
         self.roots: dict[str, int] = {}      # root overrides (MIDI), per slot
         self.paths: dict[str, Path] = {}
         self.alpha = 0.0
+        self.pad = (0.0, 0.0)                # the morph pad's puck (three or four sounds)
         self.refine_strength = 1.0           # 0: no refinement; 1: the engine's default
         self.keys: dict[int, KeySample] = {}
         self.fresh: set[int] = set()
@@ -97,10 +104,11 @@ class InstrumentController(QObject):
             self._thread.start()
 
     # -- requests from the window -----------------------------------------------------------------
-    def load(self, slot: str, path: str | Path, root: int | None = None) -> bool:
+    def load(self, slot: str, path: str | Path, root: int | None = None, keep_mix: bool = False) -> bool:
         """Load ``path`` into ``slot`` (at ``root``, else the detected one) and re-render.
 
-        On failure the slot keeps its previous sound.
+        On failure the slot keeps its previous sound. ``keep_mix`` leaves alpha and the pad as they are
+        (restoring a session) instead of carrying the blend over to the pad or the slider.
         """
         path = Path(path)
         try:
@@ -111,6 +119,7 @@ class InstrumentController(QObject):
         except Exception as exc:  # noqa: BLE001 - a decoder crash on a strange file is the file's fault
             self.sampleFailed.emit(slot, f"{path.name}: cannot be read ({type(exc).__name__}: {exc})")
             return False
+        before = self.filled
         self.detected[slot] = sample
         self.roots.pop(slot, None)
         if root is not None and self.engine is not None and root != sample.root_note:
@@ -119,8 +128,31 @@ class InstrumentController(QObject):
         self.samples[slot] = sample
         self.paths[slot] = path
         self.sampleChanged.emit(slot, sample)
+        if not keep_mix:
+            self._carry_mix(before)
         self.request(fresh=True)
         return True
+
+    def replace_all(self, sounds: dict[str, tuple[Any, Any]], alpha: float, pad: tuple[float, float],
+                    paths: dict[str, Path] | None = None) -> None:
+        """Swap in a whole instrument: slot -> (sound at its detected pitch, sound as played); re-render."""
+        for slot in SLOTS:
+            self.samples.pop(slot, None)
+            self.detected.pop(slot, None)
+            self.roots.pop(slot, None)
+            self.paths.pop(slot, None)
+        for slot, (detected, played) in sounds.items():
+            self.detected[slot], self.samples[slot] = detected, played
+            if played is not detected:
+                self.roots[slot] = played.root_note
+            if paths and slot in paths:
+                self.paths[slot] = paths[slot]
+        self.alpha, self.pad = min(max(float(alpha), 0.0), 1.0), pad
+        for slot in SLOTS:
+            self.sampleChanged.emit(slot, self.samples.get(slot))
+        self.mixMoved.emit()
+        if self.samples:
+            self.request(fresh=True)
 
     def set_root(self, slot: str, root: int | None) -> None:
         """Play ``slot``'s sound as if its pitch were MIDI ``root`` (None: the detected pitch); re-render."""
@@ -163,12 +195,14 @@ class InstrumentController(QObject):
         return DEFAULT_REFINEMENT.at_strength(self.refine_strength)
 
     def clear(self, slot: str) -> None:
+        before = self.filled
         if self.samples.pop(slot, None) is None:
             return
         self.paths.pop(slot, None)
         self.detected.pop(slot, None)
         self.roots.pop(slot, None)
         self.sampleChanged.emit(slot, None)
+        self._carry_mix(before)
         if not self.samples:
             self.cancel()
             self._replace_keys({}, set())
@@ -185,6 +219,35 @@ class InstrumentController(QObject):
         if len(self.samples) == 2:
             self.request(fresh=False)
 
+    def set_pad(self, x: float, y: float) -> None:
+        """Move the morph pad's puck (each in [0, 1]); with three or four sounds, re-render."""
+        pad = (min(max(float(x), 0.0), 1.0), min(max(float(y), 0.0), 1.0))
+        if pad == self.pad:
+            return
+        self.pad = pad
+        if len(self.samples) >= 3:
+            self.request(fresh=False)
+
+    @property
+    def filled(self) -> list[str]:
+        """The slots holding a sound, in pad-corner order."""
+        return [s for s in SLOTS if s in self.samples]
+
+    def weights(self) -> dict[str, float]:
+        """Each filled slot's weight in the mix (together 1); empty without sounds."""
+        return slot_weights(self.filled, self.alpha, self.pad) if self.samples else {}
+
+    def _carry_mix(self, before: list[str]) -> None:
+        """Keep the blend across the slider <-> pad switch when a third sound comes or goes."""
+        after = self.filled
+        if len(before) == 2 and len(after) == 3:
+            self.pad = pad_from_alpha(before[0], before[1], self.alpha)
+        elif len(before) == 3 and len(after) == 2:
+            self.alpha = pad_weights(*self.pad, after)[after[1]]
+        else:
+            return
+        self.mixMoved.emit()
+
     def request(self, fresh: bool, fast_first: bool = True) -> RenderJob | None:
         """Start rendering the current sound (cancelling the running render); None if nothing to do.
 
@@ -199,10 +262,9 @@ class InstrumentController(QObject):
             return None
         if not self.samples:
             return None
-        a = self.samples.get("A", self.samples.get("B"))
-        b = self.samples.get("B") if "A" in self.samples else None
-        job = RenderJob(next(self._ids), a, b, self.alpha if b is not None else 0.0, self.audio.sample_rate, fresh,
-                        refine=self.refine_config(), fast_first=fast_first)
+        weights = self.weights()
+        job = RenderJob(next(self._ids), tuple(self.samples[s] for s in weights), tuple(weights.values()),
+                        self.audio.sample_rate, fresh, refine=self.refine_config(), fast_first=fast_first)
         self.job = job
         self.rendering = True
         self.fresh = set()        # the keys playing now are stale until this request's replace them
@@ -215,6 +277,8 @@ class InstrumentController(QObject):
     @staticmethod
     def _describe(job: RenderJob) -> str:
         a, b = job.sample_a, job.sample_b
+        if len(job.sounds) > 2:
+            return " + ".join(f"{s.name} {100 * w:.0f} %" for s, w in zip(job.sounds, job.weights))
         return a.name if b is None else f"{a.name} \u2194 {b.name} at {100 * job.alpha:.0f} %"
 
     def cancel(self) -> None:
@@ -223,11 +287,16 @@ class InstrumentController(QObject):
         self.rendering = False
 
     def pack_name(self) -> str:
-        """A name for an export: the sound's name, or both names and the mix."""
-        a, b = self.samples.get("A"), self.samples.get("B")
-        if a is not None and b is not None:
-            return f"{a.name}-{b.name}-{100 * self.alpha:.0f}"
-        return (a or b).name if (a or b) is not None else "hypergan"
+        """A name for an export: the sound's name, or the names and the mix."""
+        weights = self.weights()
+        if not weights:
+            return "hypergan"
+        names = [self.samples[s].name for s in weights]
+        if len(names) == 1:
+            return names[0]
+        if len(names) == 2:
+            return f"{names[0]}-{names[1]}-{100 * self.alpha:.0f}"
+        return "-".join(names + [f"{100 * w:.0f}" for w in weights.values()])
 
     @property
     def complete(self) -> bool:

@@ -4,6 +4,7 @@ examples:
   hypergan-sampler                          # shipped weights, first audio output, automatic MIDI input
   hypergan-sampler --weights runs/assets    # other weights
   hypergan-sampler --no-audio --no-midi     # render and export only
+  hypergan-sampler --open my_pad.hgi        # a saved instrument
 """
 from __future__ import annotations
 
@@ -47,7 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-midi", action="store_true", help="do not open MIDI inputs")
     parser.add_argument("--settings", type=Path, default=None, help="an INI file instead of the user's settings")
     parser.add_argument("--load", nargs="+", type=Path, default=None, metavar="FILE",
-                        help="sounds for A (and B) instead of the last ones")
+                        help="sounds for A (and B, C, D) instead of the last ones")
+    parser.add_argument("--pad", default=None, metavar="X,Y",
+                        help="the morph pad's puck with three or four sounds (each 0 to 1; A is 0,0, D is 1,1)")
+    parser.add_argument("--open", type=Path, default=None, metavar="FILE", help="open a saved instrument (.hgi)")
     parser.add_argument("--screenshot", type=Path, default=None,
                         help="save a PNG of the window after --screenshot-delay ms, then quit")
     parser.add_argument("--screenshot-delay", type=int, default=1500)
@@ -112,9 +116,14 @@ def main(argv: list[str] | None = None) -> int:
     window = MainWindow(engine, error, audio, _NoMidi() if args.no_midi else MidoBackend(), AppSettings(store))
     window.resize(1180, 760)
     window.show()
-    window.start(restore_samples=args.load is None)
-    for slot, path in zip(("A", "B"), args.load or []):
+    window.start(restore_samples=args.load is None and args.open is None)
+    for slot, path in zip(("A", "B", "C", "D"), args.load or []):
         window.instrument.load(slot, path)
+    if args.pad:
+        x, _, y = args.pad.partition(",")
+        window.pad.set_position(float(x), float(y))
+    if args.open is not None:
+        window.files.open(window, args.open)
     if args.screenshot is not None:
         def shoot() -> None:
             window.grab().save(str(args.screenshot))

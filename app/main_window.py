@@ -4,17 +4,20 @@ from __future__ import annotations
 from typing import Any
 
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QCloseEvent
-from PySide6.QtWidgets import QGroupBox, QHBoxLayout, QLabel, QMainWindow, QPushButton, QVBoxLayout, QWidget
+from PySide6.QtGui import QCloseEvent, QKeySequence
+from PySide6.QtWidgets import (QGridLayout, QGroupBox, QHBoxLayout, QLabel, QMainWindow, QPushButton, QVBoxLayout,
+                               QWidget)
 
 from app.audio_output import GUI, AudioOutput
 from app.device_panel import DevicePanel
 from app.export_controller import ExportController
 from app.instrument_controller import SLOTS, InstrumentController
+from app.instrument_files import InstrumentFiles
 from app.keyboard import KeyboardWidget
 from app.level_meter import LevelMeter
 from app.midi_input import MidiBackend, MidiInput
 from app.mix_slider import MixSlider
+from app.morph_pad import MorphPad
 from app.render_progress import RenderProgress
 from app.sample_slot import SampleSlot
 from app.settings import AppSettings
@@ -22,7 +25,8 @@ from app.sound_panel import SoundPanel
 
 
 class MainWindow(QMainWindow):
-    """Two slots, the mix slider, the keyboard, progress and export, devices, envelope and level."""
+    """Four slots around the mix slider or morph pad, the keyboard, progress and export, devices, envelope
+    and level; the File menu saves and opens instruments."""
 
     def __init__(self, engine: Any | None, engine_error: str, audio: AudioOutput, midi_backend: MidiBackend,
                  settings: AppSettings, midi_poll_ms: int = 1000) -> None:
@@ -41,6 +45,11 @@ class MainWindow(QMainWindow):
         self.slots = {slot: SampleSlot(slot) for slot in SLOTS}
         self.mix = MixSlider()
         self.mix.setEnabled(False)
+        self.pad = MorphPad()
+        self.mix_hint = QLabel()
+        self.mix_hint.setWordWrap(True)
+        self.mix_hint.setAlignment(Qt.AlignCenter)
+        self.mix_hint.setStyleSheet("color: #80868f;")
         self.keyboard = KeyboardWidget()
         self.progress = RenderProgress()
         self.export_button = QPushButton("Export\u2026")
@@ -49,13 +58,27 @@ class MainWindow(QMainWindow):
         self.devices = DevicePanel()
         self.sound = SoundPanel()
         self.meter = LevelMeter(self.audio.read_peak)
+        self.files = InstrumentFiles(self.instrument, self.sound, settings, parent=self)
         self._layout()
+        self._menu()
         self._wire()
+        self._show_mix()
 
     def _layout(self) -> None:
-        slots = QHBoxLayout()
-        for slot in self.slots.values():
-            slots.addWidget(slot)
+        # The slots sit at the pad's corners: A and B on top (the slider's ends), C and D below.
+        slots = QGridLayout()
+        for slot, (row, col) in zip(SLOTS, ((0, 0), (0, 2), (1, 0), (1, 2))):
+            slots.addWidget(self.slots[slot], row, col)
+        middle = QWidget()
+        middle.setFixedWidth(260)
+        column = QVBoxLayout(middle)
+        column.setContentsMargins(0, 0, 0, 0)
+        column.addWidget(self.mix)
+        column.addWidget(self.mix_hint)
+        column.addWidget(self.pad, 1)
+        slots.addWidget(middle, 0, 1, 2, 1)
+        slots.setColumnStretch(0, 1)
+        slots.setColumnStretch(2, 1)
         render_row = QHBoxLayout()
         render_row.addWidget(self.progress, 1)
         render_row.addWidget(self.export_button)
@@ -71,11 +94,18 @@ class MainWindow(QMainWindow):
         box = QVBoxLayout(central)
         box.addWidget(self.banner)
         box.addLayout(slots)
-        box.addWidget(self.mix)
         box.addWidget(self.keyboard)
         box.addLayout(render_row)
         box.addLayout(bottom)
         self.setCentralWidget(central)
+
+    def _menu(self) -> None:
+        menu = self.menuBar().addMenu("&File")
+        menu.addAction("&Open instrument\u2026", QKeySequence.Open, lambda: self.files.open(self))
+        self.files.fill_recent_menu(menu.addMenu("Open &recent"))
+        menu.addAction("&Save instrument\u2026", QKeySequence.Save, lambda: self.files.save(self))
+        menu.addSeparator()
+        menu.addAction("&Quit", QKeySequence.Quit, self.close)
 
     def _wire(self) -> None:
         inst, kb = self.instrument, self.keyboard
@@ -93,6 +123,13 @@ class MainWindow(QMainWindow):
         inst.status.connect(self.progress.set_message)
         self.mix.alphaChanged.connect(inst.set_alpha)
         self.mix.alphaChanged.connect(lambda a: setattr(self.settings, "alpha", a))
+        self.pad.positionChanged.connect(inst.set_pad)
+        self.pad.positionChanged.connect(lambda x, y: setattr(self.settings, "pad", (x, y)))
+        inst.mixMoved.connect(self._mix_moved)
+        for signal in (self.files.saved, self.files.opened):
+            signal.connect(lambda path, s=signal: self.progress.set_message(
+                f"{'Saved' if s is self.files.saved else 'Opened'} {path}"))
+        self.files.failed.connect(self.progress.set_message)
         kb.noteOn.connect(lambda note, vel: self.audio.queue(GUI).note_on(note, vel))
         kb.noteOff.connect(lambda note: self.audio.queue(GUI).note_off(note))
         self.midi.noteOn.connect(kb.show_note_on)
@@ -124,6 +161,8 @@ class MainWindow(QMainWindow):
         self.audio.set_volume(s.volume)
         self.mix.set_alpha(s.alpha, notify=False)
         self.instrument.alpha = s.alpha
+        self.pad.set_position(*s.pad, notify=False)
+        self.instrument.pad = s.pad
         self.devices.set_channel(s.midi_channel)
         self.midi.set_channel(s.midi_channel)
         self.midi.wanted = s.midi_port
@@ -135,7 +174,7 @@ class MainWindow(QMainWindow):
             for slot in self.slots:
                 path = s.sample_path(slot)
                 if path is not None and path.is_file():
-                    self.instrument.load(slot, path, root=s.sample_root(slot))
+                    self.instrument.load(slot, path, root=s.sample_root(slot), keep_mix=True)
         self.keyboard.setFocus(Qt.OtherFocusReason)
 
     def _sample_changed(self, slot: str, sample: Any | None) -> None:
@@ -147,7 +186,29 @@ class MainWindow(QMainWindow):
         self.settings.set_sample_path(slot, inst.paths.get(slot))
         self.settings.set_sample_root(slot, inst.roots.get(slot))
         self._show_keyboard_root()
-        self.mix.setEnabled(len(inst.samples) == 2 and inst.engine is not None)
+        self._show_mix()
+
+    def _show_mix(self) -> None:
+        """Two sounds: the slider between them; three or four: the pad with a sound at each corner."""
+        inst = self.instrument
+        filled = inst.filled
+        self.mix.setEnabled(len(filled) == 2 and inst.engine is not None)
+        if len(filled) == 2:
+            self.mix.set_ends(*filled)
+        self.mix.setVisible(len(filled) <= 2)
+        self.pad.setVisible(len(filled) >= 3)
+        self.pad.set_names({slot: inst.samples[slot].name for slot in filled})
+        self.pad.setEnabled(inst.engine is not None)
+        self.mix_hint.setText("Drop a third sound on C or D to morph between corners" if len(filled) == 2 else
+                              "Drop sounds on A and B to blend them" if len(filled) < 2 else "")
+        self.mix_hint.setVisible(len(filled) <= 2)
+
+    def _mix_moved(self) -> None:
+        """A sound came or went and the blend moved between slider and pad: show and remember it."""
+        inst = self.instrument
+        self.mix.set_alpha(inst.alpha, notify=False)
+        self.pad.set_position(*inst.pad, notify=False)
+        self.settings.alpha, self.settings.pad = inst.alpha, inst.pad
 
     def _root_changed(self, slot: str, sample: Any) -> None:
         self.slots[slot].show_root(sample, self.instrument.detected.get(slot))
@@ -155,7 +216,8 @@ class MainWindow(QMainWindow):
         self._show_keyboard_root()
 
     def _show_keyboard_root(self) -> None:
-        first = self.instrument.samples.get("A", self.instrument.samples.get("B"))
+        filled = self.instrument.filled
+        first = self.instrument.samples[filled[0]] if filled else None
         self.keyboard.set_root(getattr(first, "root_note", None) if first is not None else None)
 
     def _open_audio(self, name: str, remember: bool = True) -> None:

@@ -20,9 +20,11 @@ class MixSlider(QWidget):
         self.value_label.setMinimumWidth(90)
         box = QHBoxLayout(self)
         box.setContentsMargins(0, 0, 0, 0)
-        box.addWidget(QLabel("<b>A</b>"))
+        self.ends = (QLabel("<b>A</b>"), QLabel("<b>B</b>"))
+        self.names = ("A", "B")
+        box.addWidget(self.ends[0])
         box.addWidget(self.slider, 1)
-        box.addWidget(QLabel("<b>B</b>"))
+        box.addWidget(self.ends[1])
         box.addWidget(self.value_label)
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
@@ -42,12 +44,20 @@ class MixSlider(QWidget):
         self.slider.blockSignals(False)
         self._show()
 
+    def set_ends(self, first: str, second: str) -> None:
+        """The slots at the slider's two ends (A and B unless the two sounds sit elsewhere)."""
+        self.names = (first, second)
+        for label, name in zip(self.ends, self.names):
+            label.setText(f"<b>{name}</b>")
+        self._show()
+
     def _moved(self, _value: int) -> None:
         self._show()
         self._timer.start()
 
     def _show(self) -> None:
-        self.value_label.setText(f"{100 - self.slider.value()} % A / {self.slider.value()} % B")
+        first, second = self.names
+        self.value_label.setText(f"{100 - self.slider.value()} % {first} / {self.slider.value()} % {second}")
 
     def _emit(self) -> None:
         self.alphaChanged.emit(self.alpha)

@@ -8,12 +8,13 @@ from typing import Any
 
 from PySide6.QtCore import QObject, Signal, Slot
 
+from engine.mix import Mix
 from models.errors import UserError
 
 
 @dataclass
 class RenderJob:
-    """One request: render ``sample_a`` (mixed with ``sample_b`` by ``alpha``) at ``sample_rate``.
+    """One request: render ``sounds`` mixed by ``weights`` (summing to 1) at ``sample_rate``.
 
     ``fresh`` marks a new sound (the keys of the previous one are dropped when this job's first key
     lands); a mix change keeps the old keys until each is replaced. ``cancel`` is set when a newer
@@ -26,9 +27,8 @@ class RenderJob:
     """
 
     id: int
-    sample_a: Any
-    sample_b: Any | None
-    alpha: float
+    sounds: tuple[Any, ...]
+    weights: tuple[float, ...]
     sample_rate: int
     fresh: bool
     refine: Any | None = None
@@ -39,8 +39,24 @@ class RenderJob:
     refined_landed: int = 0
 
     @property
-    def sounds(self) -> list[Any]:
-        return [s for s in (self.sample_a, self.sample_b) if s is not None]
+    def sample_a(self) -> Any:
+        return self.sounds[0]
+
+    @property
+    def sample_b(self) -> Any | None:
+        """The second sound of a two-sound mix (the A <-> B slider), else None."""
+        return self.sounds[1] if len(self.sounds) == 2 else None
+
+    @property
+    def alpha(self) -> float:
+        """The second sound's share in a two-sound mix, else 0."""
+        return self.weights[1] if len(self.sounds) == 2 else 0.0
+
+    def engine_sounds(self) -> tuple[Any, ...]:
+        """The engine's sound arguments: ``(a,)``, ``(a, b, alpha)``, or ``(Mix,)`` of three or four sounds."""
+        if len(self.sounds) <= 2:
+            return (self.sample_a, self.sample_b, self.alpha)
+        return (Mix.of(self.sounds, self.weights),)
 
 
 class RenderWorker(QObject):
@@ -89,6 +105,6 @@ class RenderWorker(QObject):
 
     def _render(self, job: RenderJob, refine: Any | None) -> None:
         """One pass over the keys; ``refine`` None: H's conditioning, else the (cached) refined one."""
-        self.engine.render(job.sample_a, job.sample_b, job.alpha, cancel=job.cancel,
+        self.engine.render(*job.engine_sounds(), cancel=job.cancel,
                            on_key=lambda midi, key: self.keyReady.emit(job.id, midi, key, refine is not None),
                            sample_rate=job.sample_rate, refine=refine)

@@ -1,4 +1,4 @@
-"""A drop slot (A or B): a sound's name, its root (detected, or set by hand), waveform and mel views;
+"""A drop slot (A to D): a sound's name, its root (detected, or set by hand), waveform and mel views;
 open, clear, errors."""
 from __future__ import annotations
 
@@ -98,7 +98,7 @@ def waveform_envelope(samples: np.ndarray, points: int = 1200) -> tuple[np.ndarr
 
 
 class SampleSlot(QFrame):
-    """One of the two sound slots. Emits ``fileChosen(path)`` for a drop or the dialog, ``cleared``, and
+    """One of the four sound slots. Emits ``fileChosen(path)`` for a drop or the dialog, ``cleared``, and
     ``rootChosen(midi)`` when the user sets the root (None: back to the detected one)."""
 
     fileChosen = Signal(str)
@@ -111,7 +111,7 @@ class SampleSlot(QFrame):
         self.setObjectName(f"slot{slot}")
         self.setAcceptDrops(True)
         self.setFrameShape(QFrame.StyledPanel)
-        self.setMinimumWidth(320)
+        self.setMinimumWidth(300)
         self.title = QLabel(f"<b>{slot}</b>")
         self.name = QLabel("Drop a sound here")
         self.name.setTextInteractionFlags(Qt.TextSelectableByMouse)
@@ -132,8 +132,8 @@ class SampleSlot(QFrame):
         self.error.hide()
         self.wave_plot = pg.PlotWidget()
         self.mel_plot = pg.PlotWidget()
-        self.wave_plot.setFixedHeight(70)
-        self.mel_plot.setMinimumHeight(90)
+        self.wave_plot.setFixedHeight(44)
+        self.mel_plot.setMinimumHeight(56)
         for plot in (self.wave_plot, self.mel_plot):
             plot.hideAxis("bottom")
             plot.hideAxis("left")

@@ -1,12 +1,16 @@
-"""What the sampler remembers between runs (QSettings): devices, last samples and their roots, mix,
-envelope, volume, refinement strength."""
+"""What the sampler remembers between runs (QSettings): devices, last samples and their roots, mix and
+pad position, envelope, volume, refinement strength, recent instruments."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from PySide6.QtCore import QSettings
 
 from engine.envelope import Envelope
+
+
+RECENT = 8   # recent instruments kept
 
 
 def default_settings() -> QSettings:
@@ -88,6 +92,36 @@ class AppSettings:
     @alpha.setter
     def alpha(self, value: float) -> None:
         self._set("mix/alpha", float(value))
+
+    @property
+    def pad(self) -> tuple[float, float]:
+        """The morph pad's puck, each coordinate in [0, 1]."""
+        return tuple(min(max(float(self._get(f"mix/pad_{axis}", 0.0, float)), 0.0), 1.0)  # type: ignore[return-value]
+                     for axis in "xy")
+
+    @pad.setter
+    def pad(self, position: tuple[float, float]) -> None:
+        for axis, value in zip("xy", position):
+            self.store.setValue(f"mix/pad_{axis}", float(value))
+        self.store.sync()
+
+    @property
+    def recent_instruments(self) -> list[Path]:
+        """Saved instruments opened or saved lately, newest first (at most ``RECENT``)."""
+        try:
+            paths = json.loads(str(self._get("instruments/recent", "[]", str)))
+        except ValueError:
+            return []
+        return [Path(p) for p in paths if isinstance(p, str) and p][:RECENT] if isinstance(paths, list) else []
+
+    def add_recent_instrument(self, path: Path) -> None:
+        path = Path(path).absolute()
+        paths = [path] + [p for p in self.recent_instruments if p != path]
+        self._set("instruments/recent", json.dumps([str(p) for p in paths[:RECENT]]))
+
+    def forget_recent_instrument(self, path: Path) -> None:
+        paths = [p for p in self.recent_instruments if p != Path(path).absolute()]
+        self._set("instruments/recent", json.dumps([str(p) for p in paths]))
 
     @property
     def volume(self) -> float:
