@@ -136,7 +136,7 @@ class MorphPad(QWidget):
         p.drawEllipse(at, 5 + (10 * weight if filled else 0), 5 + (10 * weight if filled else 0))
         name = self.names.get(corner, "empty")
         text = f"{corner} {name}" + (f" {100 * weight:.0f} %" if filled else "")
-        p.setPen(QColor("#e8e8e8") if filled else QColor("#80868f"))
+        p.setPen(self.palette().windowText().color() if filled else QColor("#80868f"))
         width = self.width() / 2 - 4
         box = QRectF(2 if cx == 0 else self.width() / 2 + 2, 2 if cy == 0 else self.height() - 18, width, 16)
         p.drawText(box, (Qt.AlignLeft if cx == 0 else Qt.AlignRight) | Qt.AlignVCenter,

@@ -90,7 +90,9 @@ def test_a_pad_move_rerenders_in_the_background_and_a_newer_one_cancels_it(qtbot
     assert window.instrument.job.weights == tuple(pad_weights(0.8, 0.1, "ABCD").values())
     last = engine.calls[-1]["keys"]
     assert len(last) == 88 and all(key is last[m] for m, key in window.instrument.keys.items())
-    assert len(engine.calls[0]["keys"]) < 88 and engine.calls[-1]["sound"] == "c4 + pluck + low + high"
+    # The older render stopped between keys, or never started when the worker found it superseded.
+    assert len(engine.calls) == 1 or (len(engine.calls) == 2 and len(engine.calls[0]["keys"]) < 88)
+    assert engine.calls[-1]["sound"] == "c4 + pluck + low + high"
     assert window.settings.pad == pytest.approx((0.3, 0.6))    # the pad's own last resting place
 
 
