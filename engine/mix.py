@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from engine.instrument import Sample
 
 CORNERS = ("A", "B", "C", "D")   # the pad's corners: top-left, top-right, bottom-left, bottom-right
+CORNER_XY = {"A": (0.0, 0.0), "B": (1.0, 0.0), "C": (0.0, 1.0), "D": (1.0, 1.0)}
 WEIGHT_TOLERANCE = 1e-6          # how far from 1 a mix's weights may add up
 
 
@@ -107,3 +108,10 @@ def slot_weights(filled: Sequence[str], alpha: float, pad: tuple[float, float]) 
         alpha = min(max(float(alpha), 0.0), 1.0)
         return {filled[0]: 1.0 - alpha, filled[1]: alpha}
     return pad_weights(pad[0], pad[1], filled)
+
+
+def pad_from_alpha(first: str, second: str, alpha: float) -> tuple[float, float]:
+    """The pad position between corners ``first`` and ``second`` at the second one's share ``alpha``
+    (on an edge of the pad its bilinear weights are exactly ``1 - alpha`` and ``alpha``)."""
+    (x0, y0), (x1, y1) = CORNER_XY[first], CORNER_XY[second]
+    return (1 - alpha) * x0 + alpha * x1, (1 - alpha) * y0 + alpha * y1
