@@ -99,6 +99,7 @@ class Conditioning:
     """What G needs for any key of one timbre: h ``[1, h_dim]`` and offsets ``{layer: [1, C_out, C_in]}``.
 
     ``mel_correction [n_mels]`` (natural-log gain per mel bin, from refinement) is added to every key.
+    ``z [1, z_dim]`` is G's noise input (None: zeros, the main variation; see engine/variations.py).
     """
 
     h: torch.Tensor
@@ -106,6 +107,7 @@ class Conditioning:
     root_note: int
     mel_correction: torch.Tensor | None = None
     refined: bool = False
+    z: torch.Tensor | None = None
 
 
 class Engine:
@@ -122,7 +124,8 @@ class Engine:
         self.num_threads = int(num_threads or cpu_cores())
         self.workers = self.num_threads if self.device.type == "cpu" else 1
         configure_threads(1 if self.device.type == "cpu" else self.num_threads)
-        self.nets = load_networks(weights_dir or default_weights_dir(), self.device, vocoder, classes,
+        self.weights_dir = Path(weights_dir or default_weights_dir())
+        self.nets = load_networks(self.weights_dir, self.device, vocoder, classes,
                                   dict(n_iter=cfg.griffin_lim_iters, project_mel=cfg.griffin_lim_project))
         self.mel_cfg = self.nets.mel
         self._log_mel = LogMel(self.mel_cfg).to(self.device)
@@ -275,7 +278,7 @@ class Engine:
     def render_mels(self, cond: Conditioning, midi_notes: list[int]) -> torch.Tensor:
         """Log-mels ``[B, n_mels, n_frames]`` of the given keys in one G forward."""
         midi = torch.tensor(midi_notes, dtype=torch.long, device=self.device)
-        mels = self._G(cond.h, midi, cond.deltas)
+        mels = self._G(cond.h, midi, cond.deltas, cond.z)
         if cond.mel_correction is not None:
             mels = mels + cond.mel_correction[None, :, None]
         return mels
@@ -385,10 +388,15 @@ class Engine:
     def _cancelled(self, generation: int, cancel: threading.Event | None) -> bool:
         return generation != self._generation or (cancel is not None and cancel.is_set())
 
-    def _G(self, h: torch.Tensor, midi: torch.Tensor, deltas: dict[str, torch.Tensor] | None) -> torch.Tensor:
-        """G(h, z = 0, midi; offsets) for a batch of keys sharing one timbre ``h [1, h_dim]``."""
+    def _G(self, h: torch.Tensor, midi: torch.Tensor, deltas: dict[str, torch.Tensor] | None,
+           z: torch.Tensor | None = None) -> torch.Tensor:
+        """G(h, z, midi; offsets) for a batch of keys sharing one timbre ``h [1, h_dim]`` and noise
+        ``z [1, z_dim]`` (None: zeros)."""
         batch = midi.shape[0]
-        z = torch.zeros(batch, self.nets.z_dim, device=self.device)
+        if z is None:
+            z = torch.zeros(batch, self.nets.z_dim, device=self.device)
+        else:
+            z = z.to(self.device).expand(batch, -1)
         if deltas is not None:
             deltas = {name: d.expand(batch, -1, -1) for name, d in deltas.items()}  # [B, C_out, C_in], no copy
         return self.nets.G(h.expand(batch, -1), z, midi, deltas=deltas)
