@@ -26,7 +26,7 @@ import torchaudio
 
 from engine.cache import TensorCache
 from engine.device import configure_threads, cpu_cores, resolve_device
-from engine.key_cache import KeySample
+from engine.key_cache import KeySample, VariantKey, Variations
 from engine.keys import KeyConfig, batches, finish_key, loudness_db, progressive_order
 from engine.networks import NetworkClasses, load_networks
 from engine.pipeline import ordered_map
@@ -38,6 +38,7 @@ from models.signal.mel import LogMel, MelInverter
 from models.units import ALL_KEYS, HIGHEST_KEY, LOWEST_KEY, OUTPUT_SAMPLE_RATE, clamp_key
 
 OnKey = Callable[[int, KeySample], None]
+OnVariant = Callable[[int, int, int, KeySample], None]   # midi, velocity layer, round robin, key
 
 
 def default_weights_dir() -> Path:
@@ -341,39 +342,85 @@ class Engine:
         cross-faded into the generated keys over the next two (single sounds only, not mixes).
         """
         generation = self._next_generation()
-        keys = sorted(set(int(k) for k in keys))
-        bad = [k for k in keys if not LOWEST_KEY <= k <= HIGHEST_KEY]
-        if bad or not keys:
-            raise UserError(f"keys must be MIDI notes {LOWEST_KEY}-{HIGHEST_KEY}, got {bad or 'none'}")
+        keys = _checked_keys(keys)
         rate = int(sample_rate or self.cfg.output_rate)
         stop = _StopFlag(self, generation, cancel)
         cond = self.conditioning(sample_a, sample_b, alpha, refine, stop, on_refine)
         if stop.is_set():
             return {}
-        # On CPU one key per G call is cheapest (measured 81 ms/key alone, 107 in fours, 135 in 16s).
-        max_batch = self.cfg.max_batch or (1 if self.device.type == "cpu" else 64)
-        todo = list(batches(progressive_order(keys, cond.root_note), max_batch))
-        # Several batches (G, inversion, resampling) at once on single-threaded workers; keys still
-        # land in progressive order. One worker: computed here, lazily.
+        todo = [(cond, batch) for batch in batches(progressive_order(keys, cond.root_note), self._max_batch())]
         near = NearRoot(sample_a, near_root) if near_root > 0 and sample_b is None else None
-        if self.workers > 1:
-            waves_of = ordered_map(lambda batch: self.render_waves(cond, batch, rate, near), todo, self.workers)
-        else:
-            waves_of = (self.render_waves(cond, batch, rate, near) for batch in todo)
         done: dict[int, KeySample] = {}
+
+        def land(_: int, midi: int, wave: np.ndarray) -> None:
+            done[midi] = finish_key(Audio(wave, rate), midi, self.cfg.key)
+            if on_key is not None:
+                on_key(midi, done[midi])
+
+        self._render_jobs(todo, rate, near, generation, cancel, land)
+        return done
+
+    def render_variations(self, sample_a: Sample, sample_b: Sample | None = None, alpha: float = 0.0,
+                          variations: Variations = Variations(), keys: Iterable[int] = ALL_KEYS,
+                          on_variant: OnVariant | None = None, cancel: threading.Event | None = None,
+                          sample_rate: int | None = None, refine: RefineConfig | None = None,
+                          near_root: int = 0) -> dict[VariantKey, KeySample]:
+        """The other velocity layers and round robins of :meth:`render`'s keys -> {(midi, layer, rr): KeySample}.
+
+        Same arguments as :meth:`render` (call it after, so the conditioning is cached) plus
+        ``variations`` (engine/variations.py); the main variation, ``(midi, main_layer, 0)``, is
+        render's key and not rendered again. Pass by pass (see ``Variations.passes``), each pass
+        outward from the root; ``on_variant(midi, layer, rr, key)`` as each lands; cancelled like render.
+        """
+        from engine.variations import variant_conditionings
+
+        generation = self._next_generation()
+        keys = _checked_keys(keys)
+        rate = int(sample_rate or self.cfg.output_rate)
+        stop = _StopFlag(self, generation, cancel)
+        cond = self.conditioning(sample_a, sample_b, alpha, refine, stop)
+        if stop.is_set():
+            return {}
+        conds = variant_conditionings(self, cond, variations)
+        order, size = progressive_order(keys, cond.root_note), self._max_batch()
+        todo = [(c, batch) for c in conds.values() for batch in batches(order, size, first=size)]
+        passes = [name for name in conds for _ in batches(order, size, first=size)]
+        near = NearRoot(sample_a, near_root) if near_root > 0 and sample_b is None else None
+        done: dict[VariantKey, KeySample] = {}
+
+        def land(job: int, midi: int, wave: np.ndarray) -> None:
+            layer, rr = passes[job]
+            key = done[(midi, layer, rr)] = finish_key(Audio(wave, rate), midi, self.cfg.key)
+            if on_variant is not None:
+                on_variant(midi, layer, rr, key)
+
+        self._render_jobs(todo, rate, near, generation, cancel, land)
+        return done
+
+    def _max_batch(self) -> int:
+        # On CPU one key per G call is cheapest (measured 81 ms/key alone, 107 in fours, 135 in 16s).
+        return self.cfg.max_batch or (1 if self.device.type == "cpu" else 64)
+
+    def _render_jobs(self, todo: list[tuple[Conditioning, list[int]]], rate: int, near: NearRoot | None,
+                     generation: int, cancel: threading.Event | None,
+                     land: Callable[[int, int, np.ndarray], None]) -> None:
+        """Render ``(conditioning, keys)`` jobs; ``land(job index, midi, wave)`` in order until cancelled.
+
+        Several jobs (G, inversion, resampling) at once on single-threaded workers; one worker:
+        computed here, lazily.
+        """
+        render = lambda job: self.render_waves(job[0], job[1], rate, near)  # noqa: E731
+        waves_of = ordered_map(render, todo, self.workers) if self.workers > 1 else (render(job) for job in todo)
         try:
-            for batch in todo:
+            for i, (_, batch) in enumerate(todo):
                 if self._cancelled(generation, cancel):
-                    break
+                    return
                 for midi, wave in zip(batch, next(waves_of)):
                     if self._cancelled(generation, cancel):
-                        return done
-                    done[midi] = finish_key(Audio(wave, rate), midi, self.cfg.key)
-                    if on_key is not None:
-                        on_key(midi, done[midi])
+                        return
+                    land(i, midi, wave)
         finally:
             waves_of.close()
-        return done
 
     def cancel_all(self) -> None:
         """Stop every render in progress (each returns what it has finished)."""
@@ -406,6 +453,15 @@ class Engine:
             self._resamplers[sample_rate] = torchaudio.transforms.Resample(
                 self.mel_cfg.sample_rate, sample_rate).to(self.device)
         return self._resamplers[sample_rate]
+
+
+def _checked_keys(keys: Iterable[int]) -> list[int]:
+    """``keys`` sorted, without repeats; UserError unless all are piano keys (and some are given)."""
+    keys = sorted(set(int(k) for k in keys))
+    bad = [k for k in keys if not LOWEST_KEY <= k <= HIGHEST_KEY]
+    if bad or not keys:
+        raise UserError(f"keys must be MIDI notes {LOWEST_KEY}-{HIGHEST_KEY}, got {bad or 'none'}")
+    return keys
 
 
 class _StopFlag:
