@@ -11,12 +11,14 @@ from models.errors import AudioFileError, UserError
 
 if TYPE_CHECKING:   # the engine loads torch: imported when a command runs, not for --help
     from engine.instrument import Engine, Sample
+    from engine.key_cache import Variations
     from engine.refine import RefineConfig
 
 EXAMPLES = """examples:
   hypergan render pluck.wav --out packs/
   hypergan render pluck.wav --mix organ.wav --alpha 0.3 --keys 36-96 --out packs/ --name pluckorgan --format all
   hypergan render voice.flac --out packs/ --format sfz,wav --vocoder griffinlim --force --refine 0
+  hypergan render pluck.wav --out packs/ --round-robins 3 --velocity-layers 3 --format all
 """
 
 
@@ -48,6 +50,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "1 the default refinement (a few seconds per sound on CPU)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: one per core)")
     parser.add_argument("--release", type=float, default=0.3, help="release time written to the pack (s)")
+    parser.add_argument("--round-robins", type=int, default=1, metavar="N",
+                        help="samples per key and velocity layer, played in turn: 1 (off) to 8; each is G's "
+                             "noise and h moved slightly, like striking the same instrument again")
+    parser.add_argument("--velocity-layers", type=int, default=1, metavar="N",
+                        help="velocity layers: 1 (off) to 5; softer layers move the timbre along the velocity "
+                             "direction learnt from real notes (duller, slower), on top of the velocity gain")
 
 
 def parse_keys(text: str) -> list[int]:
@@ -73,8 +81,8 @@ def parse_keys(text: str) -> list[int]:
 class Progress:
     """A one-line progress bar on stderr."""
 
-    def __init__(self, total: int, width: int = 30) -> None:
-        self.total, self.width, self.done = total, width, 0
+    def __init__(self, total: int, width: int = 30, unit: str = "keys") -> None:
+        self.total, self.width, self.done, self.unit = total, width, 0, unit
         self.start = time.perf_counter()
         self.first_s: float | None = None
 
@@ -84,7 +92,7 @@ class Progress:
         if self.first_s is None:
             self.first_s = elapsed
         filled = self.width * self.done // self.total
-        line = f"rendering [{'#' * filled}{'-' * (self.width - filled)}] {self.done}/{self.total} keys  {elapsed:5.1f} s"
+        line = f"rendering [{'#' * filled}{'-' * (self.width - filled)}] {self.done}/{self.total} {self.unit}  {elapsed:5.1f} s"
         if sys.stderr.isatty():
             print("\r" + line, end="", file=sys.stderr, flush=True)
         elif self.done == self.total or (10 * self.done) // self.total > (10 * (self.done - 1)) // self.total:
@@ -132,7 +140,9 @@ def default_name(sample: Path, mix: Path | None, alpha: float) -> str:
 def run(args: argparse.Namespace) -> int:
     from engine.export import check_formats, check_target, export_pack
     from engine.instrument import Engine, EngineConfig
+    from engine.key_cache import Variations
     from engine.refine import DEFAULT_REFINEMENT
+    from engine.variations import velocity_timbre_for
 
     keys = parse_keys(args.keys)
     refine = DEFAULT_REFINEMENT.at_strength(parse_strength(args.refine))
@@ -145,6 +155,7 @@ def run(args: argparse.Namespace) -> int:
     alpha = 0.5 if args.alpha is None else args.alpha
     if not 0.0 <= alpha <= 1.0:
         raise UserError(f"--alpha must lie within [0, 1], got {alpha}")
+    variations = Variations(round_robins=args.round_robins, velocity_layers=args.velocity_layers)
     if args.rate < 8000 or args.rate > 192000:
         raise UserError(f"--rate {args.rate}: use a rate between 8000 and 192000 Hz")
     sample_path = Path(args.sample)
@@ -159,6 +170,7 @@ def run(args: argparse.Namespace) -> int:
 
     engine = Engine(args.weights, device=args.device, vocoder=args.vocoder,
                     cfg=EngineConfig(output_rate=args.rate), num_threads=args.threads)
+    velocity_timbre_for(engine, variations)      # a missing velocity asset fails now, not after the keys
     a = engine.load_sample(sample_path, midi=args.root)
     b = engine.load_sample(mix_path) if mix_path else None
     for s in (a, b):
@@ -171,9 +183,25 @@ def run(args: argparse.Namespace) -> int:
     progress = Progress(len(keys))
     rendered = engine.render(a, b, alpha, keys=keys, on_key=progress, refine=refine, near_root=args.near_root)
     progress.finish()
-    pack = export_pack(rendered, name, args.out, formats=formats, force=args.force, release_s=args.release)
     print(f"first key {progress.first_s or 0:.2f} s, {len(rendered)} keys in "
           f"{time.perf_counter() - progress.start:.1f} s ({engine.nets.vocoder_name}, {engine.device})",
           file=sys.stderr)
+    variants = render_variations(engine, (a, b, alpha), keys, variations, refine, args.near_root)
+    pack = export_pack(rendered, name, args.out, formats=formats, force=args.force, release_s=args.release,
+                       variants=variants, variations=variations)
     print(pack)
     return 0
+
+
+def render_variations(engine: Engine, sounds: tuple, keys: list[int], variations: Variations,
+                      refine: RefineConfig | None, near_root: int) -> dict:
+    """The velocity layers and round robins beyond the main keys (progress on stderr); {} when off."""
+    if variations.count == 1:
+        return {}
+    progress = Progress(len(keys) * (variations.count - 1), unit="samples")
+    variants = engine.render_variations(*sounds, variations=variations, keys=keys, refine=refine, near_root=near_root,
+                                        on_variant=lambda midi, layer, rr, key: progress(midi, key))
+    progress.finish()
+    print(f"{variations.velocity_layers} velocity layer(s) x {variations.round_robins} round robin(s): "
+          f"{len(variants)} more samples in {time.perf_counter() - progress.start:.1f} s", file=sys.stderr)
+    return variants

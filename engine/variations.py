@@ -118,9 +118,15 @@ def variant(cond: Conditioning, layer: int, rr: int, v: Variations, velocity: Ve
     return replace(cond, h=normalize_h(h + move) if bool(move.any()) else h, z=z)
 
 
+def velocity_timbre_for(engine: Engine, v: Variations) -> VelocityTimbre | None:
+    """What ``v``'s velocity layers need from ``engine``'s weights folder (None: no layers); raises
+    CheckpointError early, before any rendering, when the asset is missing or does not fit f."""
+    if v.velocity_layers == 1 or v.velocity_strength == 0:
+        return None
+    return find_velocity_timbre(engine.weights_dir, engine.nets.f.cfg.h_dim)
+
+
 def variant_conditionings(engine: Engine, cond: Conditioning, v: Variations) -> dict[tuple[int, int], Conditioning]:
     """``{(layer, rr): Conditioning}`` of every variation but the main one, in render order."""
-    velocity = None
-    if v.velocity_layers > 1 and v.velocity_strength != 0:
-        velocity = find_velocity_timbre(engine.weights_dir, cond.h.shape[1])
+    velocity = velocity_timbre_for(engine, v)
     return {(layer, rr): variant(cond, layer, rr, v, velocity, engine.nets.z_dim) for layer, rr in v.passes()}
