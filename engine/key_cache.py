@@ -52,16 +52,18 @@ class Variations:
 
     Velocity layers split 1..127 into equal ranges, softest first. The layer holding
     ``reference_velocity`` (the level the loaded sound is taken to be played at) is the *main* layer:
-    its round robin 0 is the plain render (z = 0, the sound's own h). Round robin ``i > 0`` moves G's
-    noise input to ``rr_z_scale`` times a seeded z and h by ``rr_h_scale`` times a seeded direction;
-    another layer moves h along the learnt velocity direction (``velocity_strength`` scales it).
-    The scales were picked by ``bench/variations.py`` (docs/playing.md).
+    its round robin 0 is the plain render (z = 0, the sound's own h). Round robin ``i > 0`` moves h by
+    ``rr_h_scale`` times a seeded direction and, if ``rr_z_scale`` > 0, sets G's noise input to a
+    seeded z (G normalises z, so any non-zero scale is a whole new z: measured by
+    ``bench/variations.py`` as further apart than neighbouring keys, hence off by default; h x 0.1
+    stays well below them, docs/playing.md). Another layer moves h along the learnt velocity
+    direction (``velocity_strength`` scales it).
     """
 
     round_robins: int = 3
     velocity_layers: int = 3
-    rr_z_scale: float = 1.0
-    rr_h_scale: float = 0.05
+    rr_z_scale: float = 0.0
+    rr_h_scale: float = 0.1
     velocity_strength: float = 1.0
     reference_velocity: int = 100
     seed: int = 0

@@ -1,8 +1,8 @@
 """Round robins and velocity layers from the model: the conditioning of each variation of a key.
 
-A round robin ``i > 0`` is the same timbre struck again: G's noise input moves from 0 to
-``rr_z_scale`` times a seeded z, and h moves by ``rr_h_scale`` times a seeded direction (h keeps RMS
-1, like f's output). A velocity layer moves h along the velocity timbre learnt from real notes of
+A round robin ``i > 0`` is the same timbre struck again: h moves by ``rr_h_scale`` times a seeded
+direction (h keeps RMS 1, like f's output) and, optionally, G's noise input moves from 0 to a seeded
+z (``rr_z_scale`` > 0; G's mapping normalises z, so its size does not matter, only that it is set). A velocity layer moves h along the velocity timbre learnt from real notes of
 one instrument played at several velocities (``assets/velocity_timbre.safetensors``; fitted by
 ``bench/velocity_timbre.py``, described in ``assets/MODEL_CARD.md``): the mean of
 ``h(velocity) - h(reference)`` over SoundFont presets, per velocity. The offsets of H (and any
@@ -113,7 +113,7 @@ def variant(cond: Conditioning, layer: int, rr: int, v: Variations, velocity: Ve
     z = None
     if rr > 0:
         z_rr, u_rr = seeded_noise(v.seed, rr, z_dim, h.shape[1])
-        z = (v.rr_z_scale * z_rr).to(h)
+        z = (v.rr_z_scale * z_rr).to(h) if v.rr_z_scale != 0 else None
         move = move + v.rr_h_scale * u_rr.to(h)
     return replace(cond, h=normalize_h(h + move) if bool(move.any()) else h, z=z)
 

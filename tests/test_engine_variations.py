@@ -54,9 +54,11 @@ def test_variant_conditioning_moves_z_and_h_as_configured(engine: Engine) -> Non
     sample = engine.load_sample(Audio(plucked_string(52, duration_s=1.0), 16000))
     cond = engine.conditioning(sample)
     velocity = load_velocity_timbre(engine.weights_dir / VELOCITY_FILE, cond.h.shape[1])
-    v = Variations(round_robins=3, velocity_layers=3, rr_h_scale=0.0)
+    v = Variations(round_robins=3, velocity_layers=3, rr_h_scale=0.0, rr_z_scale=1.0)
     same_h = variant(cond, v.main_layer, 1, v, velocity, engine.nets.z_dim)
     assert torch.equal(same_h.h, cond.h) and same_h.z is not None and same_h.deltas is cond.deltas
+    moved_h = variant(cond, v.main_layer, 2, Variations(), velocity, engine.nets.z_dim)   # the defaults: h only
+    assert moved_h.z is None and (moved_h.h - cond.h).square().mean().sqrt().item() == pytest.approx(0.1, rel=0.3)
     softer = variant(cond, 0, 0, v, velocity, engine.nets.z_dim)
     assert softer.z is None and not torch.equal(softer.h, cond.h)
     assert softer.h.square().mean().item() == pytest.approx(1.0, rel=1e-4)   # h stays on f's sphere
