@@ -92,6 +92,7 @@ class VoiceMixer:
         # Round robins: the last one played per note, and (random mode) a precomputed sequence of
         # fractions that pick how far to skip, so the callback draws no random numbers.
         self._rr_last = [-1] * 128
+        self.random_round_robin = self.cfg.random_round_robin   # a bool the callback reads: switchable live
         rng = np.random.default_rng(self.cfg.round_robin_seed)
         self._rr_draws = [float(u) for u in rng.random(RR_DRAWS)]
         self._rr_draw = 0
@@ -242,7 +243,7 @@ class VoiceMixer:
         last = self._rr_last[note]
         if n == 1:
             i = 0
-        elif self.cfg.random_round_robin and last >= 0:
+        elif self.random_round_robin and last >= 0:
             i = (last + 1 + int(self._rr_draws[self._rr_draw] * (n - 1))) % n
             self._rr_draw = (self._rr_draw + 1) % RR_DRAWS
         else:
