@@ -99,8 +99,9 @@ class NearRoot:
 class Conditioning:
     """What G needs for any key of one timbre: h ``[1, h_dim]`` and offsets ``{layer: [1, C_out, C_in]}``.
 
-    ``mel_correction [n_mels]`` (natural-log gain per mel bin, from refinement) is added to every key.
-    ``z [1, z_dim]`` is G's noise input (None: zeros, the main variation; see engine/variations.py).
+    ``mel_correction`` (natural-log gain per mel bin ``[n_mels]``, or per bin and frame ``[n_mels,
+    n_frames]``, from refinement) is added to every key. ``z [1, z_dim]`` is G's noise input (None:
+    zeros, the main variation; see engine/variations.py).
     """
 
     h: torch.Tensor
@@ -249,15 +250,17 @@ class Engine:
         keys, target_mels = targets(wave, base.root_note, self._log_mel, cfg, LOWEST_KEY, HIGHEST_KEY)
         h = base.h.clone()                                         # out of inference mode: autograd may see it
         start = {n: d.clone() for n, d in (base.deltas or self._zero_deltas()).items()}
-        result = refine_offsets(lambda midi, d: self._G(h, midi, d), start, keys, target_mels, cfg,
-                                cancel, progress)
+        pitch_keys = [base.root_note + o for o in cfg.pitch_keys if LOWEST_KEY <= base.root_note + o <= HIGHEST_KEY]
+        result = refine_offsets(lambda midi, d: self._G(h, midi, d), start, keys, target_mels, cfg, cancel, progress,
+                                torch.tensor(pitch_keys, dtype=torch.long, device=self.device) if pitch_keys else None)
         if result.steps_done < cfg.steps:
             return None
         entry = {f"delta.{n}": d for n, d in result.deltas.items()}
         if cfg.mel_correction > 0:
             with torch.no_grad():
                 out = self._G(h, keys[:1], result.deltas)[0]
-            entry["mel_correction"] = mel_gap(out, target_mels[0], cfg)
+            root_hz = 440.0 * 2.0 ** ((base.root_note - 69) / 12.0)
+            entry["mel_correction"] = mel_gap(out, target_mels[0], cfg, self.mel_cfg.band_centres_hz(), root_hz)
         return entry
 
     def _peak_normalised(self, sample: Sample) -> torch.Tensor:
@@ -281,7 +284,8 @@ class Engine:
         midi = torch.tensor(midi_notes, dtype=torch.long, device=self.device)
         mels = self._G(cond.h, midi, cond.deltas, cond.z)
         if cond.mel_correction is not None:
-            mels = mels + cond.mel_correction[None, :, None]
+            correction = cond.mel_correction                          # [n_mels] or [n_mels, n_frames]
+            mels = mels + (correction[None, :, None] if correction.dim() == 1 else correction[None])
         return mels
 
     @torch.inference_mode()
