@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from engine.key_cache import KeySample
+from engine.key_cache import PLAIN, KeySample, VariantKey, Variations
 from engine.voice_events import EventQueue
 from engine.envelope import Envelope
 from engine.voices import MixerConfig, VoiceMixer
@@ -81,6 +81,9 @@ class AudioOutput:
         self.block_size = block_size
         self.n_voices = n_voices
         self._keys: dict[int, KeySample] = {}
+        self._variants: dict[VariantKey, KeySample] = {}
+        self._variations = PLAIN
+        self._random_rr = False
         self._envelope = Envelope()
         self._volume = 0.5
         self.mixer = self._new_mixer(OUTPUT_SAMPLE_RATE, 2)
@@ -90,10 +93,11 @@ class AudioOutput:
         self.status = "No audio output opened"
 
     def _new_mixer(self, sample_rate: int, channels: int) -> VoiceMixer:
-        cfg = MixerConfig(sample_rate=sample_rate, block_size=self.block_size, channels=channels, n_voices=self.n_voices)
+        cfg = MixerConfig(sample_rate=sample_rate, block_size=self.block_size, channels=channels, n_voices=self.n_voices,
+                          random_round_robin=self._random_rr)
         mixer = VoiceMixer(cfg, self._envelope)
         mixer.set_volume(self._volume)
-        mixer.set_keys(self._keys)
+        mixer.set_keys(self._keys, self._variants, self._variations)
         return mixer
 
     @property
@@ -159,9 +163,16 @@ class AudioOutput:
         """The current mixer's queue for ``producer`` (GUI or MIDI); read afresh for every event."""
         return self.mixer.queue(producer)
 
-    def set_keys(self, keys: dict[int, KeySample]) -> None:
-        self._keys = dict(keys)
-        self.mixer.set_keys(self._keys)
+    def set_keys(self, keys: dict[int, KeySample], variants: dict[VariantKey, KeySample] | None = None,
+                 variations: Variations = PLAIN) -> None:
+        """The keys to play, with their velocity layers and round robins (laid out by ``variations``)."""
+        self._keys, self._variants, self._variations = dict(keys), dict(variants or {}), variations
+        self.mixer.set_keys(self._keys, self._variants, variations)
+
+    def set_random_round_robin(self, random: bool) -> None:
+        """Round robins in a random order (never one twice running) instead of in turn."""
+        self._random_rr = bool(random)
+        self.mixer.random_round_robin = self._random_rr
 
     def set_envelope(self, envelope: Envelope) -> None:
         self._envelope = envelope

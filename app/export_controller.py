@@ -8,7 +8,7 @@ from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtWidgets import QApplication, QFileDialog, QMessageBox, QWidget
 
 from app.settings import AppSettings
-from engine.key_cache import KeySample
+from engine.key_cache import PLAIN, KeySample, VariantKey, Variations
 from models.errors import UserError
 
 ChooseFolder = Callable[[QWidget | None, Path | None], Path | None]
@@ -39,8 +39,10 @@ class ExportController(QObject):
         self.confirm_replace = confirm_replace
 
     def export(self, keys: dict[int, KeySample], name: str, parent: QWidget | None = None,
-               release_s: float = 0.3) -> Path | None:
-        """Write the pack into a folder the user picks; ``release_s`` becomes the packs' release time."""
+               release_s: float = 0.3, variants: dict[VariantKey, KeySample] | None = None,
+               variations: Variations = PLAIN) -> Path | None:
+        """Write the pack into a folder the user picks; ``release_s`` becomes the packs' release time;
+        ``variants`` are the keys' velocity layers and round robins (laid out by ``variations``)."""
         if not keys:
             self.failed.emit("Nothing to export yet: drop a sound and let it render")
             return None
@@ -53,11 +55,13 @@ class ExportController(QObject):
         QApplication.setOverrideCursor(Qt.WaitCursor)
         try:
             try:
-                path = export_pack(keys, name, folder, formats=FORMATS, release_s=release_s)
+                path = export_pack(keys, name, folder, formats=FORMATS, release_s=release_s, variants=variants,
+                                   variations=variations)
             except PackExistsError:
                 if not self.confirm_replace(parent, folder / safe_name(name)):
                     return None
-                path = export_pack(keys, name, folder, formats=FORMATS, force=True, release_s=release_s)
+                path = export_pack(keys, name, folder, formats=FORMATS, force=True, release_s=release_s,
+                                   variants=variants, variations=variations)
         except UserError as exc:
             self.failed.emit(f"Export failed: {exc}")
             return None

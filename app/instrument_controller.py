@@ -13,6 +13,9 @@ With refinement on (a strength above 0), a request's quick unrefined keys are fo
 refinement of each sound and a second pass whose keys replace the first ones as they land. A
 strength change keeps the keys playing until the refined ones replace them. A root override reloads
 the sound's audio at the given root (``Engine.load_sample(..., midi=root)``).
+
+Velocity layers and round robins (``set_variations``) render after the final keys, in the same
+job; they reach the mixer as they land, and the previous request's go when its first key lands.
 """
 from __future__ import annotations
 
@@ -26,7 +29,7 @@ from PySide6.QtCore import QObject, QThread, Signal
 
 from app.audio_output import AudioOutput
 from app.render_worker import RenderJob, RenderWorker
-from engine.key_cache import KeySample
+from engine.key_cache import PLAIN, KeySample, VariantKey, Variations
 from engine.mix import CORNERS, pad_from_alpha, pad_weights, slot_weights
 from models.signal.audio import Audio
 from models.errors import UserError
@@ -87,6 +90,8 @@ class InstrumentController(QObject):
         self.pad = (0.0, 0.0)                # the morph pad's puck (three or four sounds)
         self.refine_strength = 1.0           # 0: no refinement; 1: the engine's default
         self.keys: dict[int, KeySample] = {}
+        self.variations: Variations = PLAIN  # velocity layers and round robins (rendered after the keys)
+        self.variants: dict[VariantKey, KeySample] = {}
         self.fresh: set[int] = set()
         self.job: RenderJob | None = None
         self.rendering = False
@@ -99,6 +104,7 @@ class InstrumentController(QObject):
             self._worker.moveToThread(self._thread)
             self._submit.connect(self._worker.run)
             self._worker.keyReady.connect(self._on_key)
+            self._worker.variantReady.connect(self._on_variant)
             self._worker.refineProgress.connect(self._on_refine)
             self._worker.jobDone.connect(self._on_done)
             self._thread.start()
@@ -205,11 +211,20 @@ class InstrumentController(QObject):
         self._carry_mix(before)
         if not self.samples:
             self.cancel()
+            self.variants = {}
             self._replace_keys({}, set())
             self.progress.emit(0, N_KEYS)
             self.status.emit("Drop a sound on A to play it")
         else:
             self.request(fresh=True)
+
+    def set_variations(self, variations: Variations) -> None:
+        """Velocity layers and round robins per key; re-renders, keeping the keys playing until replaced."""
+        if variations == self.variations:
+            return
+        self.variations = variations
+        if self.samples:
+            self.request(fresh=False, fast_first=False)
 
     def set_alpha(self, alpha: float) -> None:
         alpha = min(max(float(alpha), 0.0), 1.0)
@@ -264,7 +279,8 @@ class InstrumentController(QObject):
             return None
         weights = self.weights()
         job = RenderJob(next(self._ids), tuple(self.samples[s] for s in weights), tuple(weights.values()),
-                        self.audio.sample_rate, fresh, refine=self.refine_config(), fast_first=fast_first)
+                        self.audio.sample_rate, fresh, refine=self.refine_config(), fast_first=fast_first,
+                        variations=self.variations)
         self.job = job
         self.rendering = True
         self.fresh = set()        # the keys playing now are stale until this request's replace them
@@ -321,6 +337,8 @@ class InstrumentController(QObject):
             keys, fresh = {}, set()   # a new sound: the old sound's keys go now
         else:
             keys, fresh = dict(self.keys), set(self.fresh)
+        if job.landed == 0:
+            self.variants = {}        # the previous request's layers would not match the new keys
         if refined and job.refined_landed == 0:
             fresh = set()             # the unrefined keys stay playable until each is replaced
             self.status.emit(f"Rendering the refined keys of {self._describe(job)}\u2026")
@@ -330,6 +348,16 @@ class InstrumentController(QObject):
         fresh.add(midi)
         self._replace_keys(keys, fresh)
         self.progress.emit(len(fresh), N_KEYS)
+
+    def _on_variant(self, job_id: int, midi: int, layer: int, rr: int, key: KeySample) -> None:
+        job = self.job
+        if job is None or job.id != job_id or job.cancel.is_set():
+            return
+        self.variants[(midi, layer, rr)] = key
+        self.audio.set_keys(self.keys, self.variants, self.variations)
+        total = N_KEYS * (self.variations.count - 1)
+        if len(self.variants) % 8 == 1 or len(self.variants) == total:
+            self.status.emit(f"Rendering velocity layers and round robins\u2026 {len(self.variants)}/{total}")
 
     def _on_refine(self, job_id: int, name: str, step: int, steps: int) -> None:
         job = self.job
@@ -347,10 +375,12 @@ class InstrumentController(QObject):
             self.status.emit(f"Render failed: {error}")
         elif finished:
             refined = " (refined)" if job.refined_landed else ""
-            self.status.emit(f"{len(self.fresh)} keys rendered in {time.perf_counter() - job.started_s:.1f} s{refined}")
+            extra = f" + {len(self.variants)} layer and round-robin samples" if self.variants else ""
+            self.status.emit(f"{len(self.fresh)} keys{extra} rendered in "
+                             f"{time.perf_counter() - job.started_s:.1f} s{refined}")
         self.keysChanged.emit(set(self.keys), set(self.fresh))
 
     def _replace_keys(self, keys: dict[int, KeySample], fresh: set[int]) -> None:
         self.keys, self.fresh = keys, fresh
-        self.audio.set_keys(keys)
+        self.audio.set_keys(keys, self.variants, self.variations)
         self.keysChanged.emit(set(keys), set(fresh))

@@ -16,8 +16,8 @@ from PySide6.QtWidgets import QFileDialog, QMenu, QWidget
 from app.instrument_controller import InstrumentController, SoundPreview
 from app.settings import AppSettings
 from app.sound_panel import SoundPanel
-from engine.instrument_file import (SUFFIX, SavedInstrument, SavedSound, Variations, load_sound, open_instrument,
-                                    save_instrument)
+from engine.instrument_file import SUFFIX, SavedInstrument, SavedSound, load_sound, open_instrument, save_instrument
+from engine.key_cache import PLAIN
 from models.errors import UserError
 
 FILTER = f"HyperGAN instruments (*{SUFFIX});;All files (*)"
@@ -51,7 +51,7 @@ class InstrumentFiles(QObject):
         self.instrument, self.sound, self.settings = instrument, sound, settings
         self.choose_save, self.choose_open = choose_save, choose_open
         self.near_root = 0                   # settings without a control here, kept from the opened file
-        self.variations = Variations()
+        self.variations = PLAIN
         self.recent_menu: QMenu | None = None
 
     # -- saving ----------------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from app.render_progress import RenderProgress
 from app.sample_slot import SampleSlot
 from app.settings import AppSettings
 from app.sound_panel import SoundPanel
+from app.variations_panel import VariationsPanel
 
 
 class MainWindow(QMainWindow):
@@ -57,6 +58,7 @@ class MainWindow(QMainWindow):
         self.export_button.setToolTip("Write the 88 keys as an SFZ + Decent Sampler pack (24-bit WAVs)")
         self.devices = DevicePanel()
         self.sound = SoundPanel()
+        self.variations = VariationsPanel()
         self.meter = LevelMeter(self.audio.read_peak)
         self.files = InstrumentFiles(self.instrument, self.sound, settings, parent=self)
         self._layout()
@@ -86,6 +88,7 @@ class MainWindow(QMainWindow):
         QVBoxLayout(devices_box).addWidget(self.devices)
         sound_layout = QVBoxLayout(sound_box)
         sound_layout.addWidget(self.sound)
+        sound_layout.addWidget(self.variations)
         sound_layout.addWidget(self.meter)
         bottom = QHBoxLayout()
         bottom.addWidget(devices_box, 1)
@@ -145,8 +148,13 @@ class MainWindow(QMainWindow):
         self.sound.volumeChanged.connect(lambda gain: setattr(self.settings, "volume", gain))
         self.sound.refineChanged.connect(inst.set_refine_strength)
         self.sound.refineChanged.connect(lambda strength: setattr(self.settings, "refine_strength", strength))
+        self.variations.variationsChanged.connect(inst.set_variations)
+        self.variations.variationsChanged.connect(lambda v: setattr(self.settings, "variations", v))
+        self.variations.randomChanged.connect(self.audio.set_random_round_robin)
+        self.variations.randomChanged.connect(lambda r: setattr(self.settings, "random_round_robin", r))
         self.export_button.clicked.connect(
-            lambda: self.exporter.export(inst.keys, inst.pack_name(), self, self.sound.envelope().release_s))
+            lambda: self.exporter.export(inst.keys, inst.pack_name(), self, self.sound.envelope().release_s,
+                                         inst.variants, inst.variations))
         self.exporter.exported.connect(lambda path: self.progress.set_message(f"Exported {path}"))
         self.exporter.failed.connect(self.progress.set_message)
 
@@ -157,6 +165,10 @@ class MainWindow(QMainWindow):
         self.sound.set_volume(s.volume, notify=False)
         self.sound.set_refine(s.refine_strength, notify=False)
         self.instrument.refine_strength = s.refine_strength
+        self.variations.set_variations(s.variations, notify=False)
+        self.variations.set_random(s.random_round_robin, notify=False)
+        self.instrument.variations = s.variations
+        self.audio.set_random_round_robin(s.random_round_robin)
         self.audio.set_envelope(s.envelope)
         self.audio.set_volume(s.volume)
         self.mix.set_alpha(s.alpha, notify=False)

@@ -23,7 +23,8 @@ class RenderJob:
     With ``refine`` (an enabled ``RefineConfig``) the job has two phases: the unrefined keys first
     (quick: the first key within a fraction of a second), then each sound is refined and the keys are
     rendered again, replacing the first ones. The first phase is skipped when ``fast_first`` is False
-    (the keys playing are already this sound's) or when the refinement is at hand anyway.
+    (the keys playing are already this sound's) or when the refinement is at hand anyway. Velocity
+    layers and round robins (``variations``) come last, from the final conditioning.
     """
 
     id: int
@@ -33,6 +34,7 @@ class RenderJob:
     fresh: bool
     refine: Any | None = None
     fast_first: bool = True
+    variations: Any | None = None   # engine.key_cache.Variations: rendered after the final keys
     cancel: threading.Event = field(default_factory=threading.Event)
     started_s: float = field(default_factory=time.perf_counter)
     landed: int = 0
@@ -63,6 +65,7 @@ class RenderWorker(QObject):
     """Runs ``engine.render`` for each submitted job; signals cross back to the GUI thread queued."""
 
     keyReady = Signal(int, int, object, bool)   # job id, MIDI note, KeySample, from refined conditioning
+    variantReady = Signal(int, int, int, int, object)   # job id, MIDI note, velocity layer, round robin, KeySample
     refineProgress = Signal(int, str, int, int)  # job id, sound name, step, steps
     jobDone = Signal(int, bool, str)            # job id, finished (not cancelled), error message or ""
 
@@ -90,8 +93,17 @@ class RenderWorker(QObject):
         ready = cfg is not None and all(self.engine.refinement_cached(s, cfg) for s in job.sounds)
         if cfg is None or (job.fast_first and not ready):
             self._render(job, None)
-        if cfg is None:
-            return
+        if cfg is not None:
+            self._refine(job, cfg)
+            if not job.cancel.is_set():
+                self._render(job, cfg)
+        if not job.cancel.is_set() and job.variations is not None and job.variations.count > 1:
+            self.engine.render_variations(
+                *job.engine_sounds(), variations=job.variations, cancel=job.cancel,
+                on_variant=lambda midi, layer, rr, key: self.variantReady.emit(job.id, midi, layer, rr, key),
+                sample_rate=job.sample_rate, refine=cfg)
+
+    def _refine(self, job: RenderJob, cfg: Any) -> None:
         for sound in job.sounds:
             if job.cancel.is_set():
                 return
@@ -100,8 +112,6 @@ class RenderWorker(QObject):
             report = lambda step, steps, name=sound.name: self.refineProgress.emit(job.id, name, step, steps)  # noqa: E731
             report(0, cfg.steps)
             self.engine.refined(sound, cfg, job.cancel, report)
-        if not job.cancel.is_set():
-            self._render(job, cfg)
 
     def _render(self, job: RenderJob, refine: Any | None) -> None:
         """One pass over the keys; ``refine`` None: H's conditioning, else the (cached) refined one."""

@@ -1,5 +1,6 @@
 """What the sampler remembers between runs (QSettings): devices, last samples and their roots, mix and
-pad position, envelope, volume, refinement strength, recent instruments."""
+pad position, envelope, volume, refinement strength, velocity layers and round robins, recent
+instruments."""
 from __future__ import annotations
 
 import json
@@ -8,6 +9,7 @@ from pathlib import Path
 from PySide6.QtCore import QSettings
 
 from engine.envelope import Envelope
+from engine.key_cache import MAX_ROUND_ROBINS, MAX_VELOCITY_LAYERS, Variations
 
 
 RECENT = 8   # recent instruments kept
@@ -139,6 +141,27 @@ class AppSettings:
     @refine_strength.setter
     def refine_strength(self, value: float) -> None:
         self._set("sound/refine", float(value))
+
+    @property
+    def variations(self) -> Variations:
+        """Velocity layers and round robins per key (3 and 3 unless changed)."""
+        d = Variations()
+        rr = min(max(int(self._get("sound/round_robins", d.round_robins, int)), 1), MAX_ROUND_ROBINS)
+        layers = min(max(int(self._get("sound/velocity_layers", d.velocity_layers, int)), 1), MAX_VELOCITY_LAYERS)
+        return Variations(round_robins=rr, velocity_layers=layers)
+
+    @variations.setter
+    def variations(self, v: Variations) -> None:
+        self.store.setValue("sound/round_robins", int(v.round_robins))
+        self._set("sound/velocity_layers", int(v.velocity_layers))
+
+    @property
+    def random_round_robin(self) -> bool:
+        return str(self._get("sound/random_round_robin", "false", str)).lower() == "true"
+
+    @random_round_robin.setter
+    def random_round_robin(self, value: bool) -> None:
+        self._set("sound/random_round_robin", "true" if value else "false")
 
     @property
     def envelope(self) -> Envelope:

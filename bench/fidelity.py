@@ -131,6 +131,19 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("refine_10_steps", refined(replace(DEFAULT_REFINEMENT, steps=10))),
     Method("refine_60_steps", refined(replace(DEFAULT_REFINEMENT, steps=60))),
     Method("refine_near_root3", refined(DEFAULT_REFINEMENT, near_root=3)),
+    Method("refine_envelope", refined(replace(DEFAULT_REFINEMENT, correction_harmonics=2.0))),
+    Method("refine_over_time", refined(replace(DEFAULT_REFINEMENT, correction_over_time=True, correction_harmonics=2.0))),
+    Method("refine_15_over_time", refined(replace(DEFAULT_REFINEMENT, steps=15, correction_over_time=True,
+                                                  correction_harmonics=2.0))),
+    Method("refine_over_time_limit3", refined(replace(DEFAULT_REFINEMENT, correction_over_time=True,
+                                                      correction_harmonics=2.0, correction_limit=3.0))),
+    Method("refine_over_time_keep_pitch", refined(replace(DEFAULT_REFINEMENT, correction_over_time=True,
+                                                          correction_harmonics=2.0, pitch_keys=(-12, 7, -7, 12)))),
+    Method("refine_20_over_time_keep_pitch", refined(replace(DEFAULT_REFINEMENT, steps=20, lr=0.015,
+                                                             correction_over_time=True, correction_harmonics=2.0,
+                                                             pitch_keys=(-12, 7, -7, 12)))),
+    Method("over_time_only", refined(replace(DEFAULT_REFINEMENT, steps=0, correction_over_time=True,
+                                             correction_harmonics=2.0))),
     Method("shipped_near_root3", refined(replace(DEFAULT_REFINEMENT, steps=0, mel_correction=0.0), near_root=3)),
 )}
 
@@ -270,11 +283,48 @@ def render_timed(method: Method, engine: Engine, sample: Sample, keys: list[int]
     return waves, seconds
 
 
-def select(suite: list[SuiteInput], only: str | None, every: int, limit: int | None) -> list[int]:
-    """Indices of the inputs to render: names or categories containing any ``only`` word, every ``every``-th."""
+def select(suite: list[SuiteInput], only: str | None, every: int, limit: int | None,
+           shard: tuple[int, int] = (0, 1)) -> list[int]:
+    """Indices of the inputs to render: names or categories containing any ``only`` word, every
+    ``every``-th, then shard ``k`` of ``n`` (every n-th from the k-th, for parallel processes)."""
     words = [w for w in (only or "").split(",") if w]
     chosen = [i for i, s in enumerate(suite) if not words or any(w in s.file for w in words)][::every]
-    return chosen[:limit] if limit else chosen
+    chosen = chosen[:limit] if limit else chosen
+    k, n = shard
+    return chosen[k::n]
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"K/N"`` -> ``(K, N)`` with 0 <= K < N."""
+    try:
+        k, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a shard is K/N, e.g. 0/4, got {text!r}") from None
+    if not 0 <= k < n:
+        raise argparse.ArgumentTypeError(f"a shard K/N needs 0 <= K < N, got {text!r}")
+    return k, n
+
+
+def merge(out: Path, methods: list[str] | None = None) -> dict:
+    """Summarise the per-input JSON files under ``out/inputs`` (from sharded runs) into ``out/summary.*``."""
+    from bench import fidelity_report as report
+
+    records = [json.loads(p.read_text()) for p in sorted((out / "inputs").glob("*.json"))]
+    if not records:
+        raise SystemExit(f"no per-input results under {out / 'inputs'}")
+    methods = methods or list(records[0]["methods"])
+    shard_summary = out / "summary.json"   # the last shard's: its settings are every shard's
+    if not shard_summary.exists():
+        raise SystemExit(f"no {shard_summary}: run the shards with --out {out} first")
+    config = {**json.loads(shard_summary.read_text())["config"], "n_inputs": len(records)}
+    summary = {"config": config,
+               "root_accuracy": report.root_accuracy(records),
+               "methods": report.summarise(records, methods)}
+    (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    text = report.format_summary(summary)
+    (out / "summary.md").write_text(text + "\n")
+    print(text)
+    return summary
 
 
 def input_record(item: SuiteInput) -> dict:
@@ -297,7 +347,7 @@ def run(args: argparse.Namespace) -> dict:
     rate = engine.mel_cfg.sample_rate
     suite = load_suite(engine, args.suite, cfg.root)
     judges = Judges(engine, suite, args.classifier, args.independent)
-    chosen = select(suite, args.only, args.every, args.limit)
+    chosen = select(suite, args.only, args.every, args.limit, args.shard)
     (args.out / "inputs").mkdir(parents=True, exist_ok=True)
     media = report.Media(args.report.parent / "media", judges.log_mel) if args.report else None
     print(f"{len(chosen)} of {len(suite)} inputs; methods {', '.join(m.name for m in methods)}; "
@@ -356,9 +406,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", help="comma-separated words: inputs whose file name holds one (e.g. voice_sung,pad)")
     parser.add_argument("--every", type=int, default=1, help="every n-th chosen input (a spread subset)")
     parser.add_argument("--limit", type=int, help="at most this many inputs")
+    parser.add_argument("--shard", type=parse_shard, default=(0, 1), help="K/N: this process's share of the inputs")
     parser.add_argument("--threads", type=int, help="CPU threads of the engine")
     parser.add_argument("--report", type=Path, help="write a listening report here (e.g. OUT/index.html)")
+    parser.add_argument("--merge", action="store_true",
+                        help="only summarise OUT/inputs/*.json written by sharded runs into OUT/summary.*")
     args = parser.parse_args(argv)
+    if args.merge:
+        merge(args.out, args.methods.split(",") if args.methods != parser.get_default("methods") else None)
+        return 0
     unknown = [m for m in args.methods.split(",") if m not in METHODS]
     if unknown:
         parser.error(f"unknown methods {unknown}; known: {', '.join(METHODS)}")

@@ -8,6 +8,13 @@ All map the same keys to the same samples with the same loops. It is written int
 temporary folder beside the target and renamed into place, so a failure leaves no half pack; an
 existing pack is replaced only with ``force``. Loop ends in SFZ and dspreset are inclusive sample
 indices (KeySample's are exclusive); SF2 and ``.multisample`` loop ends are exclusive.
+
+Velocity layers and round robins (``variants``): each sample is a zone with a velocity range and a
+place in its key's round-robin sequence; SFZ writes ``lovel``/``hivel`` and
+``seq_length``/``seq_position``, Decent Sampler ``loVel``/``hiVel`` and ``seqMode="round_robin"``
+with ``seqLength``/``seqPosition``, Bitwig ``<velocity low high>`` and ``zone-logic="round-robin"``.
+SoundFont 2 has no round robins: it writes every velocity layer's first round robin only (see
+engine/export_sf2.py). Variants' WAVs are ``samples/<name>_<midi>_v<layer>_rr<n>.wav`` (1-based).
 """
 from __future__ import annotations
 
@@ -18,7 +25,7 @@ import struct
 import tempfile
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +33,7 @@ import soundfile as sf
 
 from engine.export_multisample import write_multisample
 from engine.export_sf2 import write_sf2
-from engine.key_cache import KeySample
+from engine.key_cache import PLAIN, KeySample, VariantKey, Variations
 from models.errors import UserError
 
 FORMATS = ("sfz", "dspreset", "sf2", "multisample", "wav")
@@ -44,13 +51,23 @@ class PackExistsError(ExportError):
 
 @dataclass(frozen=True)
 class Zone:
-    """One key's place in the pack: its file and the MIDI range it plays over."""
+    """One sample's place in the pack: its file, the MIDI range it plays over, and (with velocity
+    layers and round robins) its velocity range and place in its round-robin sequence."""
 
     midi: int
     lokey: int
     hikey: int
     wav: str                     # path relative to the pack folder
     key: KeySample
+    lovel: int = 0
+    hivel: int = 127
+    seq_position: int = 1        # 1-based, as SFZ and Decent Sampler count
+    seq_length: int = 1
+
+    @property
+    def layered(self) -> bool:
+        """Whether the zone is one of several on its keys (a velocity range or a round robin)."""
+        return self.seq_length > 1 or (self.lovel, self.hivel) != (0, 127)
 
 
 def safe_name(name: str) -> str:
@@ -61,17 +78,36 @@ def safe_name(name: str) -> str:
     return cleaned
 
 
-def zones(keys: Mapping[int, KeySample], name: str) -> list[Zone]:
+def zones(keys: Mapping[int, KeySample], name: str, variants: Mapping[VariantKey, KeySample] | None = None,
+          variations: Variations = PLAIN) -> list[Zone]:
     """Map every MIDI note from the lowest to the highest rendered key to exactly one rendered key.
 
-    Gaps between rendered keys are split halfway (the lower half plays the lower key).
+    Gaps between rendered keys are split halfway (the lower half plays the lower key). With
+    ``variations``, each key has a zone per velocity layer and round robin it has a sample for (a
+    layer without any plays the main sample), each over that layer's velocities.
     """
     notes = sorted(keys)
     out = []
     for i, midi in enumerate(notes):
         lo = midi if i == 0 else (notes[i - 1] + midi) // 2 + 1
         hi = midi if i == len(notes) - 1 else (midi + notes[i + 1]) // 2
-        out.append(Zone(midi, lo, hi, f"samples/{name}_{midi:03d}.wav", keys[midi]))
+        main = Zone(midi, lo, hi, f"samples/{name}_{midi:03d}.wav", keys[midi])
+        out += [main] if variations.count == 1 else _layer_zones(main, name, variants or {}, variations)
+    return out
+
+
+def _layer_zones(main: Zone, name: str, variants: Mapping[VariantKey, KeySample], v: Variations) -> list[Zone]:
+    """The zones of one key with velocity layers and round robins (see :func:`zones`)."""
+    out = []
+    for layer in range(v.velocity_layers):
+        lovel, hivel = v.layer_range(layer)
+        found = [(rr, main.key if (layer, rr) == (v.main_layer, 0) else variants.get((main.midi, layer, rr)))
+                 for rr in range(v.round_robins)]
+        found = [(rr, k) for rr, k in found if k is not None] or [(0, main.key)]
+        for position, (rr, key) in enumerate(found, 1):
+            wav = main.wav if key is main.key else f"samples/{name}_{main.midi:03d}_v{layer + 1}_rr{rr + 1}.wav"
+            out.append(replace(main, wav=wav, key=key, lovel=lovel, hivel=hivel, seq_position=position,
+                               seq_length=len(found)))
     return out
 
 
@@ -80,10 +116,14 @@ def sfz_text(zones_: Iterable[Zone], name: str, release_s: float) -> str:
              "<global>", "ampeg_attack=0.001", ""]
     for z in zones_:
         k = z.key
+        layered = [f"lovel={z.lovel} hivel={z.hivel}"] if (z.lovel, z.hivel) != (0, 127) else []
+        if z.seq_length > 1:
+            layered.append(f"seq_length={z.seq_length} seq_position={z.seq_position}")
         lines += [
             "<region>",
             f"sample={z.wav}",
             f"lokey={z.lokey} hikey={z.hikey} pitch_keycenter={k.root_note}",
+            *layered,
             f"loop_mode=loop_continuous loop_start={k.loop_start} loop_end={k.loop_end - 1}",
             f"ampeg_release={release_s:g}",
             "",
@@ -97,8 +137,13 @@ def dspreset_text(zones_: Iterable[Zone], release_s: float) -> str:
     group = ET.SubElement(groups, "group")
     for z in zones_:
         k = z.key
+        layered = {}
+        if (z.lovel, z.hivel) != (0, 127):
+            layered.update(loVel=str(z.lovel), hiVel=str(z.hivel))
+        if z.seq_length > 1:
+            layered.update(seqMode="round_robin", seqLength=str(z.seq_length), seqPosition=str(z.seq_position))
         ET.SubElement(group, "sample", path=z.wav, rootNote=str(k.root_note), loNote=str(z.lokey),
-                      hiNote=str(z.hikey), loopStart=str(k.loop_start), loopEnd=str(k.loop_end - 1),
+                      hiNote=str(z.hikey), **layered, loopStart=str(k.loop_start), loopEnd=str(k.loop_end - 1),
                       loopEnabled="true")
     ET.indent(root)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
@@ -165,7 +210,7 @@ def read_loop_chunk(path: Path) -> tuple[int, int, int] | None:
 
 def _write_pack(tmp: Path, zones_: list[Zone], name: str, formats: tuple[str, ...], release_s: float) -> None:
     (tmp / "samples").mkdir()
-    for z in zones_:
+    for z in {z.wav: z for z in zones_}.values():   # a main sample standing in for a layer: written once
         samples = np.clip(z.key.samples, -1.0, 1.0)
         sf.write(str(tmp / z.wav), samples, z.key.sample_rate, subtype="PCM_24", format="WAV")
         add_loop_chunk(tmp / z.wav, z.key)
@@ -206,19 +251,21 @@ def _remove_empty(folders: list[Path]) -> None:
 
 def export_pack(keys: Mapping[int, KeySample], name: str, folder: str | Path,
                 formats: Iterable[str] = ("sfz", "dspreset"), force: bool = False,
-                release_s: float = 0.3) -> Path:
+                release_s: float = 0.3, variants: Mapping[VariantKey, KeySample] | None = None,
+                variations: Variations = PLAIN) -> Path:
     """Write the pack ``<folder>/<name>/`` and return its path (see the module docstring).
 
     ``formats`` picks the instrument files (``sfz``, ``dspreset``, ``sf2``, ``multisample``, or
-    ``all``); the WAVs are always written (``("wav",)`` writes only them). Raises ExportError (a
-    UserError) with nothing left behind.
+    ``all``); the WAVs are always written (``("wav",)`` writes only them). ``variants`` (from
+    ``Engine.render_variations``) add velocity layers and round robins laid out by ``variations``.
+    Raises ExportError (a UserError) with nothing left behind.
     """
     if not keys:
         raise ExportError("no rendered keys to export")
     formats = check_formats(formats)
     name = safe_name(name)
     target = check_target(folder, name, force)
-    zones_ = zones(keys, name)
+    zones_ = zones(keys, name, variants, variations)
     folder = Path(folder)
     created = [p for p in (folder, *folder.parents) if not p.exists()]
     try:

@@ -7,6 +7,10 @@ The zip (stored, not compressed: PCM barely shrinks) holds the WAVs at its top l
 same ranges as the SFZ, ``track`` 1), ``<velocity low="0" high="127">`` and
 ``<loop mode="sustain" start stop>`` where ``stop`` is the frame after the loop's last one
 (KeySample's exclusive ``loop_end``).
+
+Velocity layers set ``<velocity low high>``; the round robins of a key and layer (same key and
+velocity ranges) get ``zone-logic="round-robin"`` (the format's other value besides
+``always-play``), so Bitwig cycles them.
 """
 from __future__ import annotations
 
@@ -27,10 +31,10 @@ def multisample_xml(zones_: Sequence, name: str) -> str:
         k = z.key
         sample = ET.SubElement(layer, "sample", {
             "file": PurePosixPath(z.wav).name, "sample-start": "0.000", "sample-stop": f"{len(k.samples)}.000",
-            "gain": "0.00", "zone-logic": "always-play"})
+            "gain": "0.00", "zone-logic": "round-robin" if z.seq_length > 1 else "always-play"})
         ET.SubElement(sample, "key", root=str(k.root_note), low=str(z.lokey), high=str(z.hikey),
                       **{"low-fade": "0", "high-fade": "0", "track": "1.0000", "tune": "0.0"})
-        ET.SubElement(sample, "velocity", low="0", high="127")
+        ET.SubElement(sample, "velocity", low=str(z.lovel), high=str(z.hivel))
         ET.SubElement(sample, "loop", mode="sustain", start=f"{k.loop_start}.000", stop=f"{k.loop_end}.000",
                       fade="0.0000")
     ET.indent(root)
@@ -41,5 +45,5 @@ def write_multisample(path: Path, pack: Path, zones_: Sequence, name: str) -> No
     """Zip ``multisample.xml`` and the zones' WAVs (already written under ``pack``) into ``path``."""
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as zf:
         zf.writestr("multisample.xml", multisample_xml(zones_, name))
-        for z in zones_:
-            zf.write(pack / z.wav, arcname=PurePosixPath(z.wav).name)
+        for wav in dict.fromkeys(z.wav for z in zones_):   # a sample serving several zones: once
+            zf.write(pack / wav, arcname=PurePosixPath(wav).name)

@@ -9,6 +9,10 @@ continuously) and ``sampleID``. Loop points live in the sample header as absolut
 sample data; ``dwEndloop`` is the first point after the loop (KeySample's exclusive ``loop_end``).
 A loop ending within 8 points of the sample's end gets the loop's first points appended, so a
 player's interpolation past the loop end reads the loop's start rather than silence.
+
+Velocity layers: a zone per key and layer, ``velRange`` (generator 44) right after ``keyRange``.
+SoundFont 2 has no round robins (every zone that matches a note plays at once), so only each
+layer's first round robin is written; a sample that serves several zones is stored once.
 """
 from __future__ import annotations
 
@@ -20,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from models.data.sf2write import GEN_SAMPLE_MODES, riff_chunk, riff_list, sf2_name
-from models.data.soundfont import GEN_INSTRUMENT, GEN_KEY_RANGE, GEN_SAMPLE_ID, PAD_POINTS
+from models.data.soundfont import GEN_INSTRUMENT, GEN_KEY_RANGE, GEN_SAMPLE_ID, GEN_VEL_RANGE, PAD_POINTS
 
 GEN_RELEASE_VOL_ENV = 38
 GEN_ROOT_KEY = 58            # overridingRootKey
@@ -58,19 +62,24 @@ def sf2_bytes(zones_: Sequence, name: str, release_s: float) -> bytes:
     offset = 0
     ibag.append(struct.pack(BAG, 0, 0))                       # global zone: release only
     igen.append(struct.pack(GEN, GEN_RELEASE_VOL_ENV, timecents(release_s) & 0xFFFF))
-    for i, z in enumerate(zones_):
+    sample_ids: dict[str, int] = {}
+    for z in (z for z in zones_ if z.seq_position == 1):
         k = z.key
-        pcm = _pcm16(k.samples, k.loop_start, k.loop_end)
-        smpl += [pcm.tobytes(), bytes(2 * PAD_POINTS)]
-        shdr.append(struct.pack(SHDR, sf2_name(f"{name[:14]}_{z.midi:03d}"), offset, offset + len(pcm),
-                                offset + k.loop_start, offset + k.loop_end, k.sample_rate, k.root_note, 0, 0,
-                                MONO_SAMPLE))
-        offset += len(pcm) + PAD_POINTS
+        if z.wav not in sample_ids:
+            sample_ids[z.wav] = len(shdr)
+            pcm = _pcm16(k.samples, k.loop_start, k.loop_end)
+            smpl += [pcm.tobytes(), bytes(2 * PAD_POINTS)]
+            shdr.append(struct.pack(SHDR, sf2_name(_sample_name(name, z)), offset, offset + len(pcm),
+                                    offset + k.loop_start, offset + k.loop_end, k.sample_rate, k.root_note, 0, 0,
+                                    MONO_SAMPLE))
+            offset += len(pcm) + PAD_POINTS
         ibag.append(struct.pack(BAG, len(igen), 0))
-        igen += [struct.pack(GEN, GEN_KEY_RANGE, z.lokey | (z.hikey << 8)),   # keyRange must come first
-                 struct.pack(GEN, GEN_ROOT_KEY, k.root_note),
+        igen.append(struct.pack(GEN, GEN_KEY_RANGE, z.lokey | (z.hikey << 8)))   # keyRange must come first
+        if (z.lovel, z.hivel) != (0, 127):
+            igen.append(struct.pack(GEN, GEN_VEL_RANGE, z.lovel | (z.hivel << 8)))   # ... then velRange
+        igen += [struct.pack(GEN, GEN_ROOT_KEY, k.root_note),
                  struct.pack(GEN, GEN_SAMPLE_MODES, LOOP_CONTINUOUS),
-                 struct.pack(GEN, GEN_SAMPLE_ID, i)]                     # sampleID must come last
+                 struct.pack(GEN, GEN_SAMPLE_ID, sample_ids[z.wav])]         # sampleID must come last
     shdr.append(struct.pack(SHDR, sf2_name("EOS"), 0, 0, 0, 0, 0, 0, 0, 0, 0))
     ibag.append(struct.pack(BAG, len(igen), 0))
     igen.append(bytes(4))
@@ -88,6 +97,13 @@ def sf2_bytes(zones_: Sequence, name: str, release_s: float) -> bytes:
                      riff_chunk(b"shdr", b"".join(shdr)))
     body = b"sfbk" + info + sdta + pdta
     return b"RIFF" + struct.pack("<I", len(body)) + body
+
+
+def _sample_name(name: str, zone) -> str:
+    """A sample header name within SF2's 20 bytes: pack name, key and, for a layer, its suffix."""
+    stem = Path(zone.wav).stem
+    suffix = stem[stem.index(f"_{zone.midi:03d}"):] if f"_{zone.midi:03d}" in stem else f"_{zone.midi:03d}"
+    return f"{name[:19 - len(suffix)]}{suffix}"
 
 
 def write_sf2(path: Path, zones_: Sequence, name: str, release_s: float) -> None:

@@ -26,7 +26,7 @@ import torchaudio
 
 from engine.cache import TensorCache
 from engine.device import configure_threads, cpu_cores, resolve_device
-from engine.key_cache import KeySample
+from engine.key_cache import KeySample, VariantKey, Variations
 from engine.keys import KeyConfig, batches, finish_key, loudness_db, progressive_order
 from engine.mix import Mix, as_mix
 from engine.networks import NetworkClasses, load_networks
@@ -39,6 +39,7 @@ from models.signal.mel import LogMel, MelInverter
 from models.units import ALL_KEYS, HIGHEST_KEY, LOWEST_KEY, OUTPUT_SAMPLE_RATE, clamp_key
 
 OnKey = Callable[[int, KeySample], None]
+OnVariant = Callable[[int, int, int, KeySample], None]   # midi, velocity layer, round robin, key
 
 
 def default_weights_dir() -> Path:
@@ -99,7 +100,9 @@ class NearRoot:
 class Conditioning:
     """What G needs for any key of one timbre: h ``[1, h_dim]`` and offsets ``{layer: [1, C_out, C_in]}``.
 
-    ``mel_correction [n_mels]`` (natural-log gain per mel bin, from refinement) is added to every key.
+    ``mel_correction`` (natural-log gain per mel bin ``[n_mels]``, or per bin and frame ``[n_mels,
+    n_frames]``, from refinement) is added to every key. ``z [1, z_dim]`` is G's noise input (None:
+    zeros, the main variation; see engine/variations.py).
     """
 
     h: torch.Tensor
@@ -107,6 +110,7 @@ class Conditioning:
     root_note: int
     mel_correction: torch.Tensor | None = None
     refined: bool = False
+    z: torch.Tensor | None = None
 
 
 class Engine:
@@ -123,7 +127,8 @@ class Engine:
         self.num_threads = int(num_threads or cpu_cores())
         self.workers = self.num_threads if self.device.type == "cpu" else 1
         configure_threads(1 if self.device.type == "cpu" else self.num_threads)
-        self.nets = load_networks(weights_dir or default_weights_dir(), self.device, vocoder, classes,
+        self.weights_dir = Path(weights_dir or default_weights_dir())
+        self.nets = load_networks(self.weights_dir, self.device, vocoder, classes,
                                   dict(n_iter=cfg.griffin_lim_iters, project_mel=cfg.griffin_lim_project))
         self.mel_cfg = self.nets.mel
         self._log_mel = LogMel(self.mel_cfg).to(self.device)
@@ -241,15 +246,17 @@ class Engine:
         keys, target_mels = targets(wave, base.root_note, self._log_mel, cfg, LOWEST_KEY, HIGHEST_KEY)
         h = base.h.clone()                                         # out of inference mode: autograd may see it
         start = {n: d.clone() for n, d in (base.deltas or self._zero_deltas()).items()}
-        result = refine_offsets(lambda midi, d: self._G(h, midi, d), start, keys, target_mels, cfg,
-                                cancel, progress)
+        pitch_keys = [base.root_note + o for o in cfg.pitch_keys if LOWEST_KEY <= base.root_note + o <= HIGHEST_KEY]
+        result = refine_offsets(lambda midi, d: self._G(h, midi, d), start, keys, target_mels, cfg, cancel, progress,
+                                torch.tensor(pitch_keys, dtype=torch.long, device=self.device) if pitch_keys else None)
         if result.steps_done < cfg.steps:
             return None
         entry = {f"delta.{n}": d for n, d in result.deltas.items()}
         if cfg.mel_correction > 0:
             with torch.no_grad():
                 out = self._G(h, keys[:1], result.deltas)[0]
-            entry["mel_correction"] = mel_gap(out, target_mels[0], cfg)
+            root_hz = 440.0 * 2.0 ** ((base.root_note - 69) / 12.0)
+            entry["mel_correction"] = mel_gap(out, target_mels[0], cfg, self.mel_cfg.band_centres_hz(), root_hz)
         return entry
 
     def _peak_normalised(self, sample: Sample) -> torch.Tensor:
@@ -271,9 +278,10 @@ class Engine:
     def render_mels(self, cond: Conditioning, midi_notes: list[int]) -> torch.Tensor:
         """Log-mels ``[B, n_mels, n_frames]`` of the given keys in one G forward."""
         midi = torch.tensor(midi_notes, dtype=torch.long, device=self.device)
-        mels = self._G(cond.h, midi, cond.deltas)
+        mels = self._G(cond.h, midi, cond.deltas, cond.z)
         if cond.mel_correction is not None:
-            mels = mels + cond.mel_correction[None, :, None]
+            correction = cond.mel_correction                          # [n_mels] or [n_mels, n_frames]
+            mels = mels + (correction[None, :, None] if correction.dim() == 1 else correction[None])
         return mels
 
     @torch.inference_mode()
@@ -335,40 +343,86 @@ class Engine:
         ``sample_a`` may be a :class:`Mix` of any number of sounds (``sample_b`` then stays None).
         """
         generation = self._next_generation()
-        keys = sorted(set(int(k) for k in keys))
-        bad = [k for k in keys if not LOWEST_KEY <= k <= HIGHEST_KEY]
-        if bad or not keys:
-            raise UserError(f"keys must be MIDI notes {LOWEST_KEY}-{HIGHEST_KEY}, got {bad or 'none'}")
+        keys = _checked_keys(keys)
         rate = int(sample_rate or self.cfg.output_rate)
         stop = _StopFlag(self, generation, cancel)
         cond = self.conditioning(sample_a, sample_b, alpha, refine, stop, on_refine)
         if stop.is_set():
             return {}
-        # On CPU one key per G call is cheapest (measured 81 ms/key alone, 107 in fours, 135 in 16s).
-        max_batch = self.cfg.max_batch or (1 if self.device.type == "cpu" else 64)
-        todo = list(batches(progressive_order(keys, cond.root_note), max_batch))
-        # Several batches (G, inversion, resampling) at once on single-threaded workers; keys still
-        # land in progressive order. One worker: computed here, lazily.
-        sounds = as_mix(sample_a, sample_b, alpha).sounds
-        near = NearRoot(sounds[0], near_root) if near_root > 0 and len(sounds) == 1 else None
-        if self.workers > 1:
-            waves_of = ordered_map(lambda batch: self.render_waves(cond, batch, rate, near), todo, self.workers)
-        else:
-            waves_of = (self.render_waves(cond, batch, rate, near) for batch in todo)
+        todo = [(cond, batch) for batch in batches(progressive_order(keys, cond.root_note), self._max_batch())]
+        near = _near(sample_a, sample_b, alpha, near_root)
         done: dict[int, KeySample] = {}
+
+        def land(_: int, midi: int, wave: np.ndarray) -> None:
+            done[midi] = finish_key(Audio(wave, rate), midi, self.cfg.key)
+            if on_key is not None:
+                on_key(midi, done[midi])
+
+        self._render_jobs(todo, rate, near, generation, cancel, land)
+        return done
+
+    def render_variations(self, sample_a: Sample | Mix, sample_b: Sample | None = None, alpha: float = 0.0,
+                          variations: Variations = Variations(), keys: Iterable[int] = ALL_KEYS,
+                          on_variant: OnVariant | None = None, cancel: threading.Event | None = None,
+                          sample_rate: int | None = None, refine: RefineConfig | None = None,
+                          near_root: int = 0) -> dict[VariantKey, KeySample]:
+        """The other velocity layers and round robins of :meth:`render`'s keys -> {(midi, layer, rr): KeySample}.
+
+        Same arguments as :meth:`render` (a :class:`Mix` of any number of sounds too; call it after,
+        so the conditioning is cached) plus ``variations`` (engine/variations.py); the main variation,
+        ``(midi, main_layer, 0)``, is render's key and not rendered again. Pass by pass (see
+        ``Variations.passes``), each pass outward from the root; ``on_variant(midi, layer, rr, key)``
+        as each lands; cancelled like render.
+        """
+        from engine.variations import variant_conditionings
+
+        generation = self._next_generation()
+        keys = _checked_keys(keys)
+        rate = int(sample_rate or self.cfg.output_rate)
+        stop = _StopFlag(self, generation, cancel)
+        cond = self.conditioning(sample_a, sample_b, alpha, refine, stop)
+        if stop.is_set():
+            return {}
+        conds = variant_conditionings(self, cond, variations)
+        order, size = progressive_order(keys, cond.root_note), self._max_batch()
+        todo = [(c, batch) for c in conds.values() for batch in batches(order, size, first=size)]
+        passes = [name for name in conds for _ in batches(order, size, first=size)]
+        near = _near(sample_a, sample_b, alpha, near_root)
+        done: dict[VariantKey, KeySample] = {}
+
+        def land(job: int, midi: int, wave: np.ndarray) -> None:
+            layer, rr = passes[job]
+            key = done[(midi, layer, rr)] = finish_key(Audio(wave, rate), midi, self.cfg.key)
+            if on_variant is not None:
+                on_variant(midi, layer, rr, key)
+
+        self._render_jobs(todo, rate, near, generation, cancel, land)
+        return done
+
+    def _max_batch(self) -> int:
+        # On CPU one key per G call is cheapest (measured 81 ms/key alone, 107 in fours, 135 in 16s).
+        return self.cfg.max_batch or (1 if self.device.type == "cpu" else 64)
+
+    def _render_jobs(self, todo: list[tuple[Conditioning, list[int]]], rate: int, near: NearRoot | None,
+                     generation: int, cancel: threading.Event | None,
+                     land: Callable[[int, int, np.ndarray], None]) -> None:
+        """Render ``(conditioning, keys)`` jobs; ``land(job index, midi, wave)`` in order until cancelled.
+
+        Several jobs (G, inversion, resampling) at once on single-threaded workers; one worker:
+        computed here, lazily.
+        """
+        render = lambda job: self.render_waves(job[0], job[1], rate, near)  # noqa: E731
+        waves_of = ordered_map(render, todo, self.workers) if self.workers > 1 else (render(job) for job in todo)
         try:
-            for batch in todo:
+            for i, (_, batch) in enumerate(todo):
                 if self._cancelled(generation, cancel):
-                    break
+                    return
                 for midi, wave in zip(batch, next(waves_of)):
                     if self._cancelled(generation, cancel):
-                        return done
-                    done[midi] = finish_key(Audio(wave, rate), midi, self.cfg.key)
-                    if on_key is not None:
-                        on_key(midi, done[midi])
+                        return
+                    land(i, midi, wave)
         finally:
             waves_of.close()
-        return done
 
     def cancel_all(self) -> None:
         """Stop every render in progress (each returns what it has finished)."""
@@ -383,10 +437,15 @@ class Engine:
     def _cancelled(self, generation: int, cancel: threading.Event | None) -> bool:
         return generation != self._generation or (cancel is not None and cancel.is_set())
 
-    def _G(self, h: torch.Tensor, midi: torch.Tensor, deltas: dict[str, torch.Tensor] | None) -> torch.Tensor:
-        """G(h, z = 0, midi; offsets) for a batch of keys sharing one timbre ``h [1, h_dim]``."""
+    def _G(self, h: torch.Tensor, midi: torch.Tensor, deltas: dict[str, torch.Tensor] | None,
+           z: torch.Tensor | None = None) -> torch.Tensor:
+        """G(h, z, midi; offsets) for a batch of keys sharing one timbre ``h [1, h_dim]`` and noise
+        ``z [1, z_dim]`` (None: zeros)."""
         batch = midi.shape[0]
-        z = torch.zeros(batch, self.nets.z_dim, device=self.device)
+        if z is None:
+            z = torch.zeros(batch, self.nets.z_dim, device=self.device)
+        else:
+            z = z.to(self.device).expand(batch, -1)
         if deltas is not None:
             deltas = {name: d.expand(batch, -1, -1) for name, d in deltas.items()}  # [B, C_out, C_in], no copy
         return self.nets.G(h.expand(batch, -1), z, midi, deltas=deltas)
@@ -396,6 +455,21 @@ class Engine:
             self._resamplers[sample_rate] = torchaudio.transforms.Resample(
                 self.mel_cfg.sample_rate, sample_rate).to(self.device)
         return self._resamplers[sample_rate]
+
+
+def _checked_keys(keys: Iterable[int]) -> list[int]:
+    """``keys`` sorted, without repeats; UserError unless all are piano keys (and some are given)."""
+    keys = sorted(set(int(k) for k in keys))
+    bad = [k for k in keys if not LOWEST_KEY <= k <= HIGHEST_KEY]
+    if bad or not keys:
+        raise UserError(f"keys must be MIDI notes {LOWEST_KEY}-{HIGHEST_KEY}, got {bad or 'none'}")
+    return keys
+
+
+def _near(sample_a: Sample | Mix, sample_b: Sample | None, alpha: float, semitones: int) -> NearRoot | None:
+    """The near-root blend of a single sound (None when off, or for a mix of several sounds)."""
+    sounds = as_mix(sample_a, sample_b, alpha).sounds
+    return NearRoot(sounds[0], semitones) if semitones > 0 and len(sounds) == 1 else None
 
 
 class _StopFlag:

@@ -16,7 +16,7 @@ import os
 import tempfile
 import zipfile
 import zlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ import numpy as np
 import soundfile as sf
 
 from engine.envelope import Envelope
+from engine.key_cache import MAX_ROUND_ROBINS, MAX_VELOCITY_LAYERS, PLAIN, Variations
 from engine.mix import CORNERS, slot_weights
 from models.errors import InstrumentFileError
 from models.signal.audio import Audio
@@ -48,15 +49,6 @@ class SavedSound:
 
 
 @dataclass(frozen=True)
-class Variations:
-    """Round robins and velocity layers per key; other keys of the section are kept as read."""
-
-    round_robins: int = 1
-    velocity_layers: int = 1
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
 class SavedInstrument:
     """Everything a saved instrument holds."""
 
@@ -67,7 +59,7 @@ class SavedInstrument:
     volume: float = 0.5
     refine_strength: float = 1.0            # 0: off, 1: the engine's default, up to 2
     near_root: int = 0                      # semitones around each root that play the sound itself
-    variations: Variations = Variations()
+    variations: Variations = PLAIN          # velocity layers and round robins (engine/key_cache.py)
 
     def weights(self) -> dict[str, float]:
         """Each sound's weight in the mix, by slot."""
@@ -99,8 +91,6 @@ def save_instrument(path: str | os.PathLike, inst: SavedInstrument) -> Path:
 
 
 def _manifest(inst: SavedInstrument) -> dict[str, Any]:
-    variations = {**inst.variations.extra, "round_robins": inst.variations.round_robins,
-                  "velocity_layers": inst.variations.velocity_layers}
     return {
         "format": FORMAT, "version": VERSION,
         "sounds": [{"slot": s.slot, "name": s.name, "audio": _member(s.slot), "detected_midi": float(s.midi),
@@ -108,7 +98,7 @@ def _manifest(inst: SavedInstrument) -> dict[str, Any]:
         "mix": {"alpha": float(inst.alpha), "pad": [float(v) for v in inst.pad], "weights": inst.weights()},
         "envelope": asdict(inst.envelope), "volume": float(inst.volume),
         "refine_strength": float(inst.refine_strength), "near_root": int(inst.near_root),
-        "variations": variations,
+        "variations": asdict(inst.variations),
     }
 
 
@@ -241,13 +231,29 @@ def _audio(data: bytes, member: str) -> Audio:
     return Audio(np.ascontiguousarray(samples[:, 0]), int(rate))
 
 
+# Each Variations field's allowed values (lo, hi, whole numbers only); an absent field takes its default.
+VARIATION_LIMITS = {"round_robins": (1, MAX_ROUND_ROBINS, True), "velocity_layers": (1, MAX_VELOCITY_LAYERS, True),
+                    "rr_z_scale": (0.0, 10.0, False), "rr_h_scale": (0.0, 10.0, False),
+                    "velocity_strength": (0.0, 10.0, False), "reference_velocity": (1, 127, True),
+                    "seed": (0, 2**31 - 1, True)}
+
+
 def _variations(section: Any) -> Variations:
+    """The velocity layers and round robins of the ``variations`` section.
+
+    An absent section or count means one sample per key (as a file saved before variations existed
+    plays); other absent fields take ``Variations``' defaults. Keys this sampler does not know (a later
+    one's additions) are skipped.
+    """
     if not isinstance(section, dict):
         raise InstrumentFileError("'variations' must be an object")
-    counts = {name: int(_number(section, name, 1, 128, 1, integer=True, where="variations: "))
-              for name in ("round_robins", "velocity_layers")}
-    extra = {k: v for k, v in section.items() if k not in counts}
-    return Variations(**counts, extra=extra)
+    values: dict[str, Any] = {"round_robins": PLAIN.round_robins, "velocity_layers": PLAIN.velocity_layers}
+    for f in fields(Variations):
+        if f.name in section:
+            lo, hi, integer = VARIATION_LIMITS[f.name]
+            value = _number(section, f.name, lo, hi, integer=integer, where="variations: ")
+            values[f.name] = int(value) if integer else value
+    return Variations(**values)
 
 
 def _list(d: dict[str, Any], key: str) -> list[Any]:

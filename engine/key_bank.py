@@ -1,11 +1,12 @@
 """The key cache as the audio callback reads it: per MIDI note, the samples to play and how fast."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
-from engine.key_cache import KeySample, nearest_key
+from engine.key_cache import PLAIN, KeySample, VariantKey, Variations
 
 
 @dataclass(frozen=True)
@@ -17,31 +18,75 @@ class KeyBank:
     KeySample uses the nearest rendered key (``nearest_key``), stepped by the semitone ratio.
     ``sources`` keeps each rendered key with its finite-checked samples, so rebuilding the bank as
     keys land one by one checks each key once.
+
+    With variations, ``layers[note]`` is a tuple over velocity layers of tuples over round robins of
+    such entries (the same key as ``entries[note]``; a variant not rendered yet is left out, and a
+    layer with none plays the main sample), and ``layer_of[velocity]`` names the layer a note-on
+    plays; without, ``layers[note]`` is None.
     """
 
     entries: tuple
     sources: dict
+    layers: tuple = (None,) * 128
+    layer_of: tuple = (0,) * 128
+    variant_sources: dict | None = None
 
     @property
     def rendered(self) -> frozenset:
         return frozenset(self.sources)
 
     @classmethod
-    def build(cls, keys: dict[int, KeySample], out_rate: int, previous: "KeyBank | None" = None) -> "KeyBank":
+    def build(cls, keys: dict[int, KeySample], out_rate: int, previous: "KeyBank | None" = None,
+              variants: Mapping[VariantKey, KeySample] | None = None, variations: Variations = PLAIN) -> "KeyBank":
         keys = {k: ks for k, ks in keys.items() if 0 <= k <= 127}
-        old = previous.sources if previous is not None else {}
-        sources = {k: old[k] if k in old and old[k][0] is ks else (ks, _finite(ks.samples)) for k, ks in keys.items()}
+        sources = _checked(keys, previous.sources if previous is not None else {})
         clean = {id(ks): samples for ks, samples in sources.values()}
-        entries = []
+        variants = {k: ks for k, ks in (variants or {}).items() if k[0] in keys}
+        old = previous.variant_sources if previous is not None and previous.variant_sources else {}
+        variant_sources = _checked(variants, old)
+        clean.update({id(ks): samples for ks, samples in variant_sources.values()})
+        entries, layers = [], []
+        rendered = sorted(keys)
         for note in range(128):
-            ks = nearest_key(keys, note)
-            if ks is None:
-                entries.append(None)
+            midi = _nearest(rendered, note)
+            entries.append(None if midi is None else _entry(keys[midi], clean, note, out_rate))
+            plain = variations.count == 1 or midi is None
+            layers.append(None if plain else _layers(midi, entries[-1], variants, variations, clean, note, out_rate))
+        layer_of = tuple(variations.layer_of(v) for v in range(128))
+        return cls(tuple(entries), sources, tuple(layers), layer_of, variant_sources)
+
+
+def _checked(keys: Mapping, old: Mapping) -> dict:
+    """``{name: (KeySample, finite samples)}``, reusing ``old``'s check of the same KeySample."""
+    return {k: old[k] if k in old and old[k][0] is ks else (ks, _finite(ks.samples)) for k, ks in keys.items()}
+
+
+def _entry(ks: KeySample, clean: dict, note: int, out_rate: int) -> tuple:
+    step = 2.0 ** ((note - ks.root_note) / 12.0) * ks.sample_rate / out_rate
+    return (clean[id(ks)], float(step), float(ks.loop_start), float(ks.loop_end - ks.loop_start),
+            float(ks.loop_end), float(len(ks.samples) - 1))
+
+
+def _nearest(rendered: list[int], note: int) -> int | None:
+    """The rendered key closest to ``note`` (ties: the lower key), as ``nearest_key`` picks."""
+    return min(rendered, key=lambda k: (abs(k - note), k)) if rendered else None
+
+
+def _layers(midi: int, main_entry: tuple, variants: Mapping[VariantKey, KeySample], variations: Variations,
+            clean: dict, note: int, out_rate: int) -> tuple:
+    """Per layer, the round-robin entries of key ``midi`` played at ``note`` (see :class:`KeyBank`)."""
+    out = []
+    for layer in range(variations.velocity_layers):
+        row = []
+        for rr in range(variations.round_robins):
+            if layer == variations.main_layer and rr == 0:
+                row.append(main_entry)
                 continue
-            step = 2.0 ** ((note - ks.root_note) / 12.0) * ks.sample_rate / out_rate
-            entries.append((clean[id(ks)], float(step), float(ks.loop_start), float(ks.loop_end - ks.loop_start),
-                            float(ks.loop_end), float(len(ks.samples) - 1)))
-        return cls(tuple(entries), sources)
+            ks = variants.get((midi, layer, rr))
+            if ks is not None:
+                row.append(_entry(ks, clean, note, out_rate))
+        out.append(tuple(row) if row else (main_entry,))
+    return tuple(out)
 
 
 def _finite(samples: np.ndarray) -> np.ndarray:

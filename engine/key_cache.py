@@ -39,3 +39,79 @@ def nearest_key(keys: Mapping[int, KeySample], midi_note: int) -> KeySample | No
         return None
     best = min(keys, key=lambda k: (abs(k - midi_note), k))
     return keys[best]
+
+
+VariantKey = tuple[int, int, int]   # (MIDI note, velocity layer, round robin)
+MAX_ROUND_ROBINS = 8
+MAX_VELOCITY_LAYERS = 5
+
+
+@dataclass(frozen=True)
+class Variations:
+    """How many samples each key has: ``velocity_layers`` x ``round_robins`` (see engine/variations.py).
+
+    Velocity layers split 1..127 into equal ranges, softest first. The layer holding
+    ``reference_velocity`` (the level the loaded sound is taken to be played at) is the *main* layer:
+    its round robin 0 is the plain render (z = 0, the sound's own h). Round robin ``i > 0`` moves h by
+    ``rr_h_scale`` times a seeded direction and, if ``rr_z_scale`` > 0, sets G's noise input to a
+    seeded z (G normalises z, so any non-zero scale is a whole new z: measured by
+    ``bench/variations.py`` as further apart than neighbouring keys, hence off by default; h x 0.1
+    stays well below them, docs/playing.md). Another layer moves h along the learnt velocity
+    direction (``velocity_strength`` scales it).
+    """
+
+    round_robins: int = 3
+    velocity_layers: int = 3
+    rr_z_scale: float = 0.0
+    rr_h_scale: float = 0.1
+    velocity_strength: float = 1.0
+    reference_velocity: int = 100
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        from models.errors import UserError
+
+        if not 1 <= self.round_robins <= MAX_ROUND_ROBINS:
+            raise UserError(f"round robins: give 1 to {MAX_ROUND_ROBINS}, got {self.round_robins}")
+        if not 1 <= self.velocity_layers <= MAX_VELOCITY_LAYERS:
+            raise UserError(f"velocity layers: give 1 to {MAX_VELOCITY_LAYERS}, got {self.velocity_layers}")
+        if not 1 <= self.reference_velocity <= 127:
+            raise UserError(f"reference velocity: give 1 to 127, got {self.reference_velocity}")
+
+    @property
+    def count(self) -> int:
+        """Samples per key."""
+        return self.round_robins * self.velocity_layers
+
+    def layer_range(self, layer: int) -> tuple[int, int]:
+        """Velocities ``(lo, hi)`` (inclusive, within 1..127) that play ``layer``."""
+        n = self.velocity_layers
+        lo = 1 + (127 * layer) // n
+        hi = (127 * (layer + 1)) // n
+        return lo, hi
+
+    def layer_of(self, velocity: int) -> int:
+        """The layer a note-on ``velocity`` (0..127; 0 counts as 1) plays."""
+        v = min(max(int(velocity), 1), 127)
+        return next(layer for layer in range(self.velocity_layers) if v <= self.layer_range(layer)[1])
+
+    @property
+    def main_layer(self) -> int:
+        return self.layer_of(self.reference_velocity)
+
+    def layer_velocity(self, layer: int) -> int:
+        """The velocity a layer is rendered at: the reference in the main layer, else the range's middle."""
+        if layer == self.main_layer:
+            return self.reference_velocity
+        lo, hi = self.layer_range(layer)
+        return (lo + hi + 1) // 2
+
+    def passes(self) -> list[tuple[int, int]]:
+        """Every ``(layer, round robin)`` but the main one, in render order: the other layers' first
+        round robins (nearest the main layer first), then the further round robins layer by layer."""
+        main = self.main_layer
+        layers = sorted(range(self.velocity_layers), key=lambda l: (abs(l - main), l))  # noqa: E741
+        return [(l, r) for r in range(self.round_robins) for l in layers if (l, r) != (main, 0)]  # noqa: E741
+
+
+PLAIN = Variations(round_robins=1, velocity_layers=1)   # one sample per key: the plain render

@@ -40,6 +40,12 @@ class RefineConfig:
     mel_correction: float = 1.0     # share of the smoothed root gap added to every key (0: none)
     correction_smooth_bins: int = 9
     correction_limit: float = 2.0   # at most this (natural-log units) per bin either way
+    correction_over_time: bool = False  # one gap per frame (the sound's moving spectrum), not one mean gap
+    correction_smooth_frames: int = 5   # frames averaged into each frame's gap (8 ms each on the shipped grid)
+    correction_harmonics: float = 0.0   # the bin smoothing spans at least this many of the root's harmonic spacings
+    pitch_keys: tuple[int, ...] = ()    # keys (semitones from the root) whose harmonic fine structure is kept
+    pitch_weight: float = 1.0           # weight of that term against the root's L1
+    fine_structure_bins: int = 9        # fine structure: the log-mel minus its average over this many bins
 
     def __post_init__(self) -> None:
         if self.steps < 0 or self.lr <= 0 or not self.key_offsets or 0 not in self.key_offsets:
@@ -107,31 +113,78 @@ def masked_l1(out: torch.Tensor, target: torch.Tensor, range_db: float) -> torch
     return (torch.maximum(out, floor) - torch.maximum(target, floor)).abs().mean()
 
 
-def mel_gap(out: torch.Tensor, target: torch.Tensor, cfg: RefineConfig) -> torch.Tensor:
-    """Smoothed per-bin log-mel gap ``[n_mels]`` (target - out) over the target's active frames."""
-    frame_level = target.amax(dim=0)                                          # [n_frames]
-    active = frame_level > frame_level.max() - 40.0 / 20.0 * math.log(10.0)  # within 40 dB of the loudest frame
+def mel_gap(out: torch.Tensor, target: torch.Tensor, cfg: RefineConfig,
+            centres_hz: torch.Tensor | None = None, root_hz: float | None = None) -> torch.Tensor:
+    """The smoothed log-mel gap (target - out) G's root note leaves: ``[n_mels]``, or ``[n_mels, n_frames]``
+    with ``cfg.correction_over_time``.
+
+    The static gap is the mean over the target's active frames; the gap over time is kept per frame,
+    averaged over ``correction_smooth_frames``. Either is smoothed over mel bins, over at least
+    ``correction_harmonics`` harmonic spacings of the root (``root_hz``, with the bands' ``centres_hz``)
+    so the root's own harmonics do not print onto other keys: what is left is the spectral envelope.
+    """
     floor = target.max() - cfg.dynamic_range_db / 20.0 * math.log(10.0)
-    gap = (torch.maximum(target, floor) - torch.maximum(out, floor))[:, active].mean(dim=1)
-    k = cfg.correction_smooth_bins
-    if k > 1:
-        gap = F.avg_pool1d(F.pad(gap[None, None], (k // 2, k // 2), mode="replicate"), k, stride=1)[0, 0]
+    gap = torch.maximum(target, floor) - torch.maximum(out, floor)            # [n_mels, n_frames]
+    if cfg.correction_over_time:
+        k = cfg.correction_smooth_frames
+        if k > 1:
+            gap = F.avg_pool1d(F.pad(gap[None], (k // 2, (k - 1) // 2), mode="replicate"), k, stride=1)[0]
+    else:
+        frame_level = target.amax(dim=0)                                      # [n_frames]
+        active = frame_level > frame_level.max() - 40.0 / 20.0 * math.log(10.0)  # within 40 dB of the loudest frame
+        gap = gap[:, active].mean(dim=1)
+    gap = smooth_bins(gap, _half_widths(gap.shape[0], cfg, centres_hz, root_hz).to(gap.device))
     return gap.clamp(-cfg.correction_limit, cfg.correction_limit) * cfg.mel_correction
+
+
+def smooth_bins(x: torch.Tensor, half: torch.Tensor) -> torch.Tensor:
+    """``x [n_mels, ...]`` averaged over bins ``m - half[m] .. m + half[m]`` (cut at the edges)."""
+    n = x.shape[0]
+    csum = torch.cat([torch.zeros_like(x[:1]), x.cumsum(dim=0)])
+    idx = torch.arange(n, device=x.device)
+    lo, hi = (idx - half).clamp(min=0), (idx + half + 1).clamp(max=n)
+    count = (hi - lo).to(x.dtype).reshape((n,) + (1,) * (x.dim() - 1))
+    return (csum[hi] - csum[lo]) / count
+
+
+def _half_widths(n_mels: int, cfg: RefineConfig, centres_hz: torch.Tensor | None,
+                 root_hz: float | None) -> torch.Tensor:
+    """Per bin, how many neighbours either side the smoothing takes (long ``[n_mels]``)."""
+    half = torch.full((n_mels,), cfg.correction_smooth_bins // 2, dtype=torch.long)
+    if cfg.correction_harmonics > 0 and centres_hz is not None and root_hz is not None:
+        spacing = torch.gradient(centres_hz.double().cpu())[0].clamp_min(1e-6)   # Hz between neighbouring bands
+        wide = torch.ceil(cfg.correction_harmonics * root_hz / 2.0 / spacing).long()
+        half = torch.maximum(half, wide)
+    return half
+
+
+def fine_structure(mel: torch.Tensor, bins: int, floor: torch.Tensor) -> torch.Tensor:
+    """``mel [B, n_mels, F]`` floored at ``floor``, minus its average over ``bins`` neighbouring bins:
+    the harmonic peaks and valleys that carry pitch, without the spectral envelope."""
+    x = torch.maximum(mel, floor)
+    pad = bins // 2
+    envelope = F.avg_pool1d(F.pad(x.transpose(1, 2).reshape(-1, 1, x.shape[1]), (pad, pad), mode="replicate"),
+                            bins, stride=1).reshape(x.shape[0], x.shape[2], -1).transpose(1, 2)
+    return x - envelope
 
 
 def refine_offsets(render: RenderFn, start: dict[str, torch.Tensor], keys: torch.Tensor, target_mels: torch.Tensor,
                    cfg: RefineConfig, cancel: threading.Event | None = None,
-                   progress: Callable[[int, int], None] | None = None) -> Refined:
+                   progress: Callable[[int, int], None] | None = None,
+                   pitch_keys: torch.Tensor | None = None) -> Refined:
     """Adam steps on the offsets ``{layer: [1, C_out, C_in]}`` from ``start`` (H's), towards ``target_mels``.
 
     ``render(midi [B], deltas)`` is G at z = 0 with the sound's h. Keys are visited in turn, the root
-    (index 0) ``root_weight`` times as often as each other key. Stops early (keeping the steps done)
-    when ``cancel`` is set.
+    (index 0) ``root_weight`` times as often as each other key. With ``pitch_keys`` (MIDI notes), each
+    step also renders one of them and keeps its harmonic fine structure (:func:`fine_structure`) at
+    what H's offsets gave there, so the fit at the root does not take the other keys' pitch with it.
+    Stops early (keeping the steps done) when ``cancel`` is set.
     """
     anchor = {name: d.detach() for name, d in start.items()}
     params = {name: d.detach().clone().requires_grad_(True) for name, d in start.items()}
     optimiser = torch.optim.Adam(params.values(), lr=cfg.lr)
     schedule = _visit_order(len(keys), cfg.root_weight)
+    keep = _pitch_reference(render, anchor, pitch_keys, target_mels, cfg)
     done = 0
     for step in range(cfg.steps):
         if cancel is not None and cancel.is_set():
@@ -139,8 +192,16 @@ def refine_offsets(render: RenderFn, start: dict[str, torch.Tensor], keys: torch
         pick = [schedule[(step * cfg.keys_per_step + i) % len(schedule)] for i in range(cfg.keys_per_step)]
         idx = torch.tensor(pick, device=keys.device)
         with torch.enable_grad():
-            out = render(keys[idx], params)
+            if keep is None:
+                out = render(keys[idx], params)
+            else:
+                j = step % len(pitch_keys)
+                both = render(torch.cat([keys[idx], pitch_keys[j:j + 1]]), params)
+                out = both[:-1]
             loss = masked_l1(out, target_mels[idx], cfg.dynamic_range_db)
+            if keep is not None:
+                fine = fine_structure(both[-1:], cfg.fine_structure_bins, keep.floor)
+                loss = loss + cfg.pitch_weight * (fine - keep.fine[j:j + 1]).abs().mean()
             if cfg.anchor_weight > 0:
                 pull = sum((params[n] - anchor[n]).pow(2).mean() for n in params) / len(params)
                 loss = loss + cfg.anchor_weight * pull
@@ -151,6 +212,23 @@ def refine_offsets(render: RenderFn, start: dict[str, torch.Tensor], keys: torch
         if progress is not None:
             progress(done, cfg.steps)
     return Refined({n: p.detach() for n, p in params.items()}, done)
+
+
+@dataclass(frozen=True)
+class _PitchReference:
+    fine: torch.Tensor      # [K, n_mels, n_frames] fine structure of H's notes at the pitch keys
+    floor: torch.Tensor     # scalar: the level below which bins count as silence
+
+
+def _pitch_reference(render: RenderFn, anchor: dict[str, torch.Tensor], pitch_keys: torch.Tensor | None,
+                     target_mels: torch.Tensor, cfg: RefineConfig) -> _PitchReference | None:
+    """The fine structure H's offsets give at ``pitch_keys`` (what the pitch term keeps), or None."""
+    if pitch_keys is None or len(pitch_keys) == 0 or cfg.pitch_weight <= 0:
+        return None
+    with torch.no_grad():
+        notes = render(pitch_keys, anchor)
+    floor = (target_mels[0].max() - cfg.dynamic_range_db / 20.0 * math.log(10.0)).detach()
+    return _PitchReference(fine_structure(notes, cfg.fine_structure_bins, floor), floor)
 
 
 def _visit_order(n_keys: int, root_weight: float) -> list[int]:

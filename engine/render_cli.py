@@ -13,6 +13,7 @@ from models.errors import AudioFileError, UserError
 if TYPE_CHECKING:   # the engine loads torch: imported when a command runs, not for --help
     from engine.instrument import Engine, Sample
     from engine.instrument_file import SavedInstrument
+    from engine.key_cache import Variations
     from engine.mix import Mix
     from engine.refine import RefineConfig
 
@@ -22,6 +23,7 @@ EXAMPLES = """examples:
   hypergan render pluck.wav --mix organ.wav:0.3 --mix voice.wav:0.2 --out packs/   # pluck gets the other 0.5
   hypergan render --instrument my_pad.hgi --out packs/     # a saved instrument: its sounds, mix and settings
   hypergan render voice.flac --out packs/ --format sfz,wav --vocoder griffinlim --force --refine 0
+  hypergan render pluck.wav --out packs/ --round-robins 3 --velocity-layers 3 --format all
 """
 
 
@@ -31,7 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("sample", nargs="?", help="the one-shot sound (wav, flac, ogg, aiff, ...)")
     parser.add_argument("--instrument", metavar="FILE", default=None,
                         help="render a saved instrument (.hgi) instead: its sounds, mix, roots, refinement, "
-                             "near-root setting and release (options given here win)")
+                             "near-root setting, release, velocity layers and round robins (options given "
+                             "here win)")
     parser.add_argument("--mix", metavar="SOUND[:WEIGHT]", action="append", default=None,
                         help="a sound to blend with, and its share of the timbre in [0, 1]; repeat for more "
                              "sounds (the first sound gets what the others leave)")
@@ -58,6 +61,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "1 the default refinement (a few seconds per sound on CPU)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: one per core)")
     parser.add_argument("--release", type=float, default=None, help="release time written to the pack (s; default 0.3)")
+    parser.add_argument("--round-robins", type=int, default=None, metavar="N",
+                        help="samples per key and velocity layer, played in turn: 1 (off, the default) to 8; each "
+                             "is G's noise and h moved slightly, like striking the same instrument again")
+    parser.add_argument("--velocity-layers", type=int, default=None, metavar="N",
+                        help="velocity layers: 1 (off, the default) to 5; softer layers move the timbre along the "
+                             "velocity direction learnt from real notes (duller, slower), on top of the velocity gain")
 
 
 def parse_keys(text: str) -> list[int]:
@@ -83,8 +92,8 @@ def parse_keys(text: str) -> list[int]:
 class Progress:
     """A one-line progress bar on stderr."""
 
-    def __init__(self, total: int, width: int = 30) -> None:
-        self.total, self.width, self.done = total, width, 0
+    def __init__(self, total: int, width: int = 30, unit: str = "keys") -> None:
+        self.total, self.width, self.done, self.unit = total, width, 0, unit
         self.start = time.perf_counter()
         self.first_s: float | None = None
 
@@ -94,7 +103,7 @@ class Progress:
         if self.first_s is None:
             self.first_s = elapsed
         filled = self.width * self.done // self.total
-        line = f"rendering [{'#' * filled}{'-' * (self.width - filled)}] {self.done}/{self.total} keys  {elapsed:5.1f} s"
+        line = f"rendering [{'#' * filled}{'-' * (self.width - filled)}] {self.done}/{self.total} {self.unit}  {elapsed:5.1f} s"
         if sys.stderr.isatty():
             print("\r" + line, end="", file=sys.stderr, flush=True)
         elif self.done == self.total or (10 * self.done) // self.total > (10 * (self.done - 1)) // self.total:
@@ -206,6 +215,21 @@ def settings(args: argparse.Namespace, saved: SavedInstrument | None) -> tuple[R
     return (refine if refine.enabled else None), near_root, release
 
 
+def variations_of(args: argparse.Namespace, saved: SavedInstrument | None) -> Variations:
+    """Velocity layers and round robins: the counts given, else the saved instrument's, else none.
+
+    The saved instrument's other variation settings (seed, how far round robins move) stay as saved.
+    """
+    from dataclasses import replace
+
+    from engine.key_cache import PLAIN
+
+    base = saved.variations if saved is not None else PLAIN
+    counts = {name: getattr(args, name) for name in ("round_robins", "velocity_layers")
+              if getattr(args, name) is not None}
+    return replace(base, **counts)
+
+
 def saved_mix(engine: Engine, saved: SavedInstrument) -> Mix:
     """The saved instrument's sounds (at their roots) and weights, as the engine's Mix."""
     from engine.instrument_file import load_sound
@@ -235,12 +259,14 @@ def files_mix(engine: Engine, args: argparse.Namespace, mix_paths: list[tuple[Pa
 def run(args: argparse.Namespace) -> int:
     from engine.export import check_formats, check_target, export_pack
     from engine.instrument import Engine, EngineConfig
+    from engine.variations import velocity_timbre_for
 
     keys = parse_keys(args.keys)
     saved = open_saved(args)
     refine, near_root, release = settings(args, saved)
     formats = check_formats(args.format.split(","))
     mix_paths = parse_mix(args.mix, args.alpha)
+    variations = variations_of(args, saved)
     if args.rate < 8000 or args.rate > 192000:
         raise UserError(f"--rate {args.rate}: use a rate between 8000 and 192000 Hz")
     if saved is None:
@@ -256,6 +282,7 @@ def run(args: argparse.Namespace) -> int:
 
     engine = Engine(args.weights, device=args.device, vocoder=args.vocoder,
                     cfg=EngineConfig(output_rate=args.rate), num_threads=args.threads)
+    velocity_timbre_for(engine, variations)      # a missing velocity asset fails now, not after the keys
     mix = saved_mix(engine, saved) if saved is not None else files_mix(engine, args, mix_paths)
     if refine is not None:
         refine_s = refine_sounds(engine, list(mix.sounding().sounds), refine)
@@ -263,9 +290,25 @@ def run(args: argparse.Namespace) -> int:
     progress = Progress(len(keys))
     rendered = engine.render(mix, keys=keys, on_key=progress, refine=refine, near_root=near_root)
     progress.finish()
-    pack = export_pack(rendered, name, args.out, formats=formats, force=args.force, release_s=release)
     print(f"first key {progress.first_s or 0:.2f} s, {len(rendered)} keys in "
           f"{time.perf_counter() - progress.start:.1f} s ({engine.nets.vocoder_name}, {engine.device})",
           file=sys.stderr)
+    variants = render_variations(engine, mix, keys, variations, refine, near_root)
+    pack = export_pack(rendered, name, args.out, formats=formats, force=args.force, release_s=release,
+                       variants=variants, variations=variations)
     print(pack)
     return 0
+
+
+def render_variations(engine: Engine, mix: Mix, keys: list[int], variations: Variations,
+                      refine: RefineConfig | None, near_root: int) -> dict:
+    """The velocity layers and round robins of ``mix`` beyond the main keys (progress on stderr); {} when off."""
+    if variations.count == 1:
+        return {}
+    progress = Progress(len(keys) * (variations.count - 1), unit="samples")
+    variants = engine.render_variations(mix, variations=variations, keys=keys, refine=refine, near_root=near_root,
+                                        on_variant=lambda midi, layer, rr, key: progress(midi, key))
+    progress.finish()
+    print(f"{variations.velocity_layers} velocity layer(s) x {variations.round_robins} round robin(s): "
+          f"{len(variants)} more samples in {time.perf_counter() - progress.start:.1f} s", file=sys.stderr)
+    return variants

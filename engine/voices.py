@@ -10,6 +10,10 @@ processed together as ``[n_voices, block_size]`` arrays; only the per-voice samp
 Each key is read with linear interpolation at a step of ``2**(semitones/12) * key_rate / out_rate``:
 one step covers pitch bend, a neighbour key standing in for one not yet rendered, and a key cache
 left at another rate after the output device changed.
+
+A key with velocity layers and round robins (``set_keys(keys, variants, variations)``) plays, at
+note-on, the layer its velocity falls in (a split, not a cross-fade; the velocity gain applies on
+top) and that key's next round robin: cycled per note, or in a precomputed random order.
 """
 from __future__ import annotations
 
@@ -20,10 +24,13 @@ import numpy as np
 
 from engine.envelope import ATTACK, DECAY, IDLE, KILL, RELEASE, SILENT, SUSTAINING, BlockRates, Envelope
 from engine.key_bank import KeyBank
-from engine.key_cache import KeySample
+from engine.key_cache import PLAIN, KeySample, VariantKey, Variations
 from engine.master_bus import MasterBus
 from engine.voice_events import ALL_NOTES_OFF, ALL_SOUND_OFF, BEND, NOTE_OFF, NOTE_ON, SUSTAIN, EventQueue
 from models.units import OUTPUT_SAMPLE_RATE
+
+
+RR_DRAWS = 251   # random round-robin draws, precomputed (a prime: the sequence does not line up with bars)
 
 
 @dataclass(frozen=True)
@@ -39,6 +46,8 @@ class MixerConfig:
     limiter_threshold: float = 0.9  # block peaks are brought down to this
     limiter_ceiling: float = 0.98   # a soft clip guard's asymptote (float32 tanh saturates to 1.0)
     limiter_release_s: float = 0.3
+    random_round_robin: bool = False  # round robins in a seeded random order (never one twice running)
+    round_robin_seed: int = 0
 
     @property
     def block_s(self) -> float:
@@ -80,6 +89,13 @@ class VoiceMixer:
         self._loop = [(0.0, 1.0, math.inf)] * v          # (start, length, end)
         self._pending_note, self._pending_vel, self._pending_held = [-1] * v, [0] * v, [False] * v
         self._vel_gain = [(i / 127.0) ** 2 for i in range(128)]
+        # Round robins: the last one played per note, and (random mode) a precomputed sequence of
+        # fractions that pick how far to skip, so the callback draws no random numbers.
+        self._rr_last = [-1] * 128
+        self.random_round_robin = self.cfg.random_round_robin   # a bool the callback reads: switchable live
+        rng = np.random.default_rng(self.cfg.round_robin_seed)
+        self._rr_draws = [float(u) for u in rng.random(RR_DRAWS)]
+        self._rr_draw = 0
         # Per-voice vectors [V]; the [step, pos] and [level, change] pairs are np.dot operands.
         self._step_pos = np.zeros((v, 2))
         self._step, self._pos = self._step_pos[:, 0], self._step_pos[:, 1]
@@ -113,9 +129,11 @@ class VoiceMixer:
         """The event queue of producer ``index`` (by convention 0 = GUI, 1 = MIDI thread)."""
         return self.queues[index]
 
-    def set_keys(self, keys: dict[int, KeySample]) -> KeyBank:
-        """Build a KeyBank from ``keys`` on the caller's thread, then swap it in (one reference store)."""
-        bank = KeyBank.build(dict(keys), self.cfg.sample_rate, self._bank)
+    def set_keys(self, keys: dict[int, KeySample], variants: dict[VariantKey, KeySample] | None = None,
+                 variations: Variations = PLAIN) -> KeyBank:
+        """Build a KeyBank from ``keys`` (and their velocity layers and round robins) on the caller's
+        thread, then swap it in (one reference store)."""
+        bank = KeyBank.build(dict(keys), self.cfg.sample_rate, self._bank, variants, variations)
         self._bank = bank
         return bank
 
@@ -215,8 +233,26 @@ class VoiceMixer:
                 best, best_age, best_released = v, age, released
         return best
 
+    def _pick(self, note: int, velocity: int, bank: KeyBank) -> tuple:
+        """The entry a note-on plays: its velocity's layer, the next round robin (cycled or random)."""
+        layers = bank.layers[note]
+        if layers is None:
+            return bank.entries[note]
+        row = layers[bank.layer_of[velocity]]
+        n = len(row)
+        last = self._rr_last[note]
+        if n == 1:
+            i = 0
+        elif self.random_round_robin and last >= 0:
+            i = (last + 1 + int(self._rr_draws[self._rr_draw] * (n - 1))) % n
+            self._rr_draw = (self._rr_draw + 1) % RR_DRAWS
+        else:
+            i = (last + 1) % n
+        self._rr_last[note] = i
+        return row[i]
+
     def _start_voice(self, v: int, note: int, velocity: int, bank: KeyBank) -> None:
-        samples, step, start, length, end, last = bank.entries[note]
+        samples, step, start, length, end, last = self._pick(note, velocity, bank)
         self._sample[v] = samples
         self._pos[v] = 0.0
         self._step_base[v] = step

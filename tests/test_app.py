@@ -25,6 +25,7 @@ from app.main_window import MainWindow
 from app.settings import AppSettings
 from engine.instrument import Engine, EngineConfig
 from engine.envelope import Envelope
+from engine.key_cache import PLAIN, Variations
 from models.data.soundfont import read_font
 from models.signal.tones import harmonic_tone, plucked_string
 from tests.test_engine_fakes import FAKE_CLASSES, write_fake_weights
@@ -120,8 +121,10 @@ def sounds(tmp_path) -> dict[str, Path]:
     return paths
 
 
-def make_window(qtbot, tmp_path, engine, audio_backend=None, midi_backend=None, restore=True) -> MainWindow:
+def make_window(qtbot, tmp_path, engine, audio_backend=None, midi_backend=None, restore=True,
+                variations: Variations = PLAIN) -> MainWindow:
     settings = AppSettings(QSettings(str(tmp_path / "settings.ini"), QSettings.IniFormat))
+    settings.variations = variations      # one sample per key unless a test asks (layers render 8x more)
     error = "" if engine is not None else "weights not found: /nowhere/features.safetensors"
     window = MainWindow(engine, error, AudioOutput(audio_backend or FakeAudioBackend()),
                         midi_backend or FakeMidiBackend(["Keys"]), settings, midi_poll_ms=60_000)

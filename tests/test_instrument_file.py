@@ -11,8 +11,8 @@ import pytest
 
 import engine.instrument_file as instrument_file
 from engine.envelope import Envelope
-from engine.instrument_file import (SavedInstrument, SavedSound, Variations, load_sound, open_instrument,
-                                    save_instrument)
+from engine.instrument_file import SavedInstrument, SavedSound, load_sound, open_instrument, save_instrument
+from engine.key_cache import PLAIN, Variations
 from models.errors import InstrumentFileError
 from models.signal.audio import Audio
 from models.signal.tones import harmonic_tone, plucked_string
@@ -26,7 +26,7 @@ def make_instrument() -> SavedInstrument:
               SavedSound("D", "low", Audio(harmonic_tone(45, duration_s=0.5, seed=2), 16000), 45.0, 1.0))
     return SavedInstrument(sounds, alpha=0.25, pad=(0.3, 0.7), envelope=Envelope(0.01, 2.0, 0.5, 1.5), volume=0.3,
                            refine_strength=1.5, near_root=2,
-                           variations=Variations(round_robins=3, velocity_layers=2, extra={"seed": 7}))
+                           variations=Variations(round_robins=3, velocity_layers=2, rr_h_scale=0.2, seed=7))
 
 
 def assert_same(a: SavedInstrument, b: SavedInstrument) -> None:
@@ -47,7 +47,8 @@ def test_round_trip_keeps_settings_and_identical_audio(tmp_path: Path) -> None:
         manifest = json.loads(zf.read("manifest.json"))
         assert sorted(zf.namelist()) == ["manifest.json", "sounds/A.wav", "sounds/B.wav", "sounds/D.wav"]
     assert manifest["format"] == "hypergan-instrument" and manifest["version"] == 1
-    assert manifest["variations"] == {"seed": 7, "round_robins": 3, "velocity_layers": 2}
+    assert manifest["variations"] == {"round_robins": 3, "velocity_layers": 2, "rr_z_scale": 0.0, "rr_h_scale": 0.2,
+                                      "velocity_strength": 1.0, "reference_velocity": 100, "seed": 7}
     assert sum(manifest["mix"]["weights"].values()) == pytest.approx(1.0)
     assert list(tmp_path.iterdir()) == [path]                       # no temp file left behind
 
@@ -55,7 +56,7 @@ def test_round_trip_keeps_settings_and_identical_audio(tmp_path: Path) -> None:
 def test_defaults_for_absent_settings_and_weights(tmp_path: Path) -> None:
     one = SavedInstrument((make_instrument().sounds[0],))
     back = open_instrument(save_instrument(tmp_path / "one.hgi", one))
-    assert back.variations == Variations() and back.envelope == Envelope() and back.weights() == {"A": 1.0}
+    assert back.variations == PLAIN and back.envelope == Envelope() and back.weights() == {"A": 1.0}
     two = SavedInstrument(make_instrument().sounds[:2], alpha=0.25)
     assert two.weights() == {"A": 0.75, "B": 0.25}
 
@@ -110,6 +111,11 @@ CORRUPT = {
     "pad": ("'mix.pad' must be [x, y]", dict(manifest=lambda m: m["mix"].update(pad="middle"))),
     "variations": ("'round_robins' must be a whole number", dict(manifest=lambda m: m["variations"].update(
         round_robins=1.5))),
+    "round_robins": ("variations: 'round_robins' must be a whole number from 1 to 8",
+                     dict(manifest=lambda m: m["variations"].update(round_robins=9))),
+    "velocity_layers": ("'velocity_layers' must be a whole number from 1 to 5",
+                        dict(manifest=lambda m: m["variations"].update(velocity_layers=0))),
+    "variations_type": ("'variations' must be an object", dict(manifest=lambda m: m.update(variations=[3, 3]))),
     "name": ("'name' and 'audio' must be text", dict(manifest=lambda m: m["sounds"][0].update(name=3))),
     "midi_missing": ("'detected_midi' is missing", dict(manifest=lambda m: m["sounds"][0].pop("detected_midi"))),
 }

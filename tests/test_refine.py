@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from engine.instrument import Engine, EngineConfig
-from engine.refine import DEFAULT_REFINEMENT, RefineConfig, masked_l1, targets
+from engine.refine import DEFAULT_REFINEMENT, RefineConfig, fine_structure, masked_l1, mel_gap, targets
 from models.signal.audio import Audio
+from models.signal.mel import SHIPPED_MEL
 from models.signal.tones import harmonic_tone, plucked_string
 from tests.test_engine_real import REAL_MEL, write_tiny_weights
 
@@ -124,3 +125,69 @@ def test_a_mix_of_refined_sounds_at_its_ends_is_each_refined_sound(engine: Engin
     ca, cb = engine.refined(a, QUICK), engine.refined(b, QUICK)
     assert half.refined and torch.allclose(half.h, 0.5 * (ca.h + cb.h))
     assert torch.allclose(half.mel_correction, 0.5 * (ca.mel_correction + cb.mel_correction))
+
+
+def test_the_correction_over_time_follows_each_frame_and_the_static_one_their_mean() -> None:
+    n_mels, n_frames = 16, 12
+    out = torch.zeros(n_mels, n_frames)
+    target = torch.zeros(n_mels, n_frames)
+    target[:, 6:] = 1.0                                      # the sound gets louder halfway
+    static = replace(DEFAULT_REFINEMENT, correction_smooth_bins=1)
+    moving = replace(static, correction_over_time=True, correction_smooth_frames=1)
+    assert mel_gap(out, target, static).shape == (n_mels,)
+    gap = mel_gap(out, target, moving)
+    assert gap.shape == (n_mels, n_frames)
+    torch.testing.assert_close(gap[:, :6], torch.zeros(n_mels, 6))
+    torch.testing.assert_close(gap[:, 6:], torch.ones(n_mels, 6))
+    limited = mel_gap(out, 5.0 * target, moving)            # within the limit either way
+    assert limited.max().item() == DEFAULT_REFINEMENT.correction_limit
+
+
+def test_smoothing_over_the_roots_harmonics_leaves_the_envelope_not_the_harmonics() -> None:
+    mel = SHIPPED_MEL
+    centres = mel.band_centres_hz()
+    assert centres.shape == (mel.n_mels,) and bool((centres.diff() > 0).all())
+    root_hz = 220.0
+    ripple = torch.cos(2 * torch.pi * centres / root_hz)    # peaks on the root's harmonics
+    envelope = torch.linspace(-1.0, 1.0, mel.n_mels)
+    gap_in = (envelope + ripple)[:, None].expand(-1, mel.n_frames)
+    cfg = replace(DEFAULT_REFINEMENT, correction_limit=10.0)
+    narrow = mel_gap(torch.zeros_like(gap_in), gap_in, cfg)
+    wide = mel_gap(torch.zeros_like(gap_in), gap_in, replace(cfg, correction_harmonics=2.0), centres, root_hz)
+    low = centres < 2000.0                                   # where harmonics are resolved
+    residue = lambda g: (g - envelope)[low].abs().mean().item()  # noqa: E731
+    assert residue(wide) < 0.3 * residue(narrow), (residue(wide), residue(narrow))
+
+
+def test_fine_structure_drops_a_smooth_envelope_and_keeps_harmonic_peaks() -> None:
+    floor = torch.tensor(-20.0)
+    smooth = torch.linspace(-3.0, 3.0, 64)[None, :, None].expand(1, -1, 8)
+    assert fine_structure(smooth, 9, floor)[:, 8:-8].abs().max().item() < 1e-5
+    peaks = smooth.clone()
+    peaks[:, ::8] += 2.0
+    assert fine_structure(peaks, 9, floor)[:, 8:-8:8].min().item() > 1.5
+
+
+def test_the_pitch_term_keeps_other_keys_nearer_hs_notes(engine: Engine) -> None:
+    sample = pluck(engine)
+    free = replace(DEFAULT_REFINEMENT, steps=8, lr=0.05, mel_correction=0.0, anchor_weight=0.0)
+    kept = replace(free, pitch_keys=(-7, 7), pitch_weight=50.0)
+    floor = torch.tensor(REAL_MEL.log_min)
+    base = engine.conditioning(sample)
+
+    def fine_gap(cfg: RefineConfig) -> float:
+        cond = engine.refined(sample, cfg)
+        keys = [sample.root_note - 7, sample.root_note + 7]
+        refined, reference = engine.render_mels(cond, keys), engine.render_mels(base, keys)
+        return (fine_structure(refined, 9, floor) - fine_structure(reference, 9, floor)).abs().mean().item()
+
+    assert fine_gap(kept) < fine_gap(free)
+
+
+def test_a_correction_over_time_is_added_frame_by_frame(engine: Engine) -> None:
+    sample = pluck(engine)
+    cfg = replace(QUICK, correction_over_time=True)
+    cond = engine.refined(sample, cfg)
+    assert cond.mel_correction.shape == (REAL_MEL.n_mels, REAL_MEL.n_frames)
+    plain = engine.render_mels(replace(cond, mel_correction=None), [60])
+    torch.testing.assert_close(engine.render_mels(cond, [60]), plain + cond.mel_correction[None])

@@ -71,8 +71,12 @@ def note_features(x: np.ndarray, cfg: CheckConfig, fb: np.ndarray) -> tuple[np.n
     return spec, env
 
 
-def fluidsynth_render(font: str, notes: list[tuple[int, int, int, int]], cfg: CheckConfig, workdir: Path) -> np.ndarray:
-    """Render ``(bank, program, key, velocity)`` notes with the fluidsynth CLI -> ``[n, num_samples]``."""
+def fluidsynth_render(font: str, notes: list[tuple[int, int, int, int]], cfg: CheckConfig, workdir: Path,
+                      file_format: str = "s16") -> np.ndarray:
+    """Render ``(bank, program, key, velocity)`` notes with the fluidsynth CLI -> ``[n, num_samples]``.
+
+    ``file_format`` is fluidsynth's ``-O`` (``float`` keeps quiet notes free of 16-bit quantisation noise).
+    """
     import mido
     import soundfile
 
@@ -97,7 +101,7 @@ def fluidsynth_render(font: str, notes: list[tuple[int, int, int, int]], cfg: Ch
     midi_path, wav_path = workdir / "notes.mid", workdir / "notes.wav"
     mid.save(midi_path)
     subprocess.run(["fluidsynth", "-ni", "-q", "-R", "0", "-C", "0", "-g", "1.0", "-r", str(cfg.sample_rate),
-                    "-F", str(wav_path), font, str(midi_path)], check=True, capture_output=True)
+                    "-O", file_format, "-F", str(wav_path), font, str(midi_path)], check=True, capture_output=True)
     wave, sr = soundfile.read(wav_path, dtype="float32", always_2d=True)
     wave = wave.mean(axis=1)
     slot = int(round(slot_ms / 1000 * sr))

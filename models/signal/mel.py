@@ -48,6 +48,16 @@ class MelConfig:
         """The value a silent bin takes."""
         return math.log(self.log_floor)
 
+    def band_centres_hz(self) -> torch.Tensor:
+        """Centre frequency (Hz) of each mel band ``[n_mels]``, as torchaudio's filterbank places them."""
+        if self.mel_scale == "htk":
+            to_mel = lambda f: 2595.0 * math.log10(1.0 + f / 700.0)  # noqa: E731
+            points = torch.linspace(to_mel(self.f_min), to_mel(self.f_max), self.n_mels + 2, dtype=torch.float64)
+            return (700.0 * (10.0 ** (points / 2595.0) - 1.0))[1:-1].float()
+        fb = torchaudio.functional.melscale_fbanks(self.n_freqs, self.f_min, self.f_max, self.n_mels,
+                                                   self.sample_rate, norm=None, mel_scale=self.mel_scale)
+        return fb.argmax(dim=0).float() * self.sample_rate / self.n_fft
+
     def to_json(self) -> str:
         return config_to_json(self)
 

@@ -1,0 +1,132 @@
+"""Round robins and velocity layers from the model: the conditioning of each variation of a key.
+
+A round robin ``i > 0`` is the same timbre struck again: h moves by ``rr_h_scale`` times a seeded
+direction (h keeps RMS 1, like f's output) and, optionally, G's noise input moves from 0 to a seeded
+z (``rr_z_scale`` > 0; G's mapping normalises z, so its size does not matter, only that it is set). A velocity layer moves h along the velocity timbre learnt from real notes of
+one instrument played at several velocities (``assets/velocity_timbre.safetensors``; fitted by
+``bench/velocity_timbre.py``, described in ``assets/MODEL_CARD.md``): the mean of
+``h(velocity) - h(reference)`` over SoundFont presets, per velocity. The offsets of H (and any
+refinement) are the main variation's: the variations are small moves of the same sound.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from engine.key_cache import Variations
+from models.errors import CheckpointError
+from models.nets.layers import normalize_h
+
+if TYPE_CHECKING:
+    from engine.instrument import Conditioning, Engine
+
+VELOCITY_FILE = "velocity_timbre.safetensors"
+VELOCITY_FORMAT = "hypergan/velocity-timbre/1"
+
+
+@dataclass(frozen=True)
+class VelocityTimbre:
+    """Mean h offsets per velocity: ``velocities [V]`` (ascending) and ``offsets [V, h_dim]``.
+
+    ``offsets[i]`` is the mean of ``h(velocities[i]) - h(reference)`` over the fitting presets.
+    """
+
+    velocities: np.ndarray
+    offsets: torch.Tensor
+    meta: dict
+
+    def offset(self, velocity: float) -> torch.Tensor:
+        """The offset ``[h_dim]`` at ``velocity``, linear between the fitted ones, held beyond them."""
+        v = np.clip(float(velocity), self.velocities[0], self.velocities[-1])
+        i = int(np.clip(np.searchsorted(self.velocities, v) - 1, 0, len(self.velocities) - 2))
+        lo, hi = self.velocities[i], self.velocities[i + 1]
+        t = float((v - lo) / (hi - lo)) if hi > lo else 0.0
+        return (1 - t) * self.offsets[i] + t * self.offsets[i + 1]
+
+    def shift(self, velocity: float, reference: float) -> torch.Tensor:
+        """How h moves from a note at ``reference`` to one at ``velocity`` ``[h_dim]``."""
+        return self.offset(velocity) - self.offset(reference)
+
+
+def save_velocity_timbre(path: Path, velocities: np.ndarray, offsets: torch.Tensor, meta: dict) -> None:
+    """Write the asset (a temp file, then renamed)."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    tmp = path.with_suffix(".tmp")
+    tensors = {"velocities": torch.as_tensor(np.asarray(velocities), dtype=torch.float32),
+               "offsets": offsets.detach().float().cpu().contiguous()}
+    save_file(tensors, str(tmp), metadata={"format": VELOCITY_FORMAT, "meta": json.dumps(meta)})
+    tmp.replace(path)
+
+
+def load_velocity_timbre(path: Path, h_dim: int) -> VelocityTimbre:
+    """Read the asset; CheckpointError if it is missing, foreign or for another h size."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"velocity layers need {path.name} beside the weights ({path.parent})")
+    try:
+        with safe_open(str(path), "pt") as fh:
+            meta = fh.metadata() or {}
+            velocities, offsets = fh.get_tensor("velocities"), fh.get_tensor("offsets")
+    except Exception as exc:  # noqa: BLE001 - safetensors raises several types on bad files
+        raise CheckpointError(f"{path}: not a readable velocity timbre ({exc})") from exc
+    if meta.get("format") != VELOCITY_FORMAT:
+        raise CheckpointError(f"{path}: format {meta.get('format')!r}, expected {VELOCITY_FORMAT}")
+    if offsets.ndim != 2 or offsets.shape != (len(velocities), h_dim) or len(velocities) < 2:
+        raise CheckpointError(f"{path}: offsets {tuple(offsets.shape)} do not fit h of size {h_dim}")
+    return VelocityTimbre(velocities.double().numpy(), offsets.float(), json.loads(meta.get("meta", "{}")))
+
+
+def find_velocity_timbre(weights_dir: Path, h_dim: int) -> VelocityTimbre:
+    """The velocity timbre beside the weights, else the shipped one if it fits this h."""
+    from engine.instrument import default_weights_dir
+
+    own = Path(weights_dir) / VELOCITY_FILE
+    if own.is_file():
+        return load_velocity_timbre(own, h_dim)
+    return load_velocity_timbre(default_weights_dir() / VELOCITY_FILE, h_dim)
+
+
+def seeded_noise(seed: int, rr: int, z_dim: int, h_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Round robin ``rr``'s fixed z ``[1, z_dim]`` and h direction ``[1, h_dim]`` (unit RMS each)."""
+    gen = torch.Generator().manual_seed(1_000_003 * seed + rr)
+    z = torch.randn(1, z_dim, generator=gen)
+    u = torch.randn(1, h_dim, generator=gen)
+    return z, normalize_h(u)
+
+
+def variant(cond: Conditioning, layer: int, rr: int, v: Variations, velocity: VelocityTimbre | None,
+            z_dim: int) -> Conditioning:
+    """The Conditioning of ``(layer, rr)`` from the main one ``cond`` (see the module docstring)."""
+    h = cond.h
+    move = torch.zeros_like(h)
+    if layer != v.main_layer and velocity is not None:
+        move = move + v.velocity_strength * velocity.shift(v.layer_velocity(layer), v.reference_velocity).to(h)
+    z = None
+    if rr > 0:
+        z_rr, u_rr = seeded_noise(v.seed, rr, z_dim, h.shape[1])
+        z = (v.rr_z_scale * z_rr).to(h) if v.rr_z_scale != 0 else None
+        move = move + v.rr_h_scale * u_rr.to(h)
+    return replace(cond, h=normalize_h(h + move) if bool(move.any()) else h, z=z)
+
+
+def velocity_timbre_for(engine: Engine, v: Variations) -> VelocityTimbre | None:
+    """What ``v``'s velocity layers need from ``engine``'s weights folder (None: no layers); raises
+    CheckpointError early, before any rendering, when the asset is missing or does not fit f."""
+    if v.velocity_layers == 1 or v.velocity_strength == 0:
+        return None
+    return find_velocity_timbre(engine.weights_dir, engine.nets.f.cfg.h_dim)
+
+
+def variant_conditionings(engine: Engine, cond: Conditioning, v: Variations) -> dict[tuple[int, int], Conditioning]:
+    """``{(layer, rr): Conditioning}`` of every variation but the main one, in render order."""
+    velocity = velocity_timbre_for(engine, v)
+    return {(layer, rr): variant(cond, layer, rr, v, velocity, engine.nets.z_dim) for layer, rr in v.passes()}
