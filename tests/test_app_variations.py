@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from PySide6.QtCore import QSettings, Qt
@@ -45,6 +46,38 @@ def test_settings_keep_the_variations(tmp_path: Path) -> None:
     settings.variations, settings.random_round_robin = LAYERED, True
     again = AppSettings(QSettings(str(tmp_path / "s.ini"), QSettings.IniFormat))
     assert again.variations == LAYERED and again.random_round_robin is True
+
+
+class RecordingEngine:
+    """What RenderWorker asks of an engine, recorded: the sound arguments of each call."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, tuple]] = []
+
+    def render(self, *sounds, **kwargs) -> dict:
+        self.calls.append(("render", sounds))
+        return {}
+
+    def render_variations(self, *sounds, **kwargs) -> dict:
+        self.calls.append(("variations", sounds))
+        return {}
+
+
+def test_a_pad_job_renders_the_variations_of_its_whole_mix(qtbot) -> None:
+    from app.render_worker import RenderJob, RenderWorker
+    from engine.mix import Mix
+
+    sounds = tuple(SimpleNamespace(name=n, root_note=60) for n in "abc")
+    engine = RecordingEngine()
+    worker = RenderWorker(engine)
+    with qtbot.waitSignal(worker.jobDone) as done:
+        worker.run(RenderJob(1, sounds, (0.5, 0.3, 0.2), 16000, fresh=True, variations=LAYERED))
+    assert done.args == [1, True, ""]
+    assert [name for name, _ in engine.calls] == ["render", "variations"]
+    assert engine.calls[1][1] == engine.calls[0][1] == (Mix.of(sounds, (0.5, 0.3, 0.2)),)
+    engine.calls.clear()
+    worker.run(RenderJob(2, sounds[:2], (0.7, 0.3), 16000, fresh=False, variations=LAYERED))
+    assert engine.calls[1][1] == engine.calls[0][1] == (sounds[0], sounds[1], 0.3)
 
 
 @pytest.mark.slow

@@ -50,6 +50,20 @@ def test_variations_render_after_the_main_keys_and_differ(engine: Engine) -> Non
     assert all(np.array_equal(again[k].samples, main[k].samples) for k in KEYS)
 
 
+def test_variations_of_a_mix_are_the_mix_s(engine: Engine) -> None:
+    from engine.mix import Mix
+
+    a, b, c = (engine.load_sample(Audio(plucked_string(midi, duration_s=1.0, seed=seed), 16000), name=name)
+               for midi, seed, name in ((52, 0, "a"), (55, 1, "b"), (48, 2, "c")))
+    v = Variations(round_robins=2, velocity_layers=2)
+    run = lambda sounds: engine.render_variations(sounds, variations=v, keys=[52], sample_rate=16000)  # noqa: E731
+    alone, corner, blend = run(a), run(Mix.of([a, b, c], [1.0, 0.0, 0.0])), run(Mix.of([a, b, c], [0.4, 0.3, 0.3]))
+    assert alone.keys() == corner.keys() == blend.keys() and len(blend) == v.count - 1
+    for name, key in blend.items():
+        assert np.array_equal(corner[name].samples, alone[name].samples)     # all of a: a's own variations
+        assert not np.allclose(key.samples, alone[name].samples)             # the blend's, not sound a's
+
+
 def test_variant_conditioning_moves_z_and_h_as_configured(engine: Engine) -> None:
     sample = engine.load_sample(Audio(plucked_string(52, duration_s=1.0), 16000))
     cond = engine.conditioning(sample)
