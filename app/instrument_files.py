@@ -16,8 +16,8 @@ from PySide6.QtWidgets import QFileDialog, QMenu, QWidget
 from app.instrument_controller import InstrumentController, SoundPreview
 from app.settings import AppSettings
 from app.sound_panel import SoundPanel
+from app.variations_panel import VariationsPanel
 from engine.instrument_file import SUFFIX, SavedInstrument, SavedSound, load_sound, open_instrument, save_instrument
-from engine.key_cache import PLAIN
 from models.errors import UserError
 
 FILTER = f"HyperGAN instruments (*{SUFFIX});;All files (*)"
@@ -44,14 +44,13 @@ class InstrumentFiles(QObject):
     opened = Signal(str)
     failed = Signal(str)
 
-    def __init__(self, instrument: InstrumentController, sound: SoundPanel, settings: AppSettings,
-                 choose_save: ChoosePath = ask_save_path, choose_open: ChoosePath = ask_open_path,
-                 parent: QObject | None = None) -> None:
+    def __init__(self, instrument: InstrumentController, sound: SoundPanel, variations: VariationsPanel,
+                 settings: AppSettings, choose_save: ChoosePath = ask_save_path,
+                 choose_open: ChoosePath = ask_open_path, parent: QObject | None = None) -> None:
         super().__init__(parent)
-        self.instrument, self.sound, self.settings = instrument, sound, settings
+        self.instrument, self.sound, self.variations, self.settings = instrument, sound, variations, settings
         self.choose_save, self.choose_open = choose_save, choose_open
         self.near_root = 0                   # settings without a control here, kept from the opened file
-        self.variations = PLAIN
         self.recent_menu: QMenu | None = None
 
     # -- saving ----------------------------------------------------------------------------------------
@@ -64,7 +63,7 @@ class InstrumentFiles(QObject):
                                   inst.detected[slot].confidence, inst.roots.get(slot)) for slot in inst.filled)
         return SavedInstrument(sounds, alpha=inst.alpha, pad=inst.pad, envelope=self.sound.envelope(),
                                volume=self.sound.volume(), refine_strength=inst.refine_strength,
-                               near_root=self.near_root, variations=self.variations)
+                               near_root=self.near_root, variations=inst.variations)
 
     def save(self, parent: QWidget | None = None, path: Path | None = None) -> Path | None:
         """Save to ``path`` (or where the user picks); reports through ``saved`` or ``failed``."""
@@ -111,7 +110,10 @@ class InstrumentFiles(QObject):
             raise UserError(f"sound {sound.slot} ({sound.name}) cannot be used: {type(exc).__name__}: {exc}") from None
 
     def _apply(self, saved: SavedInstrument, sounds: dict[str, tuple[Any, Any]]) -> None:
-        self.near_root, self.variations = saved.near_root, saved.variations
+        self.near_root = saved.near_root
+        self.variations.set_variations(saved.variations, notify=False)
+        self.instrument.variations = saved.variations  # rendered by replace_all's request below
+        self.settings.variations = saved.variations
         self.sound.set_envelope(saved.envelope)        # notifies: the voices and the settings follow
         self.sound.set_volume(saved.volume)
         self.sound.set_refine(saved.refine_strength, notify=False)

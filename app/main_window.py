@@ -60,7 +60,7 @@ class MainWindow(QMainWindow):
         self.sound = SoundPanel()
         self.variations = VariationsPanel()
         self.meter = LevelMeter(self.audio.read_peak)
-        self.files = InstrumentFiles(self.instrument, self.sound, settings, parent=self)
+        self.files = InstrumentFiles(self.instrument, self.sound, self.variations, settings, parent=self)
         self._layout()
         self._menu()
         self._wire()

@@ -1,6 +1,8 @@
 """Velocity layers and round robins: how many samples each key gets, and their playing order."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QSpinBox, QWidget
 
@@ -8,7 +10,11 @@ from engine.key_cache import MAX_ROUND_ROBINS, MAX_VELOCITY_LAYERS, Variations
 
 
 class VariationsPanel(QWidget):
-    """Emits ``variationsChanged(Variations)`` when a count changes and ``randomChanged(bool)``."""
+    """Emits ``variationsChanged(Variations)`` when a count changes and ``randomChanged(bool)``.
+
+    Only the counts have controls; the other fields (seed, how far round robins move) stay as last set,
+    e.g. by an opened instrument.
+    """
 
     variationsChanged = Signal(object)
     randomChanged = Signal(bool)
@@ -32,15 +38,17 @@ class VariationsPanel(QWidget):
             row.addWidget(widget)
         row.addWidget(self.random)
         row.addStretch(1)
-        self.set_variations(Variations(), notify=False)
+        self._base = Variations()
+        self.set_variations(self._base, notify=False)
         self.layers.valueChanged.connect(lambda _v: self.variationsChanged.emit(self.variations()))
         self.round_robins.valueChanged.connect(lambda _v: self.variationsChanged.emit(self.variations()))
         self.random.toggled.connect(self.randomChanged.emit)
 
     def variations(self) -> Variations:
-        return Variations(round_robins=self.round_robins.value(), velocity_layers=self.layers.value())
+        return replace(self._base, round_robins=self.round_robins.value(), velocity_layers=self.layers.value())
 
     def set_variations(self, v: Variations, notify: bool = True) -> None:
+        self._base = v
         for box, value in ((self.layers, v.velocity_layers), (self.round_robins, v.round_robins)):
             box.blockSignals(not notify)
             box.setValue(value)

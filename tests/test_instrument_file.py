@@ -61,6 +61,21 @@ def test_defaults_for_absent_settings_and_weights(tmp_path: Path) -> None:
     assert two.weights() == {"A": 0.75, "B": 0.25}
 
 
+def test_variations_sections_of_older_and_newer_files(tmp_path: Path) -> None:
+    from dataclasses import fields
+
+    assert set(instrument_file.VARIATION_LIMITS) == {f.name for f in fields(Variations)}   # every field is checked
+    path = save_instrument(tmp_path / "inst.hgi", make_instrument())
+    with zipfile.ZipFile(path) as zf:
+        manifest = json.loads(zf.read("manifest.json"))
+    counts_only = edited(manifest, lambda m: m.update(variations={"round_robins": 2, "velocity_layers": 4,
+                                                                 "added_later": "x"}))
+    back = open_instrument(rewrite(path, tmp_path / "counts.hgi", manifest=counts_only))
+    assert back.variations == Variations(round_robins=2, velocity_layers=4)   # the rest: defaults; unknown: skipped
+    older = edited(manifest, lambda m: m.pop("variations"))
+    assert open_instrument(rewrite(path, tmp_path / "older.hgi", manifest=older)).variations == PLAIN
+
+
 def test_reopened_sounds_are_the_same_samples(tmp_path: Path) -> None:
     engine = make_engine(write_fake_weights(tmp_path / "w"))
     original = engine.load_sample(Audio(harmonic_tone(57, duration_s=1.2), 16000), name="a3")

@@ -75,7 +75,7 @@ def test_render_a_saved_instrument(weights: Path, sounds: dict[str, Path], tmp_p
     pack = Path(out.strip())
     assert pack == tmp_path / "trio" and "ampeg_release=1.25" in (pack / "trio.sfz").read_text()
     assert "tone: root key 62 (saved), weight 0.50" in err and "root key 40 (saved), weight 0.00" in err
-    assert "refin" not in err
+    assert "refin" not in err and "velocity layer" not in err     # the file asks for one sample per key
     for extra, message in [([str(sounds["pluck"])], "leave out SAMPLE"), (["--alpha", "0.2"], "leave out SAMPLE"),
                            ([], "no such file")]:
         target = str(tmp_path / "nope.hgi") if message == "no such file" else str(inst)

@@ -186,3 +186,42 @@ def test_saving_without_a_sound_or_into_a_missing_folder_says_why(qtbot, window,
     assert window.progress.message.text().startswith("Save failed: cannot save")
     assert window.settings.recent_instruments == []
     wait_rendered(qtbot, window)
+
+
+def test_an_instrument_keeps_its_velocity_layers_and_round_robins(qtbot, tmp_path, quad):  # noqa: F811
+    import json
+    from dataclasses import replace
+
+    from engine.instrument_file import open_instrument, save_instrument
+    from engine.key_cache import PLAIN, Variations
+    from tests.test_instrument_file import rewrite
+
+    window = make_window(qtbot, tmp_path, None)     # no model: nothing renders; files still save and open
+    try:
+        for slot in "AB":
+            drop(window.slots[slot], quad[slot])
+        layered = Variations(round_robins=2, velocity_layers=3)
+        window.variations.set_variations(layered)
+        path = tmp_path / "layered.hgi"
+        window.files.choose_save = lambda parent, start: path
+        assert window.files.save() == path and open_instrument(path).variations == layered
+        window.variations.set_variations(PLAIN)
+        assert window.instrument.variations == PLAIN
+        assert window.files.open(path=path)
+        assert window.variations.variations() == layered and window.instrument.variations == layered
+        assert window.settings.variations == layered
+        # Settings without a control (seed, round-robin spread) survive a count changed in the panel.
+        seeded = replace(layered, seed=7, rr_h_scale=0.2)
+        assert window.files.open(path=save_instrument(tmp_path / "seeded.hgi",
+                                                      replace(open_instrument(path), variations=seeded)))
+        window.variations.round_robins.setValue(4)
+        assert window.instrument.variations == replace(seeded, round_robins=4)
+        assert open_instrument(window.files.save(path=path)).variations == replace(seeded, round_robins=4)
+        with zipfile.ZipFile(path) as zf:
+            manifest = json.loads(zf.read("manifest.json"))
+        del manifest["variations"]                  # a file saved before variations existed
+        older = rewrite(path, tmp_path / "older.hgi", manifest=manifest)
+        assert window.files.open(path=older)
+        assert window.variations.variations() == PLAIN and window.instrument.variations == PLAIN
+    finally:
+        window.shutdown()

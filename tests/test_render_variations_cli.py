@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from engine.key_cache import Variations
 from tests.test_engine_cli import render
 from tests.test_engine_real import write_tiny_weights
 from tests.test_engine_variations import write_tiny_velocity
@@ -55,3 +56,39 @@ def test_velocity_layers_without_a_fitting_velocity_timbre_fail_before_rendering
     assert render(str(pluck), "--out", str(tmp_path / "out"), "--velocity-layers", "3", weights=bare) == 2
     err = capsys.readouterr().err
     assert "do not fit h of size 16" in err and "rendering" not in err
+
+
+def test_a_saved_instrument_brings_its_variations_and_the_counts_given_win(weights: Path, pluck: Path, tmp_path: Path,
+                                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    from engine.instrument_file import SavedInstrument, SavedSound, save_instrument
+    from models.signal.audio import load_audio
+
+    audio = load_audio(pluck, 16000)
+    sounds = tuple(SavedSound(slot, f"pluck{slot}", audio, 52.0, 1.0, root)
+                   for slot, root in (("A", None), ("B", 55), ("C", 48)))
+    inst = save_instrument(tmp_path / "trio.hgi", SavedInstrument(
+        sounds, pad=(0.4, 0.3), refine_strength=0, variations=Variations(round_robins=2, velocity_layers=2)))
+    for flags, line, regions in (([], "2 velocity layer(s) x 2 round robin(s): 6 more samples", 8),
+                                 (["--round-robins", "1"], "2 velocity layer(s) x 1 round robin(s): 2 more samples", 4),
+                                 (["--velocity-layers", "1", "--round-robins", "1"], None, 2)):
+        out_dir = tmp_path / f"out{len(flags)}"
+        rc = render("--instrument", str(inst), "--keys", "52,55", "--out", str(out_dir), *flags, weights=weights)
+        out, err = capsys.readouterr()
+        assert rc == 0, err
+        assert (line in err) if line else "velocity layer" not in err
+        assert len(read_sfz(Path(out.strip()) / "trio.sfz")) == regions
+
+
+def test_variations_of_keeps_a_saved_instrument_s_other_settings() -> None:
+    from argparse import Namespace
+
+    from engine.instrument_file import SavedInstrument
+    from engine.key_cache import PLAIN
+    from engine.render_cli import variations_of
+
+    saved = SavedInstrument((), variations=Variations(round_robins=4, velocity_layers=2, seed=7, rr_h_scale=0.2))
+    given = Namespace(round_robins=None, velocity_layers=3)
+    assert variations_of(given, saved) == Variations(round_robins=4, velocity_layers=3, seed=7, rr_h_scale=0.2)
+    assert variations_of(Namespace(round_robins=None, velocity_layers=None), None) == PLAIN
+    assert variations_of(Namespace(round_robins=2, velocity_layers=None), None) == Variations(round_robins=2,
+                                                                                              velocity_layers=1)
