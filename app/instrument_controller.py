@@ -12,7 +12,8 @@ sound's keys when its first key lands (until then its own key stands in for ever
 With refinement on (a strength above 0), a request's quick unrefined keys are followed by
 refinement of each sound and a second pass whose keys replace the first ones as they land. A
 strength change keeps the keys playing until the refined ones replace them. A root override reloads
-the sound's audio at the given root (``Engine.load_sample(..., midi=root)``).
+the sound's audio at the given root (``Engine.load_sample(..., midi=root)``). ``near_root`` > 0 plays
+a single sound itself on the keys around its root (``Engine.render``'s near_root; mixes ignore it).
 
 Velocity layers and round robins (``set_variations``) render after the final keys, in the same
 job; they reach the mixer as they land, and the previous request's go when its first key lands.
@@ -30,6 +31,7 @@ from PySide6.QtCore import QObject, QThread, Signal
 from app.audio_output import AudioOutput
 from app.render_worker import RenderJob, RenderWorker
 from engine.key_cache import PLAIN, KeySample, VariantKey, Variations
+from engine.keys import MAX_NEAR_ROOT
 from engine.mix import CORNERS, pad_from_alpha, pad_weights, slot_weights
 from models.signal.audio import Audio
 from models.errors import UserError
@@ -89,6 +91,7 @@ class InstrumentController(QObject):
         self.alpha = 0.0
         self.pad = (0.0, 0.0)                # the morph pad's puck (three or four sounds)
         self.refine_strength = 1.0           # 0: no refinement; 1: the engine's default
+        self.near_root = 0                   # semitones around a single sound's root that play the sound itself
         self.keys: dict[int, KeySample] = {}
         self.variations: Variations = PLAIN  # velocity layers and round robins (rendered after the keys)
         self.variants: dict[VariantKey, KeySample] = {}
@@ -192,6 +195,17 @@ class InstrumentController(QObject):
             # Keys that are all this sound's already are better than unrefined ones: refine straight away.
             self.request(fresh=False, fast_first=not settled)
 
+    def set_near_root(self, semitones: int) -> None:
+        """Keys within ``semitones`` of the root play the sound itself (0: off); re-renders a single sound
+        (a mix ignores it), keeping the keys playing until replaced."""
+        semitones = min(max(int(semitones), 0), MAX_NEAR_ROOT)
+        if semitones == self.near_root:
+            return
+        settled = self.complete
+        self.near_root = semitones
+        if len(self.samples) == 1:
+            self.request(fresh=False, fast_first=not settled)
+
     def refine_config(self) -> Any | None:
         """The engine's refinement at the chosen strength, or None when it is off."""
         if self.refine_strength <= 0:
@@ -280,7 +294,7 @@ class InstrumentController(QObject):
         weights = self.weights()
         job = RenderJob(next(self._ids), tuple(self.samples[s] for s in weights), tuple(weights.values()),
                         self.audio.sample_rate, fresh, refine=self.refine_config(), fast_first=fast_first,
-                        variations=self.variations)
+                        variations=self.variations, near_root=self.near_root)
         self.job = job
         self.rendering = True
         self.fresh = set()        # the keys playing now are stale until this request's replace them

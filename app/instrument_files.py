@@ -50,7 +50,6 @@ class InstrumentFiles(QObject):
         super().__init__(parent)
         self.instrument, self.sound, self.variations, self.settings = instrument, sound, variations, settings
         self.choose_save, self.choose_open = choose_save, choose_open
-        self.near_root = 0                   # settings without a control here, kept from the opened file
         self.recent_menu: QMenu | None = None
 
     # -- saving ----------------------------------------------------------------------------------------
@@ -63,7 +62,7 @@ class InstrumentFiles(QObject):
                                   inst.detected[slot].confidence, inst.roots.get(slot)) for slot in inst.filled)
         return SavedInstrument(sounds, alpha=inst.alpha, pad=inst.pad, envelope=self.sound.envelope(),
                                volume=self.sound.volume(), refine_strength=inst.refine_strength,
-                               near_root=self.near_root, variations=inst.variations)
+                               near_root=inst.near_root, variations=inst.variations)
 
     def save(self, parent: QWidget | None = None, path: Path | None = None) -> Path | None:
         """Save to ``path`` (or where the user picks); reports through ``saved`` or ``failed``."""
@@ -110,16 +109,17 @@ class InstrumentFiles(QObject):
             raise UserError(f"sound {sound.slot} ({sound.name}) cannot be used: {type(exc).__name__}: {exc}") from None
 
     def _apply(self, saved: SavedInstrument, sounds: dict[str, tuple[Any, Any]]) -> None:
-        self.near_root = saved.near_root
-        self.variations.set_variations(saved.variations, notify=False)
-        self.instrument.variations = saved.variations  # rendered by replace_all's request below
-        self.settings.variations = saved.variations
+        inst, settings = self.instrument, self.settings
         self.sound.set_envelope(saved.envelope)        # notifies: the voices and the settings follow
         self.sound.set_volume(saved.volume)
+        # The rest without notifying: replace_all's one request below renders with all of them.
         self.sound.set_refine(saved.refine_strength, notify=False)
-        self.instrument.refine_strength = saved.refine_strength
-        self.settings.refine_strength = saved.refine_strength
-        self.instrument.replace_all(sounds, saved.alpha, saved.pad)
+        inst.refine_strength = settings.refine_strength = saved.refine_strength
+        self.sound.set_near_root(saved.near_root, notify=False)
+        inst.near_root = settings.near_root = saved.near_root
+        self.variations.set_variations(saved.variations, notify=False)
+        inst.variations = settings.variations = saved.variations
+        inst.replace_all(sounds, saved.alpha, saved.pad)
 
     # -- recent ----------------------------------------------------------------------------------------
     def _start_folder(self) -> Path | None:

@@ -148,6 +148,8 @@ class MainWindow(QMainWindow):
         self.sound.volumeChanged.connect(lambda gain: setattr(self.settings, "volume", gain))
         self.sound.refineChanged.connect(inst.set_refine_strength)
         self.sound.refineChanged.connect(lambda strength: setattr(self.settings, "refine_strength", strength))
+        self.sound.nearRootChanged.connect(inst.set_near_root)
+        self.sound.nearRootChanged.connect(lambda semitones: setattr(self.settings, "near_root", semitones))
         self.variations.variationsChanged.connect(inst.set_variations)
         self.variations.variationsChanged.connect(lambda v: setattr(self.settings, "variations", v))
         self.variations.randomChanged.connect(self.audio.set_random_round_robin)
@@ -165,6 +167,8 @@ class MainWindow(QMainWindow):
         self.sound.set_volume(s.volume, notify=False)
         self.sound.set_refine(s.refine_strength, notify=False)
         self.instrument.refine_strength = s.refine_strength
+        self.sound.set_near_root(s.near_root, notify=False)
+        self.instrument.near_root = s.near_root
         self.variations.set_variations(s.variations, notify=False)
         self.variations.set_random(s.random_round_robin, notify=False)
         self.instrument.variations = s.variations

@@ -24,7 +24,8 @@ class RenderJob:
     (quick: the first key within a fraction of a second), then each sound is refined and the keys are
     rendered again, replacing the first ones. The first phase is skipped when ``fast_first`` is False
     (the keys playing are already this sound's) or when the refinement is at hand anyway. Velocity
-    layers and round robins (``variations``) come last, from the final conditioning.
+    layers and round robins (``variations``) come last, from the final conditioning. ``near_root``
+    goes to every pass (the engine applies it to a single sound only).
     """
 
     id: int
@@ -35,6 +36,7 @@ class RenderJob:
     refine: Any | None = None
     fast_first: bool = True
     variations: Any | None = None   # engine.key_cache.Variations: rendered after the final keys
+    near_root: int = 0              # semitones around the root that play the sound itself (0: off)
     cancel: threading.Event = field(default_factory=threading.Event)
     started_s: float = field(default_factory=time.perf_counter)
     landed: int = 0
@@ -101,7 +103,7 @@ class RenderWorker(QObject):
             self.engine.render_variations(
                 *job.engine_sounds(), variations=job.variations, cancel=job.cancel,
                 on_variant=lambda midi, layer, rr, key: self.variantReady.emit(job.id, midi, layer, rr, key),
-                sample_rate=job.sample_rate, refine=cfg)
+                sample_rate=job.sample_rate, refine=cfg, near_root=job.near_root)
 
     def _refine(self, job: RenderJob, cfg: Any) -> None:
         for sound in job.sounds:
@@ -117,4 +119,4 @@ class RenderWorker(QObject):
         """One pass over the keys; ``refine`` None: H's conditioning, else the (cached) refined one."""
         self.engine.render(*job.engine_sounds(), cancel=job.cancel,
                            on_key=lambda midi, key: self.keyReady.emit(job.id, midi, key, refine is not None),
-                           sample_rate=job.sample_rate, refine=refine)
+                           sample_rate=job.sample_rate, refine=refine, near_root=job.near_root)

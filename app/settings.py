@@ -1,6 +1,6 @@
 """What the sampler remembers between runs (QSettings): devices, last samples and their roots, mix and
-pad position, envelope, volume, refinement strength, velocity layers and round robins, recent
-instruments."""
+pad position, envelope, volume, refinement strength, near-root range, velocity layers and round
+robins, recent instruments."""
 from __future__ import annotations
 
 import json
@@ -10,6 +10,7 @@ from PySide6.QtCore import QSettings
 
 from engine.envelope import Envelope
 from engine.key_cache import MAX_ROUND_ROBINS, MAX_VELOCITY_LAYERS, Variations
+from engine.keys import MAX_NEAR_ROOT
 
 
 RECENT = 8   # recent instruments kept
@@ -141,6 +142,15 @@ class AppSettings:
     @refine_strength.setter
     def refine_strength(self, value: float) -> None:
         self._set("sound/refine", float(value))
+
+    @property
+    def near_root(self) -> int:
+        """Semitones around the root that play the sound itself (0: off)."""
+        return min(max(int(self._get("sound/near_root", 0, int)), 0), MAX_NEAR_ROOT)
+
+    @near_root.setter
+    def near_root(self, semitones: int) -> None:
+        self._set("sound/near_root", int(semitones))
 
     @property
     def variations(self) -> Variations:

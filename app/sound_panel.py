@@ -1,13 +1,14 @@
-"""ADSR envelope, master volume and refinement strength controls."""
+"""ADSR envelope, master volume, refinement strength and near-root range controls."""
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
 
 from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtWidgets import QGridLayout, QLabel, QSlider, QWidget
+from PySide6.QtWidgets import QGridLayout, QLabel, QSlider, QSpinBox, QWidget
 
 from engine.envelope import Envelope
+from engine.keys import MAX_NEAR_ROOT
 
 
 def log_scale(lo: float, hi: float) -> tuple[Callable[[int], float], Callable[[float], float]]:
@@ -38,12 +39,14 @@ def strength_text(percent: int) -> str:
 
 
 class SoundPanel(QWidget):
-    """Emits ``envelopeChanged(Envelope)``, ``volumeChanged(gain)`` (linear, 0..1) and
-    ``refineChanged(strength)`` (0..2, 0 = off) once the Refine slider rests for ``settle_ms``."""
+    """Emits ``envelopeChanged(Envelope)``, ``volumeChanged(gain)`` (linear, 0..1),
+    ``refineChanged(strength)`` (0..2, 0 = off) once the Refine slider rests for ``settle_ms``, and
+    ``nearRootChanged(semitones)`` (0 = off)."""
 
     envelopeChanged = Signal(object)
     volumeChanged = Signal(float)
     refineChanged = Signal(float)
+    nearRootChanged = Signal(int)
 
     def __init__(self, settle_ms: int = 300, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -64,6 +67,7 @@ class SoundPanel(QWidget):
             slider.valueChanged.connect(lambda _v, n=name: self._changed(n))
         self._specs = dict(rows)
         self._refine_row(grid, len(rows), settle_ms)
+        self._near_root_row(grid, len(rows) + 1)
         self.set_envelope(Envelope(), notify=False)
         self.set_volume(0.5, notify=False)
         self.set_refine(1.0, notify=False)
@@ -86,6 +90,29 @@ class SoundPanel(QWidget):
         self._refine_timer.setInterval(settle_ms)
         self._refine_timer.timeout.connect(lambda: self.refineChanged.emit(self.refine_strength()))
         self.refine_slider.valueChanged.connect(self._refine_moved)
+
+    def _near_root_row(self, grid: QGridLayout, row: int) -> None:
+        self.near_root_box = QSpinBox()
+        self.near_root_box.setRange(0, MAX_NEAR_ROOT)
+        self.near_root_box.setPrefix("\u00b1")
+        self.near_root_box.setSuffix(" st")               # semitones
+        self.near_root_box.setSpecialValueText("off")     # shown at 0
+        self.near_root_box.setKeyboardTracking(False)     # typing "12" renders once, not for 1 and then 12
+        self.near_root_box.setToolTip(
+            "Keys within this many semitones of the sound's root play the sound itself, repitched, cross-faded "
+            "into the generated keys over the next two. Off (0) plays generated keys everywhere. Single sounds "
+            "only: ignored while two or more sounds are mixed.")
+        grid.addWidget(QLabel("Sample near root"), row, 0)
+        grid.addWidget(self.near_root_box, row, 1, Qt.AlignLeft)
+        self.near_root_box.valueChanged.connect(self.nearRootChanged.emit)
+
+    def near_root(self) -> int:
+        return self.near_root_box.value()
+
+    def set_near_root(self, semitones: int, notify: bool = True) -> None:
+        self.near_root_box.blockSignals(not notify)
+        self.near_root_box.setValue(min(max(int(semitones), 0), MAX_NEAR_ROOT))
+        self.near_root_box.blockSignals(False)
 
     def refine_strength(self) -> float:
         return self.refine_slider.value() / 100.0

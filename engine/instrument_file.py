@@ -25,6 +25,7 @@ import soundfile as sf
 
 from engine.envelope import Envelope
 from engine.key_cache import MAX_ROUND_ROBINS, MAX_VELOCITY_LAYERS, PLAIN, Variations
+from engine.keys import MAX_NEAR_ROOT
 from engine.mix import CORNERS, slot_weights
 from models.errors import InstrumentFileError
 from models.signal.audio import Audio
@@ -200,7 +201,7 @@ def _instrument(m: dict[str, Any], read: Any) -> SavedInstrument:
         pad=(_number({"x": pad[0]}, "x", 0.0, 1.0), _number({"y": pad[1]}, "y", 0.0, 1.0)),
         envelope=envelope, volume=_number(m, "volume", 0.0, 1.0, 0.5),
         refine_strength=_number(m, "refine_strength", 0.0, 2.0, 1.0),
-        near_root=int(_number(m, "near_root", 0, 24, 0, integer=True)),
+        near_root=int(_number(m, "near_root", 0, MAX_NEAR_ROOT, 0, integer=True)),
         variations=_variations(m.get("variations", {})))
 
 

@@ -11,6 +11,8 @@ from engine.loops import LoopConfig, make_loop
 from models.signal.audio import Audio
 from models.units import midi_to_hz
 
+MAX_NEAR_ROOT = 24   # the most semitones around a root that may play the sound itself (Engine.render's near_root)
+
 
 @dataclass(frozen=True)
 class KeyConfig:

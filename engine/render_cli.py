@@ -204,13 +204,14 @@ def open_saved(args: argparse.Namespace) -> SavedInstrument | None:
 
 def settings(args: argparse.Namespace, saved: SavedInstrument | None) -> tuple[RefineConfig | None, int, float]:
     """(refinement or None, near-root semitones, release s): the options given, else the saved instrument's."""
+    from engine.keys import MAX_NEAR_ROOT
     from engine.refine import DEFAULT_REFINEMENT
 
     strength = parse_strength(args.refine) if args.refine is not None else saved.refine_strength if saved else 1.0
     refine = DEFAULT_REFINEMENT.at_strength(strength)
     near_root = args.near_root if args.near_root is not None else saved.near_root if saved else 0
-    if not 0 <= near_root <= 24:
-        raise UserError(f"--near-root {near_root}: give 0 (off) to 24 semitones")
+    if not 0 <= near_root <= MAX_NEAR_ROOT:
+        raise UserError(f"--near-root {near_root}: give 0 (off) to {MAX_NEAR_ROOT} semitones")
     release = args.release if args.release is not None else saved.envelope.release_s if saved else 0.3
     return (refine if refine.enabled else None), near_root, release
 

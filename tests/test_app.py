@@ -78,7 +78,8 @@ class CountingEngine(Engine):
 
     def render(self, sample_a, *args, on_key=None, refine=None, **kwargs):
         self.delivered.append(0)
-        call = {"sound": sample_a.name, "root": sample_a.root_note, "refine": refine, "keys": {}}
+        call = {"sound": sample_a.name, "root": sample_a.root_note, "refine": refine, "keys": {},
+                "near_root": kwargs.get("near_root", 0)}
         self.calls.append(call)
         index = len(self.delivered) - 1
 
@@ -435,6 +436,33 @@ def test_refine_strength_zero_skips_it_and_raising_it_refines_in_place(qtbot, wi
     assert engine.calls[-1]["refine"] == DEFAULT_REFINEMENT.at_strength(1.5)
     assert window.settings.refine_strength == pytest.approx(1.5)
     assert all(window.instrument.keys[k] is not quick[k] for k in quick)
+
+
+@pytest.mark.slow
+def test_near_root_rerenders_a_single_sound_and_is_remembered(qtbot, tmp_path, engine, sounds):
+    window = make_window(qtbot, tmp_path, engine)
+    window.sound.set_refine(0.0, notify=False)                 # quick: no refinement pass
+    window.instrument.refine_strength = 0.0
+    drop(window.slots["A"], sounds["c4"])
+    wait_rendered(qtbot, window)
+    assert engine.calls[-1]["near_root"] == 0
+    before = dict(window.instrument.keys)
+    engine.calls.clear()
+    with qtbot.waitSignal(window.sound.nearRootChanged, timeout=2000):
+        window.sound.near_root_box.setValue(2)
+    assert window.instrument.job.near_root == 2 and not window.instrument.job.fresh
+    wait_rendered(qtbot, window)
+    assert [c["near_root"] for c in engine.calls] == [2] and window.settings.near_root == 2
+    assert all(window.instrument.keys[k] is not before[k] for k in before)
+    drop(window.slots["B"], sounds["pluck"])                   # a mix: the engine ignores near root
+    wait_rendered(qtbot, window)
+    job = window.instrument.job
+    window.sound.near_root_box.setValue(4)
+    assert window.instrument.job is job and window.instrument.near_root == 4 and window.settings.near_root == 4
+    window.shutdown()
+    again = make_window(qtbot, tmp_path, engine, restore=False)
+    assert again.sound.near_root_box.text() == "\u00b14 st" and again.instrument.near_root == 4
+    again.shutdown()
 
 
 @pytest.mark.slow

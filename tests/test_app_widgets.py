@@ -12,6 +12,7 @@ from app.mix_slider import MixSlider
 from app.sample_slot import note_name
 from app.sound_panel import SoundPanel
 from engine.envelope import Envelope
+from engine.keys import MAX_NEAR_ROOT
 
 
 @pytest.fixture
@@ -102,6 +103,20 @@ def test_sound_panel_round_trips_and_signals(qtbot):
     with qtbot.waitSignal(panel.volumeChanged) as blocker:
         panel.sliders["volume"].setValue(100)
     assert blocker.args == [1.0] and panel.labels["volume"].text() == "0.0 dB"
+
+
+def test_sound_panel_near_root_box(qtbot):
+    panel = SoundPanel()
+    qtbot.addWidget(panel)
+    box = panel.near_root_box
+    assert panel.near_root() == 0 and box.text() == "off"
+    assert "ignored while two or more sounds are mixed" in box.toolTip()
+    with qtbot.waitSignal(panel.nearRootChanged) as got:
+        qtbot.keyClick(box, Qt.Key_Up)
+    assert got.args == [1] and box.text() == "\u00b11 st"
+    with qtbot.assertNotEmitted(panel.nearRootChanged):
+        panel.set_near_root(99, notify=False)
+    assert panel.near_root() == MAX_NEAR_ROOT
 
 
 def test_mix_slider_waits_for_the_slider_to_rest(qtbot):

@@ -188,7 +188,7 @@ def test_saving_without_a_sound_or_into_a_missing_folder_says_why(qtbot, window,
     wait_rendered(qtbot, window)
 
 
-def test_an_instrument_keeps_its_velocity_layers_and_round_robins(qtbot, tmp_path, quad):  # noqa: F811
+def test_an_instrument_keeps_its_variations_and_near_root(qtbot, tmp_path, quad):  # noqa: F811
     import json
     from dataclasses import replace
 
@@ -202,14 +202,18 @@ def test_an_instrument_keeps_its_velocity_layers_and_round_robins(qtbot, tmp_pat
             drop(window.slots[slot], quad[slot])
         layered = Variations(round_robins=2, velocity_layers=3)
         window.variations.set_variations(layered)
+        window.sound.near_root_box.setValue(3)
         path = tmp_path / "layered.hgi"
         window.files.choose_save = lambda parent, start: path
-        assert window.files.save() == path and open_instrument(path).variations == layered
+        assert window.files.save() == path
+        assert open_instrument(path).variations == layered and open_instrument(path).near_root == 3
         window.variations.set_variations(PLAIN)
-        assert window.instrument.variations == PLAIN
+        window.sound.near_root_box.setValue(0)
+        assert window.instrument.variations == PLAIN and window.instrument.near_root == 0
         assert window.files.open(path=path)
         assert window.variations.variations() == layered and window.instrument.variations == layered
         assert window.settings.variations == layered
+        assert window.sound.near_root() == window.instrument.near_root == window.settings.near_root == 3
         # Settings without a control (seed, round-robin spread) survive a count changed in the panel.
         seeded = replace(layered, seed=7, rr_h_scale=0.2)
         assert window.files.open(path=save_instrument(tmp_path / "seeded.hgi",
