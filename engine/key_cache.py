@@ -57,7 +57,8 @@ class Variations:
     seeded z (G normalises z, so any non-zero scale is a whole new z: measured by
     ``bench/variations.py`` as further apart than neighbouring keys, hence off by default; h x 0.1
     stays well below them, docs/playing.md). Another layer moves h along the learnt velocity
-    direction (``velocity_strength`` scales it).
+    offsets (``velocity_strength`` scales it) and can tilt G's mel by the learnt velocity spectral
+    tilt (``velocity_tilt``; engine/variations.py).
     """
 
     round_robins: int = 3
@@ -65,6 +66,7 @@ class Variations:
     rr_z_scale: float = 0.0
     rr_h_scale: float = 0.1
     velocity_strength: float = 1.0
+    velocity_tilt: float = 0.0
     reference_velocity: int = 100
     seed: int = 0
 
