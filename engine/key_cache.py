@@ -56,17 +56,18 @@ class Variations:
     ``rr_h_scale`` times a seeded direction and, if ``rr_z_scale`` > 0, sets G's noise input to a
     seeded z (G normalises z, so any non-zero scale is a whole new z: measured by
     ``bench/variations.py`` as further apart than neighbouring keys, hence off by default; h x 0.1
-    stays well below them, docs/playing.md). Another layer moves h along the learnt velocity
-    offsets (``velocity_strength`` scales it) and can tilt G's mel by the learnt velocity spectral
-    tilt (``velocity_tilt``; engine/variations.py).
+    stays well below them, docs/playing.md). Another layer tilts G's mel by the learnt velocity
+    spectral tilt (``velocity_tilt`` scales it) and can move h along the learnt velocity offsets
+    (``velocity_strength``; off by default: ``bench/velocity_timbre.py`` found it follows the real
+    notes worse than the tilt, engine/variations.py).
     """
 
     round_robins: int = 3
     velocity_layers: int = 3
     rr_z_scale: float = 0.0
     rr_h_scale: float = 0.1
-    velocity_strength: float = 1.0
-    velocity_tilt: float = 0.0
+    velocity_strength: float = 0.0
+    velocity_tilt: float = 1.0
     reference_velocity: int = 100
     seed: int = 0
 

@@ -9,7 +9,10 @@ velocities (``assets/velocity_timbre.safetensors``; fitted by ``bench/velocity_t
 in ``assets/MODEL_CARD.md``), per velocity: the mean log gain per mel bin of the real notes over the
 same notes at the reference (``mel_gains``, a spectral tilt added to G's mel, ``velocity_tilt``
 scales it), and the mean ``h(velocity) - h(reference)`` (``offsets``, a move of h, scaled by
-``velocity_strength``). The offsets of H (and any refinement) are the main variation's: the variations are small moves of
+``velocity_strength``). The tilt is on by default and the move of h off: on held-out instruments the
+tilt follows the real notes' mean centroid and never takes the wrong direction where the real note
+changes, while the move of h changes each instrument in a direction unrelated to its real change.
+The offsets of H (and any refinement) are the main variation's: the variations are small moves of
 the same sound.
 """
 from __future__ import annotations
