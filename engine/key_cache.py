@@ -98,6 +98,17 @@ class Variations:
         v = min(max(int(velocity), 1), 127)
         return next(layer for layer in range(self.velocity_layers) if v <= self.layer_range(layer)[1])
 
+    def layer_blend(self, velocity: int) -> tuple[int, int, float]:
+        """``(lower, upper, share)``: a velocity cross-fade plays ``lower`` at ``1 - share`` and ``upper``
+        at ``share``, linear in velocity between the layers' render velocities (``layer_velocity``);
+        below the softest or above the loudest, that layer alone (``share`` 0)."""
+        v = min(max(int(velocity), 1), 127)
+        at = [self.layer_velocity(layer) for layer in range(self.velocity_layers)]
+        for layer in range(self.velocity_layers - 1):
+            if at[layer] <= v < at[layer + 1]:
+                return layer, layer + 1, (v - at[layer]) / (at[layer + 1] - at[layer])
+        return (0, 0, 0.0) if v < at[0] else (self.velocity_layers - 1, self.velocity_layers - 1, 0.0)
+
     @property
     def main_layer(self) -> int:
         return self.layer_of(self.reference_velocity)
