@@ -14,9 +14,9 @@ left at another rate after the output device changed.
 A key with velocity layers and round robins (``set_keys(keys, variants, variations)``) plays, at
 note-on, that key's next round robin (cycled per note, or in a precomputed random order) of the
 layers its velocity calls for: with ``velocity_crossfade`` (the default) the two layers whose render
-velocities it lies between, on two voices at gains summing to one (linear: the layers are the same
-sound, tilted, so they add in phase at low frequencies), else the one layer its velocity range
-holds (a split, as the exported packs play). The velocity gain applies on top.
+velocities it lies between, on two voices at gains summing to one (linear, for layers that are
+the same sound with a tilted spectrum; a dip from their phases differing is not measured), else the
+one layer its velocity range holds (a split, as the exported packs play). The velocity gain applies on top.
 """
 from __future__ import annotations
 
