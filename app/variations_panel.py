@@ -25,7 +25,7 @@ class VariationsPanel(QWidget):
         row.setContentsMargins(0, 0, 0, 0)
         self.layers = QSpinBox()
         self.layers.setRange(1, MAX_VELOCITY_LAYERS)
-        self.layers.setToolTip("Velocity layers: softer notes play a duller, slower timbre learnt from real "
+        self.layers.setToolTip("Velocity layers: softer notes play duller, by the average change of real "
                                "instruments (rendered after the keys, in the background). 1 turns them off.")
         self.round_robins = QSpinBox()
         self.round_robins.setRange(1, MAX_ROUND_ROBINS)

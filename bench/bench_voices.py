@@ -7,7 +7,8 @@ bend moving, two of them struck again every block at changing velocities): the c
 99th-percentile / worst time per block against the block's duration (the time budget; target:
 median <= 10 %), and note-on-to-sound latency in blocks, from a fresh voice and from a stolen one.
 Each block size runs plain (one sample per key) and with 3 velocity layers x 3 round robins
-(distinct sample arrays for the played keys), cycled and in random order, in the same run.
+(distinct sample arrays for the played keys), split by velocity and cross-faded (two voices per
+struck note between layers), cycled and in random order, in the same run.
 """
 from __future__ import annotations
 
@@ -57,10 +58,10 @@ def variant_cache(keys: dict[int, KeySample], v: Variations) -> dict[VariantKey,
 
 def time_callback(block_size: int, sample_rate: int, seconds: float, keys: dict[int, KeySample],
                   variants: dict | None = None, variations: Variations = PLAIN,
-                  random: bool = False) -> tuple[list[float], list[float]]:
+                  random: bool = False, crossfade: bool = True) -> tuple[list[float], list[float]]:
     """Wall and thread-CPU seconds per callback (wall includes preemption by other processes)."""
     mixer = VoiceMixer(MixerConfig(sample_rate=sample_rate, block_size=block_size, n_voices=32,
-                                   random_round_robin=random), Envelope())
+                                   random_round_robin=random, velocity_crossfade=crossfade), Envelope())
     mixer.set_keys(keys, variants, variations)
     q = mixer.queue(1)
     for note in range(40, 72):
@@ -118,8 +119,8 @@ def main() -> None:
           f"{os.cpu_count()} CPUs, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}")
     print(f"load average {os.getloadavg()[0]:.2f}; times per callback in ms (wall includes preemption)")
     variants = variant_cache(keys, LAYERED)
-    modes = {"plain": (None, PLAIN, False), "3x3 cycled": (variants, LAYERED, False),
-             "3x3 random": (variants, LAYERED, True)}
+    modes = {"plain": (None, PLAIN, False, False), "3x3 split": (variants, LAYERED, False, False),
+             "3x3 xfade": (variants, LAYERED, False, True), "3x3 x rand": (variants, LAYERED, True, True)}
     print("block budget mode       | wall: median   p99  worst  med% | cpu: median   p99  med%  p99% | "
           "latency blocks: fresh stolen")
     for block in (int(b) for b in args.blocks.split(",")):
@@ -127,8 +128,8 @@ def main() -> None:
         p99 = lambda xs: xs[int(0.99 * (len(xs) - 1))]  # noqa: E731
         fresh = latency_blocks(block, sr, keys, steal=False)
         stolen = latency_blocks(block, sr, keys, steal=True)
-        for mode, (var, layout, random) in modes.items():
-            wall, cpu = time_callback(block, sr, args.seconds, keys, var, layout, random)
+        for mode, (var, layout, random, crossfade) in modes.items():
+            wall, cpu = time_callback(block, sr, args.seconds, keys, var, layout, random, crossfade)
             print(f"{block:5d} {budget * 1e3:6.2f} {mode:10s} | {statistics.median(wall) * 1e3:12.3f} "
                   f"{p99(wall) * 1e3:5.2f} {wall[-1] * 1e3:6.2f} {100 * statistics.median(wall) / budget:5.1f} | "
                   f"{statistics.median(cpu) * 1e3:11.3f} {p99(cpu) * 1e3:5.3f} "

@@ -21,8 +21,9 @@ class KeyBank:
 
     With variations, ``layers[note]`` is a tuple over velocity layers of tuples over round robins of
     such entries (the same key as ``entries[note]``; a variant not rendered yet is left out, and a
-    layer with none plays the main sample), and ``layer_of[velocity]`` names the layer a note-on
-    plays; without, ``layers[note]`` is None.
+    layer with none plays the main sample), ``layer_of[velocity]`` names the layer a note-on
+    plays, and ``blend[velocity]`` the two layers a velocity cross-fade plays and the upper one's
+    share (``Variations.layer_blend``); without, ``layers[note]`` is None.
     """
 
     entries: tuple
@@ -30,6 +31,7 @@ class KeyBank:
     layers: tuple = (None,) * 128
     layer_of: tuple = (0,) * 128
     variant_sources: dict | None = None
+    blend: tuple = ((0, 0, 0.0),) * 128
 
     @property
     def rendered(self) -> frozenset:
@@ -53,7 +55,8 @@ class KeyBank:
             plain = variations.count == 1 or midi is None
             layers.append(None if plain else _layers(midi, entries[-1], variants, variations, clean, note, out_rate))
         layer_of = tuple(variations.layer_of(v) for v in range(128))
-        return cls(tuple(entries), sources, tuple(layers), layer_of, variant_sources)
+        blend = tuple(variations.layer_blend(v) for v in range(128))
+        return cls(tuple(entries), sources, tuple(layers), layer_of, variant_sources, blend)
 
 
 def _checked(keys: Mapping, old: Mapping) -> dict:

@@ -56,15 +56,18 @@ class Variations:
     ``rr_h_scale`` times a seeded direction and, if ``rr_z_scale`` > 0, sets G's noise input to a
     seeded z (G normalises z, so any non-zero scale is a whole new z: measured by
     ``bench/variations.py`` as further apart than neighbouring keys, hence off by default; h x 0.1
-    stays well below them, docs/playing.md). Another layer moves h along the learnt velocity
-    direction (``velocity_strength`` scales it).
+    stays well below them, docs/playing.md). Another layer tilts G's mel by the learnt velocity
+    spectral tilt (``velocity_tilt`` scales it) and can move h along the learnt velocity offsets
+    (``velocity_strength``; off by default: ``bench/velocity_timbre.py`` found it follows the real
+    notes worse than the tilt, engine/variations.py).
     """
 
     round_robins: int = 3
     velocity_layers: int = 3
     rr_z_scale: float = 0.0
     rr_h_scale: float = 0.1
-    velocity_strength: float = 1.0
+    velocity_strength: float = 0.0
+    velocity_tilt: float = 1.0
     reference_velocity: int = 100
     seed: int = 0
 
@@ -94,6 +97,17 @@ class Variations:
         """The layer a note-on ``velocity`` (0..127; 0 counts as 1) plays."""
         v = min(max(int(velocity), 1), 127)
         return next(layer for layer in range(self.velocity_layers) if v <= self.layer_range(layer)[1])
+
+    def layer_blend(self, velocity: int) -> tuple[int, int, float]:
+        """``(lower, upper, share)``: a velocity cross-fade plays ``lower`` at ``1 - share`` and ``upper``
+        at ``share``, linear in velocity between the layers' render velocities (``layer_velocity``);
+        below the softest or above the loudest, that layer alone (``share`` 0)."""
+        v = min(max(int(velocity), 1), 127)
+        at = [self.layer_velocity(layer) for layer in range(self.velocity_layers)]
+        for layer in range(self.velocity_layers - 1):
+            if at[layer] <= v < at[layer + 1]:
+                return layer, layer + 1, (v - at[layer]) / (at[layer + 1] - at[layer])
+        return (0, 0, 0.0) if v < at[0] else (self.velocity_layers - 1, self.velocity_layers - 1, 0.0)
 
     @property
     def main_layer(self) -> int:

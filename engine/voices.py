@@ -12,8 +12,11 @@ one step covers pitch bend, a neighbour key standing in for one not yet rendered
 left at another rate after the output device changed.
 
 A key with velocity layers and round robins (``set_keys(keys, variants, variations)``) plays, at
-note-on, the layer its velocity falls in (a split, not a cross-fade; the velocity gain applies on
-top) and that key's next round robin: cycled per note, or in a precomputed random order.
+note-on, that key's next round robin (cycled per note, or in a precomputed random order) of the
+layers its velocity calls for: with ``velocity_crossfade`` (the default) the two layers whose render
+velocities it lies between, on two voices at gains summing to one (linear, for layers that are
+the same sound with a tilted spectrum; a dip from their phases differing is not measured), else the
+one layer its velocity range holds (a split, as the exported packs play). The velocity gain applies on top.
 """
 from __future__ import annotations
 
@@ -47,6 +50,7 @@ class MixerConfig:
     limiter_ceiling: float = 0.98   # a soft clip guard's asymptote (float32 tanh saturates to 1.0)
     limiter_release_s: float = 0.3
     random_round_robin: bool = False  # round robins in a seeded random order (never one twice running)
+    velocity_crossfade: bool = True   # blend the two nearest velocity layers (False: split by range)
     round_robin_seed: int = 0
 
     @property
@@ -87,12 +91,15 @@ class VoiceMixer:
         self._level, self._vgain = [0.0] * v, [0.0] * v
         self._sample: list = [None] * v
         self._loop = [(0.0, 1.0, math.inf)] * v          # (start, length, end)
-        self._pending_note, self._pending_vel, self._pending_held = [-1] * v, [0] * v, [False] * v
+        self._pending_note, self._pending_held = [-1] * v, [False] * v
+        self._pending_entry: list = [None] * v
+        self._pending_gain = [0.0] * v
         self._vel_gain = [(i / 127.0) ** 2 for i in range(128)]
         # Round robins: the last one played per note, and (random mode) a precomputed sequence of
         # fractions that pick how far to skip, so the callback draws no random numbers.
         self._rr_last = [-1] * 128
-        self.random_round_robin = self.cfg.random_round_robin   # a bool the callback reads: switchable live
+        self.random_round_robin = self.cfg.random_round_robin   # bools the callback reads: switchable live
+        self.velocity_crossfade = self.cfg.velocity_crossfade
         rng = np.random.default_rng(self.cfg.round_robin_seed)
         self._rr_draws = [float(u) for u in rng.random(RR_DRAWS)]
         self._rr_draw = 0
@@ -204,19 +211,31 @@ class VoiceMixer:
     def _note_on(self, note: int, velocity: int, bank: KeyBank) -> None:
         if bank.entries[note] is None:
             return
-        for v in self._ids:  # a retriggered note releases its previous voice
+        for v in self._ids:  # a retriggered note releases its previous voices
             if self._note[v] == note and self._held[v] and self._stage[v] != IDLE:
                 self._held[v] = False
                 self._release(v)
             if self._pending_note[v] == note:
                 self._pending_held[v] = False
+        lower, upper, share = self._pick(note, velocity, bank)
+        gain = self._vel_gain[velocity]
+        if upper is None:
+            self._assign(note, lower, gain)
+        else:  # a velocity cross-fade: two voices
+            self._assign(note, lower, gain * (1.0 - share))
+            self._assign(note, upper, gain * share)
+
+    def _assign(self, note: int, entry: tuple, gain: float) -> None:
+        """Start ``entry`` on a free voice, or steal one: fade the old sound out over this block and
+        start the new one on the next."""
         v = self._free_voice()
         if self._stage[v] == IDLE:
-            self._start_voice(v, note, velocity, bank)
-        else:  # steal: fade the old sound out over this block, start the new note on the next
+            self._start_voice(v, note, entry, gain)
+        else:
             self._stage[v] = KILL
             self._held[v] = self._sustained[v] = False
-            self._pending_note[v], self._pending_vel[v], self._pending_held[v] = note, velocity, True
+            self._pending_note[v], self._pending_held[v] = note, True
+            self._pending_entry[v], self._pending_gain[v] = entry, gain
 
     def _free_voice(self) -> int:
         """An idle voice, else the oldest releasing one, else the oldest of all."""
@@ -234,11 +253,17 @@ class VoiceMixer:
         return best
 
     def _pick(self, note: int, velocity: int, bank: KeyBank) -> tuple:
-        """The entry a note-on plays: its velocity's layer, the next round robin (cycled or random)."""
+        """``(lower, upper, share)``: the entries a note-on plays (upper None: one) and the upper's
+        share; the next round robin (cycled or random) of its velocity's layer, or of the two layers
+        a cross-fade blends (the same round robin in both)."""
         layers = bank.layers[note]
         if layers is None:
-            return bank.entries[note]
-        row = layers[bank.layer_of[velocity]]
+            return bank.entries[note], None, 0.0
+        if self.velocity_crossfade:
+            low, high, share = bank.blend[velocity]
+        else:
+            low, high, share = bank.layer_of[velocity], -1, 0.0
+        row = layers[low]
         n = len(row)
         last = self._rr_last[note]
         if n == 1:
@@ -249,10 +274,16 @@ class VoiceMixer:
         else:
             i = (last + 1) % n
         self._rr_last[note] = i
-        return row[i]
+        if high < 0 or share <= 0.0:
+            return row[i], None, 0.0
+        upper = layers[high]
+        upper = upper[i % len(upper)]
+        if upper is row[i]:   # neither layer rendered yet: both are the main sample
+            return upper, None, 0.0
+        return row[i], upper, share
 
-    def _start_voice(self, v: int, note: int, velocity: int, bank: KeyBank) -> None:
-        samples, step, start, length, end, last = self._pick(note, velocity, bank)
+    def _start_voice(self, v: int, note: int, entry: tuple, gain: float) -> None:
+        samples, step, start, length, end, last = entry
         self._sample[v] = samples
         self._pos[v] = 0.0
         self._step_base[v] = step
@@ -261,7 +292,7 @@ class VoiceMixer:
         self._last[v] = last
         self._looping[v], self._finishing[v], self._held[v], self._sustained[v] = True, False, True, False
         self._note[v], self._stage[v], self._level[v] = note, ATTACK, 0.0
-        self._vgain[v] = self._vel_gain[velocity]
+        self._vgain[v] = gain
         self._age[v] = self._clock
         self._clock += 1.0
 
@@ -270,8 +301,9 @@ class VoiceMixer:
             note = self._pending_note[v]
             if note >= 0 and self._stage[v] == IDLE:
                 self._pending_note[v] = -1
+                entry, self._pending_entry[v] = self._pending_entry[v], None
                 if bank.entries[note] is not None:
-                    self._start_voice(v, note, self._pending_vel[v], bank)
+                    self._start_voice(v, note, entry, self._pending_gain[v])
                     if not self._pending_held[v]:  # let go while waiting: a short note
                         self._let_go(v)
 

@@ -21,7 +21,7 @@ LAYERED = Variations(round_robins=2, velocity_layers=2)
 
 @pytest.fixture(scope="module")
 def layered_engine(tmp_path_factory) -> CountingEngine:
-    weights = write_tiny_velocity(write_fake_weights(tmp_path_factory.mktemp("weights")), h_dim=8)
+    weights = write_tiny_velocity(write_fake_weights(tmp_path_factory.mktemp("weights")), h_dim=8, n_mels=48)
     return CountingEngine(weights, device="cpu", vocoder="griffinlim", num_threads=1, classes=FAKE_CLASSES,
                           cfg=EngineConfig(max_batch=16, griffin_lim_iters=4))
 

@@ -32,7 +32,7 @@ def played(mixer, note: int, velocity: int) -> float:
 
 
 def test_layers_split_velocity_and_round_robins_cycle_per_note() -> None:
-    mixer = make_mixer()
+    mixer = make_mixer(velocity_crossfade=False)
     keys, variants = layered_keys((60, 64))
     mixer.set_keys(keys, variants, VARIATIONS)
     assert [played(mixer, 60, 120) for _ in range(3)] == pytest.approx([0.3, 0.35, 0.3], abs=1e-3)
@@ -48,6 +48,9 @@ def test_layer_of_velocity_and_ranges() -> None:
     assert [v.layer_range(layer) for layer in range(3)] == [(1, 42), (43, 84), (85, 127)]
     assert (v.layer_of(0), v.layer_of(42), v.layer_of(43), v.layer_of(127)) == (0, 0, 1, 2)
     assert v.main_layer == 2 and v.layer_velocity(0) == 22 and v.layer_velocity(2) == 100
+    assert [v.layer_blend(x) for x in (0, 22, 43, 64, 82, 100, 127)] == [
+        (0, 0, 0.0), (0, 1, 0.0), (0, 1, 0.5), (1, 2, 0.0), (1, 2, 0.5), (2, 2, 0.0), (2, 2, 0.0)]
+    assert Variations(velocity_layers=1).layer_blend(64) == (0, 0, 0.0)
     assert (1, 0) == v.passes()[0] and (2, 0) not in v.passes() and len(v.passes()) == v.count - 1
     with pytest.raises(UserError):
         Variations(round_robins=9)
@@ -65,6 +68,28 @@ def test_missing_variants_fall_back_and_missing_keys_use_the_nearest_layers() ->
     assert KeyBank.build(keys, SR).layers[60] is None and KeyBank.build(keys, SR, variations=PLAIN).layer_of[0] == 0
 
 
+def test_velocity_crossfade_blends_the_two_nearest_layers_on_two_voices() -> None:
+    mixer = make_mixer()
+    keys, variants = layered_keys((60,))
+    mixer.set_keys(keys, variants, VARIATIONS)
+    # Render velocities 22, 64, 100: 43 is half layer 0, half layer 1, the same round robin in both.
+    assert played(mixer, 60, 43) == pytest.approx(0.5 * 0.1 + 0.5 * 0.2, abs=1e-3)
+    assert played(mixer, 60, 43) == pytest.approx(0.5 * 0.15 + 0.5 * 0.25, abs=1e-3)
+    assert played(mixer, 60, 91) == pytest.approx(0.25 * 0.2 + 0.75 * 0.3, abs=1e-3)   # rr 0 again
+    assert played(mixer, 60, 120) == pytest.approx(0.35, abs=1e-3)                       # above 100: one layer
+    q = mixer.queue(0)
+    q.note_on(60, 43)
+    pull(mixer, 2)
+    assert mixer.active_notes() == [60, 60]
+    q.note_off(60)
+    pull(mixer, 8)
+    assert mixer.active_notes() == [] and mixer.errors == 0
+    mixer.set_keys(keys, {}, VARIATIONS)            # no variants yet: both layers are the main, one voice
+    q.note_on(60, 43)
+    pull(mixer, 2)
+    assert mixer.active_notes() == [60]
+
+
 def test_random_round_robins_never_repeat_and_cover_every_variant() -> None:
     v = Variations(round_robins=3, velocity_layers=1)
     mixer = make_mixer(random_round_robin=True)
@@ -76,12 +101,18 @@ def test_random_round_robins_never_repeat_and_cover_every_variant() -> None:
     assert set(got) == {0.1, 0.2, 0.3}
 
 
-def test_callback_with_variations_allocates_no_buffers() -> None:
+@pytest.mark.parametrize("crossfade", [False, True])
+def test_callback_with_variations_allocates_no_buffers(crossfade: bool) -> None:
     v = Variations(round_robins=3, velocity_layers=3)
-    mixer = make_mixer(random_round_robin=True)
+    mixer = make_mixer(random_round_robin=True, velocity_crossfade=crossfade)
     notes = range(21, 109, 4)
     keys = {n: sine_key(n, loop=(4800, 4800 + 100 * (1 + n % 5))) for n in notes}
     variants = {(n, layer, rr): sine_key(n, amplitude=0.3) for n in notes for layer, rr in v.passes()}
     mixer.set_keys(keys, variants, v)
-    net, transient = callback_allocation(mixer, busy_feed(mixer), n_blocks=400)
+    busy, q = busy_feed(mixer), mixer.queue(0)
+
+    def feed(i: int) -> None:   # and notes at every velocity, cross-fades stealing voices
+        busy(i)
+        q.note_on(21 + 4 * (i % 22), 1 + (37 * i) % 127)
+    net, transient = callback_allocation(mixer, feed, n_blocks=400)
     assert mixer.errors == 0 and net < 1024 and transient < 1024
