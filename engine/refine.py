@@ -4,9 +4,9 @@ H predicts offsets for G's layers in one pass; the result keeps G's pitch but of
 envelope or spectral shape. Refinement continues from H's offsets with a few Adam steps on them,
 matching G's note at the sound's root key to the sound's own log-mel (floored 80 dB below its peak),
 with an L2 pull towards H's offsets. G's pitch conditioning (a harmonic template on every synthesis
-layer) keeps the other keys at their pitch: on sustained pitched sounds, as many keys stay within 50
-cents as before refinement. Afterwards a static mel correction, the smoothed log-mel gap still left
-at the root over the sound's active frames, is added to every key.
+layer) keeps the other keys near their pitch. Afterwards a mel correction, the log-mel gap still left
+at the root, frame by frame and smoothed over the root's harmonic spacing (so it carries the sound's
+moving spectral envelope, not its harmonics), is added to every key.
 
 Optionally the targets include the sound repitched by resampling to keys around the root (what a
 plain sampler plays there). Measured on out-of-set sounds this fitted the root less well and
@@ -40,9 +40,9 @@ class RefineConfig:
     mel_correction: float = 1.0     # share of the smoothed root gap added to every key (0: none)
     correction_smooth_bins: int = 9
     correction_limit: float = 2.0   # at most this (natural-log units) per bin either way
-    correction_over_time: bool = False  # one gap per frame (the sound's moving spectrum), not one mean gap
+    correction_over_time: bool = True   # one gap per frame (the sound's moving spectrum), not one mean gap
     correction_smooth_frames: int = 5   # frames averaged into each frame's gap (8 ms each on the shipped grid)
-    correction_harmonics: float = 0.0   # the bin smoothing spans at least this many of the root's harmonic spacings
+    correction_harmonics: float = 2.0   # the bin smoothing spans at least this many of the root's harmonic spacings
     pitch_keys: tuple[int, ...] = ()    # keys (semitones from the root) whose harmonic fine structure is kept
     pitch_weight: float = 1.0           # weight of that term against the root's L1
     fine_structure_bins: int = 9        # fine structure: the log-mel minus its average over this many bins

@@ -132,7 +132,7 @@ def test_the_correction_over_time_follows_each_frame_and_the_static_one_their_me
     out = torch.zeros(n_mels, n_frames)
     target = torch.zeros(n_mels, n_frames)
     target[:, 6:] = 1.0                                      # the sound gets louder halfway
-    static = replace(DEFAULT_REFINEMENT, correction_smooth_bins=1)
+    static = replace(DEFAULT_REFINEMENT, correction_smooth_bins=1, correction_over_time=False, correction_harmonics=0.0)
     moving = replace(static, correction_over_time=True, correction_smooth_frames=1)
     assert mel_gap(out, target, static).shape == (n_mels,)
     gap = mel_gap(out, target, moving)
@@ -151,7 +151,7 @@ def test_smoothing_over_the_roots_harmonics_leaves_the_envelope_not_the_harmonic
     ripple = torch.cos(2 * torch.pi * centres / root_hz)    # peaks on the root's harmonics
     envelope = torch.linspace(-1.0, 1.0, mel.n_mels)
     gap_in = (envelope + ripple)[:, None].expand(-1, mel.n_frames)
-    cfg = replace(DEFAULT_REFINEMENT, correction_limit=10.0)
+    cfg = replace(DEFAULT_REFINEMENT, correction_limit=10.0, correction_over_time=False, correction_harmonics=0.0)
     narrow = mel_gap(torch.zeros_like(gap_in), gap_in, cfg)
     wide = mel_gap(torch.zeros_like(gap_in), gap_in, replace(cfg, correction_harmonics=2.0), centres, root_hz)
     low = centres < 2000.0                                   # where harmonics are resolved
