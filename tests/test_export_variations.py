@@ -1,6 +1,7 @@
 """Packs with velocity layers and round robins: SFZ, Decent Sampler, SF2 and Bitwig write them."""
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import xml.etree.ElementTree as ET
@@ -105,3 +106,21 @@ def test_fluidsynth_plays_the_soft_layer_below_its_velocity(tmp_path: Path) -> N
         segment = np.ascontiguousarray(mono[begin: begin + round(0.8 * rate)])
         heard.append(round(estimate_pitch(Audio(segment, rate)).midi))
     assert heard == [72, 60]
+
+
+@pytest.mark.skipif(shutil.which("polyphone") is None, reason="polyphone (the SoundFont editor) is not installed")
+def test_polyphone_reads_the_layered_sf2_as_our_sfz_describes_it(tmp_path: Path) -> None:
+    keys, variants = make_keys(NOTES), variants_for(NOTES)
+    pack = export_pack(keys, "poly", tmp_path, formats=("sfz", "sf2"), variants=variants, variations=V)
+    env = {"QT_QPA_PLATFORM": "offscreen", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path),
+           "XDG_RUNTIME_DIR": str(tmp_path)}
+    (tmp_path / "conv").mkdir()                                  # polyphone does not create it
+    subprocess.run(["polyphone", "-3", "-i", str(pack / "poly.sf2"), "-d", str(tmp_path / "conv"), "-o", "conv"],
+                   env=env, check=True, capture_output=True, timeout=120)
+    converted = next((tmp_path / "conv").rglob("*.sfz")).read_text()
+    fields = ("pitch_keycenter", "lokey", "hikey", "lovel", "hivel", "loop_start", "loop_end")
+    theirs = {tuple(dict(re.findall(r"(\w+)=(\S+)", body)).get(f) for f in fields)
+              for body in converted.split("<region>")[1:]}
+    # The SF2 holds each layer's first round robin: Polyphone must read the zones our SFZ writes for them.
+    ours = {tuple(r[f] for f in fields) for r in read_sfz(pack / "poly.sfz") if r["seq_position"] == "1"}
+    assert theirs == ours and len(ours) == len(NOTES) * V.velocity_layers
