@@ -17,8 +17,18 @@ the key. Spreads are over inputs x keys (x round robins): mean ± sd and quartil
 G's mapping normalises z (``normalize_2nd_moment``), so every non-zero ``rr_z_scale`` gives the same
 notes: the z rows differ only in h.
 
+``--keyboard LO-HI`` measures instead whether every variation sounds at its key: the product's path
+(``Engine.render`` and ``Engine.render_variations`` with ``Variations(velocity_layers,
+round_robins)``, default settings, refinement at ``--refine``) renders keys LO..HI (every
+``--key-step``-th) at the model's rate, and independent judges (YIN, and PESTO when installed; see
+``models.evaluation.fidelity``) read each key's pitch on its voiced part. Per input and variation
+(layer, round robin): the share of keys within 50 cents ("unvoiced" counts as a miss); then mean ± sd
+over inputs, per variation, over every variation pooled and over all but the main one (main layer,
+round robin 0: the plain render of the same run).
+
     python -m bench.variations --out /tmp/variations
     python -m bench.variations --suite /work/main/carry/suite --every 6 --out /tmp/variations_suite
+    python -m bench.variations --keyboard 36-90 --refine 0 --out /tmp/variations_keyboard
 """
 from __future__ import annotations
 
@@ -33,6 +43,7 @@ import torch
 
 from engine.instrument import Conditioning, Engine, default_weights_dir
 from engine.key_cache import Variations
+from engine.refine import DEFAULT_REFINEMENT
 from engine.variations import variant
 from models import checkpoint
 from models.evaluation import fidelity as fm
@@ -172,6 +183,109 @@ def run(args: argparse.Namespace) -> dict:
             "distances": measure(feats, pitches, len(paths)), "seconds": round(time.perf_counter() - start, 1)}
 
 
+TOLERANCE_CENTS = 50.0
+
+
+def keyboard_waves(engine: Engine, path: Path, keys: list[int], v: Variations,
+                   strength: float) -> dict[tuple[int, int], np.ndarray]:
+    """``{(layer, rr): waves [K, T]}`` of every variation of ``keys``, as the sampler renders them."""
+    refine = DEFAULT_REFINEMENT.at_strength(strength) if strength > 0 else None
+    sample = engine.load_sample(path)
+    rate = engine.mel_cfg.sample_rate
+    main = engine.render(sample, keys=keys, sample_rate=rate, refine=refine)
+    variants = engine.render_variations(sample, variations=v, keys=keys, sample_rate=rate, refine=refine)
+    out = {}
+    for layer, rr in [(v.main_layer, 0), *v.passes()]:
+        notes = [main[k] if (layer, rr) == (v.main_layer, 0) else variants[(k, layer, rr)] for k in keys]
+        length = max(n.samples.size for n in notes)
+        out[(layer, rr)] = np.stack([np.pad(n.samples, (0, length - n.samples.size)) for n in notes])
+    return out
+
+
+def keyboard_spread(values: list[float]) -> dict:
+    v = np.asarray(values, float)
+    return {"mean": round(float(v.mean()), 4), "sd": round(float(v.std()), 4), "min": round(float(v.min()), 4)}
+
+
+def run_keyboard(args: argparse.Namespace) -> dict:
+    """Every variation's pitch over the keyboard (``--keyboard``; see the module docstring)."""
+    start = time.perf_counter()
+    lo, hi = (int(x) for x in args.keyboard.split("-"))
+    keys = list(range(lo, hi + 1, args.key_step))
+    v = Variations(round_robins=args.round_robins, velocity_layers=args.velocity_layers)
+    engine = Engine(args.weights, device="cpu", num_threads=args.threads)
+    rate = engine.mel_cfg.sample_rate
+    judges = [fm.YinPitch()]
+    try:
+        judges.append(fm.PestoPitch("cpu"))
+    except ImportError:
+        pass
+    names = [f"{layer}:{rr}" for layer, rr in [(v.main_layer, 0), *v.passes()]]
+    per_input: dict = {}
+    for path in inputs_of(args):
+        t0 = time.perf_counter()
+        waves = keyboard_waves(engine, path, keys, v, args.refine)
+        render_s = time.perf_counter() - t0
+        entry: dict = {"render_s": round(render_s, 1)}
+        for judge in judges:
+            cents = {f"{layer}:{rr}": fm.pitch_errors_cents(judge, w, keys, rate) for (layer, rr), w in waves.items()}
+            entry[judge.name] = {
+                "share": {n: round(float(np.mean(c <= TOLERANCE_CENTS)), 4) for n, c in cents.items()},
+                "misses": {n: [[k, None if not np.isfinite(e) else round(float(e))] for k, e in zip(keys, c)
+                               if not e <= TOLERANCE_CENTS] for n, c in cents.items()}}
+            main = cents[names[0]] <= TOLERANCE_CENTS
+            others = np.stack([cents[n] <= TOLERANCE_CENTS for n in names[1:]])
+            entry[judge.name]["all"] = round(float(np.mean([c <= TOLERANCE_CENTS for c in cents.values()])), 4)
+            entry[judge.name]["variations"] = round(float(others.mean()), 4)
+            # Of the keys a variation misses, the share the main one misses too (the key, not the variation).
+            miss = ~others
+            entry[judge.name]["misses_main_too"] = (round(float((miss & ~main[None]).sum() / miss.sum()), 4)
+                                                    if miss.any() else None)
+        per_input[path.name] = entry
+        print(f"{path.name}: {len(keys)} keys x {v.count} in {render_s:.0f} s; "
+              + ", ".join(f"{j.name} all {entry[j.name]['all']:.3f}" for j in judges), flush=True)
+    summary = {}
+    for judge in judges:
+        rows = [e[judge.name] for e in per_input.values()]
+        summary[judge.name] = {"per_variation": {n: keyboard_spread([r["share"][n] for r in rows]) for n in names},
+                               "all": keyboard_spread([r["all"] for r in rows]),
+                               "variations": keyboard_spread([r["variations"] for r in rows])}
+    return {"keys": keys, "velocity_layers": v.velocity_layers, "round_robins": v.round_robins,
+            "main": names[0], "refine": args.refine, "tolerance_cents": TOLERANCE_CENTS,
+            "layer_velocities": [v.layer_velocity(layer) for layer in range(v.velocity_layers)],
+            "inputs": per_input, "summary": summary, "seconds": round(time.perf_counter() - start, 1)}
+
+
+def keyboard_markdown(result: dict) -> str:
+    keys, main = result["keys"], result["main"]
+    step = keys[1] - keys[0] if len(keys) > 1 else 1
+    lines = [f"# Every variation at its pitch: keys {keys[0]}-{keys[-1]} (every {step}), "
+             f"{result['velocity_layers']} layers x {result['round_robins']} round robins, refinement "
+             f"{result['refine']:g}", "",
+             f"Share of keys within {result['tolerance_cents']:g} cents; variation = layer:round robin "
+             f"(layers render at velocities {result['layer_velocities']}; {main} is the main one). \"misses main "
+             "too\": of the keys a variation misses, the share where the main one misses too.", ""]
+    for judge, summary in result["summary"].items():
+        names = list(summary["per_variation"])
+        lines += [f"## {judge}", "", "| input | " + " | ".join(names) + " | all | all but main | misses main too |",
+                  "|---" * (len(names) + 4) + "|"]
+        for name, entry in result["inputs"].items():
+            e = entry[judge]
+            lines.append(f"| {name} | " + " | ".join(f"{e['share'][n]:.3f}" for n in names)
+                         + f" | {e['all']:.3f} | {e['variations']:.3f} | {e['misses_main_too']} |")
+        cell = lambda s: f"{s['mean']:.3f} ± {s['sd']:.3f}"  # noqa: E731
+        lines.append("| mean ± sd | " + " | ".join(cell(summary["per_variation"][n]) for n in names)
+                     + f" | {cell(summary['all'])} | {cell(summary['variations'])} | |")
+        lines.append("")
+        for name, entry in result["inputs"].items():
+            misses = {n: m for n, m in entry[judge]["misses"].items() if m}
+            if misses:
+                lines.append(f"- {name} misses (key, cents; None unvoiced): "
+                             + "; ".join(f"{n} {m}" for n, m in misses.items()))
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("inputs", nargs="*", type=Path, help="one-shots (default: assets/demo/*.wav)")
@@ -180,10 +294,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--weights", type=Path, default=None)
     parser.add_argument("--classifier", type=Path, default=default_weights_dir() / "instrument_classifier.safetensors")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--keyboard", default=None, metavar="LO-HI",
+                        help="measure every variation's pitch over keys LO..HI instead (e.g. 36-90)")
+    parser.add_argument("--key-step", type=int, default=1, help="with --keyboard: every Nth key")
+    parser.add_argument("--velocity-layers", type=int, default=3, help="with --keyboard")
+    parser.add_argument("--round-robins", type=int, default=3, help="with --keyboard")
+    parser.add_argument("--refine", type=float, default=0.0,
+                        help="with --keyboard: refinement strength, 0 (off) to 2; 1 is the sampler's default")
     parser.add_argument("--out", type=Path, required=True, help="folder for variations.json and variations.md")
     args = parser.parse_args(argv)
-    result = run(args)
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.keyboard is not None:
+        result = run_keyboard(args)
+        (args.out / "variations_keyboard.json").write_text(json.dumps(result, indent=1) + "\n")
+        text = keyboard_markdown(result)
+        (args.out / "variations_keyboard.md").write_text(text)
+        print(text)
+        return 0
+    result = run(args)
     (args.out / "variations.json").write_text(json.dumps(result, indent=1) + "\n")
     text = markdown(result)
     (args.out / "variations.md").write_text(text)
