@@ -125,8 +125,8 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("g_only", render_g_only),
     Method("h_3passes", h_passes(3)),
     Method("refine", refined(DEFAULT_REFINEMENT)),                      # the product's default
-    Method("refine_static_correction", refined(replace(DEFAULT_REFINEMENT, correction_over_time=False,
-                                                       correction_harmonics=0.0))),
+    Method("refine_static_correction", refined(replace(DEFAULT_REFINEMENT, steps=30, lr=0.01, pitch_keys=(),
+                                                       correction_over_time=False, correction_harmonics=0.0))),
     Method("refine_offsets_only", refined(replace(DEFAULT_REFINEMENT, mel_correction=0.0))),
     Method("mel_correction_only", refined(replace(DEFAULT_REFINEMENT, steps=0))),
     Method("refine_repitched_targets", refined(replace(DEFAULT_REFINEMENT, key_offsets=(0, -7, 7, -4, 4, -12, 12)))),
@@ -134,11 +134,13 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("refine_60_steps", refined(replace(DEFAULT_REFINEMENT, steps=60))),
     Method("refine_near_root3", refined(DEFAULT_REFINEMENT, near_root=3)),
     Method("shipped_near_root3", refined(replace(DEFAULT_REFINEMENT, steps=0, mel_correction=0.0), near_root=3)),
-    Method("refine_static_envelope", refined(replace(DEFAULT_REFINEMENT, correction_over_time=False))),
-    Method("refine_15_steps", refined(replace(DEFAULT_REFINEMENT, steps=15))),
+    Method("refine_static_envelope", refined(replace(DEFAULT_REFINEMENT, steps=30, lr=0.01, pitch_keys=(),
+                                                     correction_over_time=False))),
+    Method("refine_without_pitch_term", refined(replace(DEFAULT_REFINEMENT, steps=30, lr=0.01, pitch_keys=()))),
+    Method("refine_15_steps_without_pitch_term", refined(replace(DEFAULT_REFINEMENT, steps=15, lr=0.01, pitch_keys=()))),
+    Method("refine_30_steps", refined(replace(DEFAULT_REFINEMENT, steps=30, lr=0.01))),
+    Method("refine_15_steps_lr02", refined(replace(DEFAULT_REFINEMENT, steps=15, lr=0.02))),
     Method("refine_correction_limit3", refined(replace(DEFAULT_REFINEMENT, correction_limit=3.0))),
-    Method("refine_keep_pitch", refined(replace(DEFAULT_REFINEMENT, pitch_keys=(-12, 7, -7, 12)))),
-    Method("refine_20_keep_pitch", refined(replace(DEFAULT_REFINEMENT, steps=20, lr=0.015, pitch_keys=(-12, 7, -7, 12)))),
 )}
 
 

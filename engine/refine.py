@@ -3,8 +3,9 @@
 H predicts offsets for G's layers in one pass; the result keeps G's pitch but often not the sound's
 envelope or spectral shape. Refinement continues from H's offsets with a few Adam steps on them,
 matching G's note at the sound's root key to the sound's own log-mel (floored 80 dB below its peak),
-with an L2 pull towards H's offsets. G's pitch conditioning (a harmonic template on every synthesis
-layer) keeps the other keys near their pitch. Afterwards a mel correction, the log-mel gap still left
+with an L2 pull towards H's offsets. Each step also renders one other key (an octave or a fifth away)
+and keeps its harmonic fine structure where H's offsets put it, so following the sound at the root
+does not take the other keys' pitch with it (speech, bells). Afterwards a mel correction, the log-mel gap still left
 at the root, frame by frame and smoothed over the root's harmonic spacing (so it carries the sound's
 moving spectral envelope, not its harmonics), is added to every key.
 
@@ -30,8 +31,8 @@ from models.signal.mel import LogMel
 class RefineConfig:
     """How far and how fast refinement follows the sound."""
 
-    steps: int = 30
-    lr: float = 0.01
+    steps: int = 20
+    lr: float = 0.015
     key_offsets: tuple[int, ...] = (0,)  # target keys relative to the root (semitones); others repitch the sound
     root_weight: float = 2.0        # the root's own target counts this many times one repitched key
     anchor_weight: float = 1.0      # L2 pull of the offsets towards H's, per element (mean)
@@ -43,7 +44,7 @@ class RefineConfig:
     correction_over_time: bool = True   # one gap per frame (the sound's moving spectrum), not one mean gap
     correction_smooth_frames: int = 5   # frames averaged into each frame's gap (8 ms each on the shipped grid)
     correction_harmonics: float = 2.0   # the bin smoothing spans at least this many of the root's harmonic spacings
-    pitch_keys: tuple[int, ...] = ()    # keys (semitones from the root) whose harmonic fine structure is kept
+    pitch_keys: tuple[int, ...] = (-12, 7, -7, 12)  # keys (semitones from the root) whose harmonic fine structure is kept
     pitch_weight: float = 1.0           # weight of that term against the root's L1
     fine_structure_bins: int = 9        # fine structure: the log-mel minus its average over this many bins
 
