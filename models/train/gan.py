@@ -45,8 +45,8 @@ class GanTrainConfig(LoopConfig):
     p_self: float = 0.1          # chance that the "neighbour" is the note itself
     timbre_weight: float = 1.0   # ||f(G(h, z, p')) - h||^2, scaled by 1/||h||^2
     autocast: bool = True        # bf16 autocast on CUDA (the CPU always runs fp32)
-    channels_last: bool = False  # G, D and f in channels_last memory format (CUDA)
-    compile: bool = False        # torch.compile G, D and f (R1 runs D eagerly: compile has no double backward)
+    channels_last: bool = True   # G, D and f in channels_last memory format (CUDA only)
+    compile: bool = True         # torch.compile G, D and f on one CUDA device (R1 runs D eagerly: no double backward)
     eval_every: int = 2000
 
 
@@ -171,12 +171,19 @@ def check_same_features(state_meta: dict[str, str], features_step: str, out: Pat
                         f"is of step {features_step}; retrain the GAN in a new folder or pass that f")
 
 
-def prepare(G: nn.Module, D: nn.Module, f: nn.Module, cfg: GanTrainConfig) -> tuple[nn.Module, nn.Module, nn.Module]:
-    """Memory format and compilation as the config asks; returns the callables the step runs."""
+def prepare(G: nn.Module, D: nn.Module, f: nn.Module, cfg: GanTrainConfig,
+            world_size: int = 1) -> tuple[nn.Module, nn.Module, nn.Module]:
+    """Memory format and compilation as the config asks, on CUDA; returns the callables the step runs.
+
+    On the CPU (tests, smoke runs) both are skipped. Compilation needs one process: R1 takes D
+    uncompiled, outside DDP's gradient reduction.
+    """
+    if next(G.parameters()).device.type != "cuda":
+        return G, D, f
     if cfg.channels_last:
         for net in (G, D, f):
             net.to(memory_format=torch.channels_last)
-    if cfg.compile:
+    if cfg.compile and world_size == 1:
         return torch.compile(G), torch.compile(D), torch.compile(f)
     return G, D, f
 
@@ -190,8 +197,6 @@ def train(data, out: Path, opts: common.RunOptions) -> dict[str, float]:
     """Train (or resume) in ``out`` for the budget in ``opts``; returns the final metrics."""
     run = Run(opts, GanTrainConfig())
     cfg, dev, weights = run.cfg, run.device, run.weights
-    if cfg.compile and run.d.world_size > 1:
-        raise UserError("compile=true runs in one process: R1 takes D uncompiled, outside DDP's gradient reduction")
     f, features_step = load_frozen_features(weights / "features.safetensors", dev)
     notes = common.DeviceNotes(data, dev, splits=(0,))
     h_all = embed(f, notes)
@@ -205,7 +210,7 @@ def train(data, out: Path, opts: common.RunOptions) -> dict[str, float]:
     G_ema = copy.deepcopy(G).eval().requires_grad_(False)
     batches = GanBatches(notes.mels, notes.pitch, h_all, build_neighbours(h_all, min(cfg.knn_k, len(h_all) - 1)),
                          cfg.batch_size, cfg.p_self)
-    G_run, D_run, f_run = prepare(G, D, f, cfg)
+    G_run, D_run, f_run = prepare(G, D, f, cfg, run.d.world_size)
     trainer = GanStep(run.wrap(G_run), run.wrap(D_run), f_run, G_ema, cfg, dev)
     probe = GanProbe(data, f, weights, dev, out) if run.d.is_main else None
     meta = {"mel": data.mel_cfg.to_json(), "g_config": checkpoint.config_to_json(g_cfg),
