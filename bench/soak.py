@@ -2,7 +2,8 @@
 
     nice python bench/soak.py                           # 10 minutes, block 256 at 48 kHz, shipped weights on the CPU
     python bench/soak.py --minutes 2 --block 512 --out soak.json
-    python bench/soak.py --minutes 1 --no-tracemalloc   # without tracemalloc's cost on every allocation
+    python bench/soak.py --minutes 2 --no-tracemalloc   # timings without tracemalloc's cost on every allocation
+    python bench/soak.py --minutes 2 --no-tracemalloc --switch-interval 0.5   # the GIL handed over every 0.5 ms
 
 The app's own code runs, not a copy. ``AudioOutput``'s VoiceMixer is pulled by a thread paced at real
 time, as a sound card pulls it (bench/soak_devices.py). ``MidiInput`` opens a stand-in port whose
@@ -78,6 +79,7 @@ class SoakConfig:
     save_every_s: float = 60.0
     variations: Variations = field(default_factory=lambda: Variations(round_robins=2, velocity_layers=2))
     tracemalloc: bool = True
+    switch_interval_ms: float | None = None   # the GIL's while audio plays (None: the interpreter's)
     seed: int = 0
     first_render_timeout_s: float = 900.0
 
@@ -157,7 +159,8 @@ def round_trip_problems(before: SavedInstrument, after: SavedInstrument) -> list
         return [f"{len(before.sounds)} sounds saved, {len(after.sounds)} read"]
     for a, b in zip(before.sounds, after.sounds):
         same = (a.slot, a.name, a.midi, a.confidence, a.root) == (b.slot, b.name, b.midi, b.confidence, b.root)
-        if not same or a.audio.sample_rate != b.audio.sample_rate or not np.array_equal(a.audio.samples, b.audio.samples):
+        audio = a.audio.sample_rate == b.audio.sample_rate and np.array_equal(a.audio.samples, b.audio.samples)
+        if not (same and audio):
             problems.append(f"sound {a.slot} differs")
     for name in ("alpha", "pad", "envelope", "volume", "refine_strength", "near_root", "variations"):
         if getattr(before, name) != getattr(after, name):
@@ -283,13 +286,16 @@ class Soak:
 
     def run(self) -> dict[str, Any]:
         cfg = self.cfg
-        watch, pauses = ExceptionWatch(), GcPauses()
+        watch, pauses, switch_interval = ExceptionWatch(), GcPauses(), sys.getswitchinterval()
         watch.install()
         try:
             if cfg.tracemalloc:
                 tracemalloc.start()
             first_s = self.first_render()
             self.audio.open()
+            if cfg.switch_interval_ms is not None:
+                sys.setswitchinterval(cfg.switch_interval_ms / 1e3)
+            self.switch_interval_ms = sys.getswitchinterval() * 1e3
             self.midi = MidiInput(self.keyboards, lambda: self.audio.queue(MIDI))
             self.midi.start()
             mem_start, snap_start = memory_now()   # the instrument rendered, the mixer and the threads running
@@ -313,6 +319,7 @@ class Soak:
                 pauses.uninstall()
             watch.uninstall()
             tracemalloc.stop()
+            sys.setswitchinterval(switch_interval)
         cpu_s = (cpu1.ru_utime + cpu1.ru_stime) - (cpu0.ru_utime + cpu0.ru_stime)
         return self.report(t0, seconds, cpu_s, first_s, mem_start, mem_end, top_growth(snap_start, snap_end),
                            watch, pauses)
@@ -321,10 +328,10 @@ class Soak:
                growth: list, watch: ExceptionWatch, pauses: GcPauses) -> dict[str, Any]:
         stream, kb = self.card.streams[-1], self.keyboards.keyboards[-1]
         times = {k: v[stream.times.due[: stream.times.n] >= t0] for k, v in stream.times.view().items()}
-        blocks = block_report(times, stream.period_s,
-                              {"gc": pauses.view(), "key_install": self.audio.installs.view(), "save": self.saves.view()})
+        overlapping = {"gc": pauses.view(), "key_install": self.audio.installs.view(), "save": self.saves.view()}
+        blocks = block_report(times, stream.period_s, overlapping)
         half = [(t, r) for t, r in self.rss_series if t >= self.rss_series[0][0] + seconds / 2]
-        slope = float(np.polyfit([t / 60 for t, _ in half], [r / 1024 for _, r in half], 1)[0]) if len(half) > 2 else 0.0
+        slope = float(np.polyfit([t / 60 for t, _ in half], [r / 1024 for _, r in half], 1)[0]) if len(half) > 2 else 0.
         mixer = self.audio.mixer
         r = {
             "config": {**asdict(self.cfg), "refine": "off"}, "seconds": seconds, "cpu_cores_used": cpu_s / seconds,
@@ -340,7 +347,8 @@ class Soak:
             "round_trips": self.round_trips, "round_trip_problems": self.round_trip_problems + self.file_failures,
             "memory": {"start": mem_start, "end": mem_end, "top_growth": growth, "rss_slope_mb_per_min": slope,
                        "rss_mb_every_10_s": [round(r / 1024, 1) for _, r in self.rss_series]},
-            "switch_interval_ms": sys.getswitchinterval() * 1e3, "exceptions": watch.count, "exception_texts": watch.texts, "qt_warnings": watch.qt_warnings,
+            "switch_interval_ms": self.switch_interval_ms,
+            "exceptions": watch.count, "exception_texts": watch.texts, "qt_warnings": watch.qt_warnings,
             "mixer_errors": mixer.errors,
         }
         r["failed"] = bool(watch.count or mixer.errors or self.jobs.errors or r["round_trip_problems"]
@@ -362,6 +370,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--weights", type=Path, default=None, help="weights folder (default: the shipped assets)")
     parser.add_argument("--render-threads", type=int, default=None, help="engine workers (default: one per core)")
     parser.add_argument("--no-tracemalloc", action="store_true")
+    parser.add_argument("--switch-interval", type=float, default=None, metavar="MS",
+                        help="the GIL switch interval while playing (default: the interpreter's, 5 ms)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None, help="write the report as JSON here")
     return parser
@@ -374,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = SoakConfig(minutes=args.minutes, block_size=args.block, sample_rate=args.sample_rate, n_voices=args.voices,
                      move_every_s=args.move_every, settle_every=args.settle_every, save_every_s=args.save_every,
                      variations=Variations(round_robins=args.round_robins, velocity_layers=args.velocity_layers),
-                     tracemalloc=not args.no_tracemalloc, seed=args.seed)
+                     tracemalloc=not args.no_tracemalloc, switch_interval_ms=args.switch_interval, seed=args.seed)
     print(f"soak: {asdict(cfg)}; refinement off; CPU; load average {os.getloadavg()[0]:.2f}", flush=True)
     engine = Engine(args.weights, device="cpu", num_threads=args.render_threads)
     with tempfile.TemporaryDirectory(prefix="soak-") as tmp:

@@ -172,42 +172,45 @@ def block_report(t: dict[str, np.ndarray], period_s: float, overlapping: dict[st
     return report
 
 
+def _spread(name: str, d: dict[str, float]) -> str:
+    return f"{name} ms: median {d['median_ms']:.3f}  p99 {d['p99_ms']:.3f}  p99.9 {d['p999_ms']:.3f}  max {d['max_ms']:.2f}"
+
+
 def summary(r: dict[str, Any]) -> str:
     """The report as a few lines of text."""
-    b, m, midi = r["blocks"], r["memory"], r["midi"]
+    b, m, midi, cfg, load, gcs, inst = r["blocks"], r["memory"], r["midi"], r["config"], r["load_average"], r["gc"], \
+        r["installs"]
+    mb = lambda kb: f"{kb / 1024:.1f}"  # noqa: E731
     lines = [
-        f"{r['seconds']:.0f} s, block {r['config']['block_size']} at {r['config']['sample_rate']} Hz "
-        f"(period {b['period_ms']:.2f} ms), {r['config']['n_voices']} voices; load average "
-        f"{r['load_average']['mean']:.2f} (max {r['load_average']['max']:.2f}); process CPU {r['cpu_cores_used']:.2f} cores; "
-        f"GIL switch interval {r['switch_interval_ms']:g} ms",
-        f"blocks {b['blocks']}, over deadline {b['over_deadline']} ({100 * b['over_deadline'] / max(1, b['blocks']):.3f} %), "
-        f"callback over the period {b['callback_over_period']}, resyncs {r['resyncs']}",
-        "callback ms: median {median_ms:.3f}  p99 {p99_ms:.3f}  p99.9 {p999_ms:.3f}  max {max_ms:.2f}".format(**b["callback"]),
-        "callback CPU ms: median {median_ms:.3f}  p99 {p99_ms:.3f}  max {max_ms:.2f}".format(**b["callback_cpu"]),
-        "response (due -> written) ms: median {median_ms:.3f}  p99 {p99_ms:.3f}  p99.9 {p999_ms:.3f}  max {max_ms:.2f}"
-        .format(**b["response"]),
-        "late blocks' time s: callback CPU {cpu:.2f}, run queue {runqueue:.2f}, other (GIL, sleep) {other_gil_or_sleep:.2f}"
-        .format(**b["late_split_s"]) + f"; late blocks overlapping {b['late_overlapping']}",
-        f"gc: {r['gc']['count']} collections ({r['gc']['full']} full), median {r['gc']['median_ms']:.2f} ms, "
-        f"max {r['gc']['max_ms']:.1f} ms; key installs: {r['installs']['count']}, median "
-        f"{r['installs']['median_ms']:.2f} ms (CPU {r['installs']['cpu_median_ms']:.2f} ms), "
-        f"max {r['installs']['max_ms']:.1f} ms, {r['installs']['total_s']:.1f} s in all",
+        f"{r['seconds']:.0f} s, block {cfg['block_size']} at {cfg['sample_rate']} Hz (period {b['period_ms']:.2f} ms), "
+        f"{cfg['n_voices']} voices; load average {load['mean']:.2f} (max {load['max']:.2f}); "
+        f"process CPU {r['cpu_cores_used']:.2f} cores; GIL switch interval {r['switch_interval_ms']:g} ms",
+        f"blocks {b['blocks']}, over deadline {b['over_deadline']} ({100 * b['over_deadline'] / max(1, b['blocks']):.3f} %)"
+        f", callback over the period {b['callback_over_period']}, resyncs {r['resyncs']}",
+        _spread("callback", b["callback"]), _spread("callback CPU", b["callback_cpu"]),
+        _spread("response (due -> written)", b["response"]),
+        "late blocks' time s: callback CPU {cpu:.2f}, run queue {runqueue:.2f}, other (GIL, sleep) "
+        "{other_gil_or_sleep:.2f}".format(**b["late_split_s"]) + f"; late blocks overlapping {b['late_overlapping']}",
+        f"gc: {gcs['count']} collections ({gcs['full']} full), median {gcs['median_ms']:.2f} ms, max {gcs['max_ms']:.1f} ms"
+        f"; key installs: {inst['count']}, median {inst['median_ms']:.2f} ms (CPU {inst['cpu_median_ms']:.2f} ms), "
+        f"max {inst['max_ms']:.1f} ms, {inst['total_s']:.1f} s in all",
         f"MIDI: {midi['note_on']} note-ons, {midi['note_off']} note-offs, {midi['sustain']} sustain, "
         f"{midi['pitchwheel']} bends, {midi['all_notes_off']} all-notes-off, {midi['all_sound_off']} all-sound-off; "
         f"garbage {midi['garbage']} (mido rejected {midi['garbage_rejected_by_mido']}, routed "
         f"{midi['garbage_routed']}, mido errors {midi['mido_errors']}); router ignored {r['router_ignored']}; "
-        f"valid ignored {midi['valid_ignored']}, handler raised {midi['handler_raised']}; queue drops {r['queue_dropped']}",
+        f"valid ignored {midi['valid_ignored']}, handler raised {midi['handler_raised']}; "
+        f"queue drops {r['queue_dropped']}",
         f"voices sounding: mean {r['voices']['mean']:.1f}, min {r['voices']['min']}, max {r['voices']['max']}; "
         f"output peak max {r['peak_max']:.3f}, bad peaks {r['bad_peaks']}",
         f"renders: first {r['first_render_s']:.1f} s; moves {r['moves']}, jobs done {r['jobs']['finished']}, "
         f"cancelled {r['jobs']['cancelled']}, failed {r['jobs']['failed']}; keys landed {r['keys_landed']}",
         f"save/reopen round trips {r['round_trips']} ({len(r['round_trip_problems'])} problems)",
-        f"RSS MB: start {m['start']['rss_kb'] / 1024:.1f}, end {m['end']['rss_kb'] / 1024:.1f}, peak "
-        f"{m['end']['rss_peak_kb'] / 1024:.1f}; growth over the second half {m['rss_slope_mb_per_min']:.2f} MB/min",
+        f"RSS MB: start {mb(m['start']['rss_kb'])}, end {mb(m['end']['rss_kb'])}, peak {mb(m['end']['rss_peak_kb'])}; "
+        f"growth over the second half {m['rss_slope_mb_per_min']:.2f} MB/min",
     ]
     if "traced_kb" in m["start"]:
-        lines.append(f"tracemalloc MB: start {m['start']['traced_kb'] / 1024:.1f} (peak {m['start']['traced_peak_kb'] / 1024:.1f}), "
-                     f"end {m['end']['traced_kb'] / 1024:.1f} (peak since start {m['end']['traced_peak_kb'] / 1024:.1f})")
+        lines.append(f"tracemalloc MB: start {mb(m['start']['traced_kb'])} (peak {mb(m['start']['traced_peak_kb'])}), "
+                     f"end {mb(m['end']['traced_kb'])} (peak since start {mb(m['end']['traced_peak_kb'])})")
         lines += [f"  {g['kb']:+10.1f} kB {g['blocks']:+7d} blocks  {g['file']}" for g in m["top_growth"][:6]]
     lines.append(f"exceptions {r['exceptions']}, mixer errors {r['mixer_errors']}, Qt warnings {r['qt_warnings']}: "
                  f"{'FAILED' if r['failed'] else 'ok'}")
