@@ -1,6 +1,7 @@
 """The key cache as the audio callback reads it: per MIDI note, the samples to play and how fast."""
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -48,15 +49,15 @@ class KeyBank:
         variant_sources = _checked(variants, old)
         clean.update({id(ks): samples for ks, samples in variant_sources.values()})
         entries, layers = [], []
-        rendered = sorted(keys)
-        for note in range(128):
-            midi = _nearest(rendered, note)
-            entries.append(None if midi is None else _entry(keys[midi], clean, note, out_rate))
+        main_layer = variations.main_layer
+        for note, midi in enumerate(_nearest_keys(sorted(keys))):
+            entry = None if midi is None else _entry(keys[midi], clean, note, out_rate)
+            entries.append(entry)
             plain = variations.count == 1 or midi is None
-            layers.append(None if plain else _layers(midi, entries[-1], variants, variations, clean, note, out_rate))
-        layer_of = tuple(variations.layer_of(v) for v in range(128))
+            layers.append(None if plain else
+                          _layers(midi, entry, variants, variations, main_layer, clean, note, out_rate))
         blend = tuple(variations.layer_blend(v) for v in range(128))
-        return cls(tuple(entries), sources, tuple(layers), layer_of, variant_sources, blend)
+        return cls(tuple(entries), sources, tuple(layers), _layer_table(variations), variant_sources, blend)
 
 
 def _checked(keys: Mapping, old: Mapping) -> dict:
@@ -70,19 +71,38 @@ def _entry(ks: KeySample, clean: dict, note: int, out_rate: int) -> tuple:
             float(ks.loop_end), float(len(ks.samples) - 1))
 
 
-def _nearest(rendered: list[int], note: int) -> int | None:
-    """The rendered key closest to ``note`` (ties: the lower key), as ``nearest_key`` picks."""
-    return min(rendered, key=lambda k: (abs(k - note), k)) if rendered else None
+def _nearest_keys(rendered: list[int]) -> list[int | None]:
+    """For each MIDI note 0..127, the ``rendered`` (sorted) key closest to it (ties: the lower key), as
+    ``nearest_key`` picks; all None when nothing is rendered.
+
+    A bisection per note, not a search of every key: the bank is rebuilt on the GUI thread as each
+    key lands, and every millisecond of Python there is one the audio thread may wait for the GIL.
+    """
+    if not rendered:
+        return [None] * 128
+    out = []
+    for note in range(128):
+        i = bisect_left(rendered, note)
+        below = rendered[i - 1] if i > 0 else None
+        above = rendered[i] if i < len(rendered) else None
+        out.append(below if above is None or (below is not None and note - below <= above - note) else above)
+    return out
+
+
+def _layer_table(variations: Variations) -> tuple[int, ...]:
+    """The velocity layer of each note-on velocity 0..127 (``Variations.layer_of``, by bisection)."""
+    tops = [variations.layer_range(layer)[1] for layer in range(variations.velocity_layers)]
+    return tuple(bisect_left(tops, max(v, 1)) for v in range(128))
 
 
 def _layers(midi: int, main_entry: tuple, variants: Mapping[VariantKey, KeySample], variations: Variations,
-            clean: dict, note: int, out_rate: int) -> tuple:
+            main_layer: int, clean: dict, note: int, out_rate: int) -> tuple:
     """Per layer, the round-robin entries of key ``midi`` played at ``note`` (see :class:`KeyBank`)."""
     out = []
     for layer in range(variations.velocity_layers):
         row = []
         for rr in range(variations.round_robins):
-            if layer == variations.main_layer and rr == 0:
+            if layer == main_layer and rr == 0:
                 row.append(main_entry)
                 continue
             ks = variants.get((midi, layer, rr))

@@ -311,3 +311,18 @@ def test_key_bank_maps_missing_notes_to_the_nearest_key_and_checks_each_key_once
     grown = KeyBank.build({**keys, 67: sine_key(67)}, SR, previous=bank)
     assert grown.sources[60][1] is bank.sources[60][1] and grown.rendered == frozenset({60, 64, 67})
     assert KeyBank.build({}, SR).entries[60] is None
+
+
+def test_key_bank_picks_the_nearest_key_and_the_velocity_layer_as_their_definitions_do():
+    import random
+
+    from engine.key_bank import KeyBank
+    from engine.key_cache import Variations, nearest_key
+
+    rng = random.Random(0)
+    for _ in range(40):
+        keys = {n: sine_key(n) for n in rng.sample(range(21, 109), rng.randint(1, 88))}
+        v = Variations(round_robins=2, velocity_layers=rng.randint(1, 5), reference_velocity=rng.randint(1, 127))
+        bank = KeyBank.build(keys, SR, variations=v)
+        assert [e[0] for e in bank.entries] == [nearest_key(keys, n).samples for n in range(128)]
+        assert bank.layer_of == tuple(v.layer_of(velocity) for velocity in range(128))
