@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 
@@ -53,3 +55,18 @@ def configure_threads(num_threads: int | None = None) -> int:
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)
     return n
+
+
+@contextmanager
+def intra_op_threads(num_threads: int) -> Iterator[None]:
+    """Torch's intra-op thread count set to ``num_threads`` inside the block, restored after.
+
+    For one long sequential job (refinement's Adam steps) that nothing else runs beside: the
+    render workers each use one thread, so refinement alone would leave the other cores idle.
+    """
+    previous = torch.get_num_threads()
+    configure_threads(num_threads)
+    try:
+        yield
+    finally:
+        configure_threads(previous)

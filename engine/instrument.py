@@ -25,7 +25,7 @@ import torch
 import torchaudio
 
 from engine.cache import TensorCache
-from engine.device import configure_threads, cpu_cores, resolve_device
+from engine.device import configure_threads, cpu_cores, intra_op_threads, resolve_device
 from engine.key_cache import KeySample, VariantKey, Variations
 from engine.keys import KeyConfig, batches, finish_key, loudness_db, progressive_order
 from engine.mix import Mix, as_mix
@@ -227,7 +227,7 @@ class Engine:
         key = _refined_key(sample, cfg)
         entry = self.cache.get(key)
         if entry is None:
-            with torch.inference_mode(False):
+            with torch.inference_mode(False), intra_op_threads(self.num_threads):
                 entry = self._refine(sample, base, cfg, cancel, progress)
             if entry is None:
                 return base
