@@ -235,7 +235,8 @@ def _audio(data: bytes, member: str) -> Audio:
 # Each Variations field's allowed values (lo, hi, whole numbers only); an absent field takes its default.
 VARIATION_LIMITS = {"round_robins": (1, MAX_ROUND_ROBINS, True), "velocity_layers": (1, MAX_VELOCITY_LAYERS, True),
                     "rr_z_scale": (0.0, 10.0, False), "rr_h_scale": (0.0, 10.0, False),
-                    "velocity_strength": (0.0, 10.0, False), "reference_velocity": (1, 127, True),
+                    "velocity_strength": (0.0, 10.0, False), "velocity_tilt": (0.0, 10.0, False),
+                    "reference_velocity": (1, 127, True),
                     "seed": (0, 2**31 - 1, True)}
 
 

@@ -5,9 +5,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 import soundfile as sf
 
 from app.cli import main
+from engine.refine import DEFAULT_REFINEMENT
 from engine.render_cli import parse_keys
 from models.errors import UserError
 from models.signal.tones import harmonic_tone, plucked_string
@@ -79,8 +81,9 @@ def test_refine_strength_renders_single_sounds_and_mixes(weights: Path, sounds: 
             assert "refin" not in err
         else:
             refined = [line for line in err.splitlines() if line.startswith("refining")]
-            assert refined == ["refining pluck: step 30/30"] + (["refining tone: step 30/30"] if extra else [])
-            assert "refined in " in err and "(30 steps per sound)" in err
+            steps = f"step {DEFAULT_REFINEMENT.steps}/{DEFAULT_REFINEMENT.steps}"
+            assert refined == [f"refining pluck: {steps}"] + ([f"refining tone: {steps}"] if extra else [])
+            assert "refined in " in err and f"({DEFAULT_REFINEMENT.steps} steps per sound)" in err
 
 
 @pytest.mark.parametrize("case, message", [
