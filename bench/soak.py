@@ -206,11 +206,13 @@ class Soak:
         came = [False]
 
         def check() -> None:
-            if tick is not None:
-                tick()
-            came[0] = bool(until())
-            if came[0] or time.perf_counter() > deadline:
-                loop.quit()
+            try:                    # an exception in tick (counted by the watch) must not outlive the deadline
+                if tick is not None:
+                    tick()
+                came[0] = bool(until())
+            finally:
+                if came[0] or time.perf_counter() > deadline:
+                    loop.quit()
         timer.timeout.connect(check)
         timer.start(every_ms)
         loop.exec()
