@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from bench.results import write_results
 from engine.export import export_pack
 from engine.instrument import Engine, default_weights_dir
 from engine.key_cache import PLAIN, Variations
@@ -318,9 +319,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     result = run(args)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "export_players.json").write_text(json.dumps(result, indent=1, default=str) + "\n")
     text = markdown(result)
-    (args.out / "export_players.md").write_text(text)
+    write_results(args.out, "export_players", result, text)
     print(text)
     return 0
 

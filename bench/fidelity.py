@@ -44,6 +44,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bench.results import write_results
 from engine.instrument import Conditioning, Engine, EngineConfig, NearRoot, Sample, default_weights_dir
 from models.units import HIGHEST_KEY, LOWEST_KEY
 from engine.refine import DEFAULT_REFINEMENT, RefineConfig
@@ -316,9 +317,8 @@ def merge(out: Path, methods: list[str] | None = None) -> dict:
     summary = {"config": config,
                "root_accuracy": report.root_accuracy(records),
                "methods": report.summarise(records, methods)}
-    (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     text = report.format_summary(summary)
-    (out / "summary.md").write_text(text + "\n")
+    write_results(out, "summary", summary, text + "\n")
     print(text)
     return summary
 
@@ -376,9 +376,8 @@ def run(args: argparse.Namespace) -> dict:
                           "pitch_judge": judges.independent.name, "n_suite": len(suite), "n_inputs": len(chosen)},
                "root_accuracy": report.root_accuracy([input_record(s) for s in suite]),
                "methods": report.summarise(records, [m.name for m in methods])}
-    (args.out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     text = report.format_summary(summary)
-    (args.out / "summary.md").write_text(text + "\n")
+    write_results(args.out, "summary", summary, text + "\n")
     if args.report:
         report.write_index(args.report, records, summary, text)
     print(text)

@@ -34,13 +34,13 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from bench.results import write_results
 from engine.instrument import Conditioning, Engine, default_weights_dir
 from engine.key_cache import Variations
 from engine.refine import DEFAULT_REFINEMENT
@@ -306,15 +306,13 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     if args.keyboard is not None:
         result = run_keyboard(args)
-        (args.out / "variations_keyboard.json").write_text(json.dumps(result, indent=1) + "\n")
         text = keyboard_markdown(result)
-        (args.out / "variations_keyboard.md").write_text(text)
+        write_results(args.out, "variations_keyboard", result, text)
         print(text)
         return 0
     result = run(args)
-    (args.out / "variations.json").write_text(json.dumps(result, indent=1) + "\n")
     text = markdown(result)
-    (args.out / "variations.md").write_text(text)
+    write_results(args.out, "variations", result, text)
     print(text)
     return 0
 

@@ -43,6 +43,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bench.results import write_results
 from engine.instrument import Conditioning, Engine, default_weights_dir
 from engine.variations import VELOCITY_FILE, VelocityTimbre, save_velocity_timbre
 from models.data.reference import CheckConfig, fluidsynth_render
@@ -396,9 +397,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     result = run(args)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "velocity_timbre.json").write_text(json.dumps(result, indent=1) + "\n")
     text = markdown(result, FitConfig(font=args.font, fit_min_centroid_change=args.fit_min_centroid_change))
-    (args.out / "velocity_timbre.md").write_text(text)
+    write_results(args.out, "velocity_timbre", result, text)
     print(text)
     return 0
 
