@@ -56,8 +56,8 @@ from app.instrument_files import InstrumentFiles  # noqa: E402
 from app.midi_input import MidiInput  # noqa: E402
 from app.settings import AppSettings  # noqa: E402
 from bench.soak_devices import PacedSoundCard, SoakKeyboard, SoakMidiBackend  # noqa: E402
-from bench.soak_report import (ExceptionWatch, GcPauses, Intervals, block_report, memory_now,  # noqa: E402
-                               rss_kb, summary, top_growth)
+from bench.soak_report import (ExceptionWatch, GcPauses, Intervals, ThreadCpu, block_report,  # noqa: E402
+                               memory_now, rss_kb, summary, top_growth)
 from engine.envelope import Envelope  # noqa: E402
 from engine.instrument_file import SavedInstrument, open_instrument  # noqa: E402
 from engine.key_cache import PLAIN, Variations  # noqa: E402
@@ -199,6 +199,7 @@ class Soak:
         self.peak_max, self.bad_peaks = 0.0, 0
         self.load: list[float] = []
         self.rss_series: list[tuple[float, int]] = []
+        self.thread_cpu = ThreadCpu()
 
     def spin(self, until: Any, timeout_s: float, tick: Any = None, every_ms: int = 33) -> bool:
         """Run the Qt event loop until ``until()`` (checked every ``every_ms``) or the timeout; True if it came."""
@@ -251,6 +252,9 @@ class Soak:
         n, v = len(self.audio.mixer.active_notes()), self.voices
         v[0], v[1], v[2], v[3] = v[0] + 1, v[1] + n, min(v[2], n), max(v[3], n)
         now = time.perf_counter()
+        if now >= self.next_cpu_sample:
+            self.next_cpu_sample = now + 1.0
+            self.thread_cpu.sample()
         if now >= self.next_sample:
             self.next_sample = now + 10.0
             self.load.append(os.getloadavg()[0])
@@ -305,9 +309,11 @@ class Soak:
                 tracemalloc.reset_peak()
             pauses.install()
             cpu0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
-            self.next_sample, self.next_move = t0, t0 + cfg.move_every_s
+            self.next_sample, self.next_cpu_sample, self.next_move = t0, t0, t0 + cfg.move_every_s
+            self.thread_cpu.reset()
             self.next_save = t0 + min(cfg.save_every_s, cfg.minutes * 30)
             self.spin(lambda: time.perf_counter() - t0 >= cfg.minutes * 60, cfg.minutes * 60 + 60, self.tick)
+            self.thread_cpu.sample()
             pauses.uninstall()
             self.midi.close()
             self.audio.close()
@@ -337,6 +343,7 @@ class Soak:
         mixer = self.audio.mixer
         r = {
             "config": {**asdict(self.cfg), "refine": "off"}, "seconds": seconds, "cpu_cores_used": cpu_s / seconds,
+            "thread_cores": self.thread_cpu.cores(seconds),
             "load_average": {"start": self.load[0], "end": self.load[-1], "mean": float(np.mean(self.load)),
                              "max": max(self.load)},
             "blocks": blocks, "resyncs": stream.resyncs, "gc": {**pauses.stats(), "full": pauses.full},
