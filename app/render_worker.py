@@ -9,6 +9,7 @@ from typing import Any
 from PySide6.QtCore import QObject, Signal, Slot
 
 from engine.mix import Mix
+from engine.priority import lower_this_thread
 from models.errors import UserError
 
 
@@ -77,6 +78,10 @@ class RenderWorker(QObject):
 
     @Slot(object)
     def run(self, job: RenderJob) -> None:
+        # Background priority for this thread and those it starts (the engine's workers, OpenMP's
+        # pool for refinement): the audio thread and the GUI go first. Once per thread would do;
+        # the check is one system call.
+        lower_this_thread()
         if job.cancel.is_set():   # superseded while it waited in the queue
             self.jobDone.emit(job.id, False, "")
             return
