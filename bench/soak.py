@@ -79,7 +79,8 @@ class SoakConfig:
     save_every_s: float = 60.0
     variations: Variations = field(default_factory=lambda: Variations(round_robins=2, velocity_layers=2))
     tracemalloc: bool = True
-    switch_interval_ms: float | None = None   # the GIL's while audio plays (None: the interpreter's)
+    switch_interval_ms: float | None = None   # the GIL's while audio plays (None: AudioOutput's)
+    realtime: bool = True                  # the audio thread asks for real-time priority, as the app's does
     seed: int = 0
     first_render_timeout_s: float = 900.0
 
@@ -176,7 +177,8 @@ class Soak:
         self.app = QCoreApplication.instance() or QCoreApplication([sys.argv[0]])
         self.rng = random.Random(cfg.seed)
         self.card = PacedSoundCard(cfg.sample_rate, cfg.minutes * 60 + 120)
-        self.audio = TimedAudioOutput(self.card, block_size=cfg.block_size, n_voices=cfg.n_voices)
+        self.audio = TimedAudioOutput(self.card, block_size=cfg.block_size, n_voices=cfg.n_voices,
+                                      realtime=cfg.realtime)
         self.audio.set_random_round_robin(True)
         self.instrument = InstrumentController(engine, self.audio)
         self.instrument.refine_strength = 0.0
@@ -316,6 +318,7 @@ class Soak:
             self.thread_cpu.sample()
             pauses.uninstall()
             self.midi.close()
+            self.audio_priority = self.audio.audio_priority
             self.audio.close()
             seconds, cpu1 = time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF)
             mem_end, snap_end = memory_now()
@@ -356,7 +359,7 @@ class Soak:
             "round_trips": self.round_trips, "round_trip_problems": self.round_trip_problems + self.file_failures,
             "memory": {"start": mem_start, "end": mem_end, "top_growth": growth, "rss_slope_mb_per_min": slope,
                        "rss_mb_every_10_s": [round(r / 1024, 1) for _, r in self.rss_series]},
-            "switch_interval_ms": self.switch_interval_ms,
+            "switch_interval_ms": self.switch_interval_ms, "audio_priority": self.audio_priority,
             "exceptions": watch.count, "exception_texts": watch.texts, "qt_warnings": watch.qt_warnings,
             "mixer_errors": mixer.errors,
         }
@@ -380,7 +383,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--render-threads", type=int, default=None, help="engine workers (default: one per core)")
     parser.add_argument("--no-tracemalloc", action="store_true")
     parser.add_argument("--switch-interval", type=float, default=None, metavar="MS",
-                        help="the GIL switch interval while playing (default: the interpreter's, 5 ms)")
+                        help="the GIL switch interval while playing (default: the app's, 0.5 ms)")
+    parser.add_argument("--no-realtime", action="store_true",
+                        help="the audio thread keeps its priority (as for a user the OS refuses real-time to)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None, help="write the report as JSON here")
     return parser
@@ -393,7 +398,8 @@ def main(argv: list[str] | None = None) -> int:
     cfg = SoakConfig(minutes=args.minutes, block_size=args.block, sample_rate=args.sample_rate, n_voices=args.voices,
                      move_every_s=args.move_every, settle_every=args.settle_every, save_every_s=args.save_every,
                      variations=Variations(round_robins=args.round_robins, velocity_layers=args.velocity_layers),
-                     tracemalloc=not args.no_tracemalloc, switch_interval_ms=args.switch_interval, seed=args.seed)
+                     tracemalloc=not args.no_tracemalloc, switch_interval_ms=args.switch_interval,
+                     realtime=not args.no_realtime, seed=args.seed)
     print(f"soak: {asdict(cfg)}; refinement off; CPU; load average {os.getloadavg()[0]:.2f}", flush=True)
     engine = Engine(args.weights, device="cpu", num_threads=args.render_threads)
     with tempfile.TemporaryDirectory(prefix="soak-") as tmp:

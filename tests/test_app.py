@@ -59,6 +59,7 @@ class FakeAudioBackend:
 
     def open(self, device, cfg, callback) -> FakeStream:
         self.streams.append(FakeStream())
+        self.callback = callback   # what a device's thread would call
         return self.streams[-1]
 
 
@@ -300,6 +301,40 @@ def test_without_devices_the_app_starts_says_so_and_renders(qtbot, tmp_path, eng
     wait_rendered(qtbot, window)
     assert window.export_button.isEnabled()
     window.shutdown()
+
+
+def test_the_audio_thread_asks_for_priority_once_and_playing_shortens_the_gil_switch(monkeypatch):
+    import app.audio_output as audio_output
+
+    asked = []
+    monkeypatch.setattr(audio_output, "raise_this_thread", lambda: asked.append(threading.get_ident()) or "fifo 20")
+    before = sys.getswitchinterval()
+    backend = FakeAudioBackend()
+    audio = AudioOutput(backend, block_size=256)
+    assert audio.open() and sys.getswitchinterval() == audio_output.PLAYING_SWITCH_INTERVAL_S
+    audio.queue(0).note_on(60, 100)
+    out = np.ones((256, 2), np.float32)
+    device = threading.Thread(target=lambda: [backend.callback(out, 256, None, None) for _ in range(3)])
+    device.start()
+    device.join(10)
+    assert asked == [device.ident]                          # once, in the device's thread
+    assert audio.audio_priority == "fifo 20" and not out.any()   # no keys: silence
+    audio.close()
+    assert sys.getswitchinterval() == before
+
+    def broken() -> str:
+        raise RuntimeError("no scheduler here")
+    monkeypatch.setattr(audio_output, "raise_this_thread", broken)
+    audio = AudioOutput(backend, block_size=256)
+    audio.open()
+    backend.callback(out, 256, None, None)                  # never raises, still plays
+    assert audio.audio_priority == "normal" and audio.mixer.errors == 0
+    audio.close()
+    quiet = AudioOutput(backend, block_size=256, realtime=False, switch_interval_s=None)
+    quiet.open()
+    backend.callback(out, 256, None, None)
+    assert sys.getswitchinterval() == before and quiet.audio_priority == "normal"
+    quiet.close()
 
 
 def test_latency_is_device_latency_plus_one_block(qtbot, window):

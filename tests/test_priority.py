@@ -46,10 +46,40 @@ def test_ordered_map_workers_run_at_background_priority() -> None:
 
 def test_refused_or_absent_priorities_change_nothing_and_never_raise(monkeypatch) -> None:
     monkeypatch.setattr(os, "setpriority", refuse)
+    monkeypatch.setattr(os, "sched_setscheduler", refuse)
     current = priority.thread_nice()
     if current is not None:   # Linux: the calls were made, and refused
         assert in_thread(lambda: priority.lower_this_thread(nice=current + 1)) is False
+        assert in_thread(priority.raise_this_thread) == "normal"
     monkeypatch.setattr(sys, "platform", "darwin")
     assert priority.thread_nice() is None
-    assert priority.lower_this_thread() is False
+    assert priority.lower_this_thread() is False and priority.raise_this_thread() == "normal"
+
+
+@linux_only
+def test_raise_asks_for_fifo_then_a_negative_nice(monkeypatch) -> None:
+    asked = []
+    monkeypatch.setattr(os, "sched_setscheduler", lambda pid, policy, param: asked.append((pid, policy)))
+    assert in_thread(priority.raise_this_thread) == f"fifo {priority.AUDIO_FIFO_PRIORITY}"
+    assert asked == [(0, os.SCHED_FIFO)]                # 0: the calling thread
+    monkeypatch.setattr(os, "sched_setscheduler", refuse)
+    niced = []
+    monkeypatch.setattr(os, "setpriority", lambda which, who, nice: niced.append((who, nice)))
+    result, tid = in_thread(lambda: (priority.raise_this_thread(), threading.get_native_id()))
+    assert result == f"nice {priority.AUDIO_NICE}" and niced == [(tid, priority.AUDIO_NICE)]
+
+
+@linux_only
+def test_raise_for_real_gets_what_the_os_grants() -> None:
+    def ask() -> tuple[str, int, int]:
+        return priority.raise_this_thread(), os.sched_getscheduler(0), priority.thread_nice()
+
+    result, policy, nice = in_thread(ask)
+    if result.startswith("fifo"):
+        assert policy == os.SCHED_FIFO
+    elif result.startswith("nice"):
+        assert nice == priority.AUDIO_NICE
+    else:
+        assert result == "normal" and policy == os.SCHED_OTHER
+    assert os.sched_getscheduler(0) == os.SCHED_OTHER   # pytest's thread untouched
 
