@@ -5,9 +5,10 @@ same ``AudioOutput`` with a fake backend and pull blocks from ``mixer.callback``
 
 While a stream is open the audio thread comes first: on its first block it asks for real-time
 priority (``engine.priority.raise_this_thread``; refused without the privilege, then it stays as
-it was), and Python hands the GIL over every ``switch_interval_s`` instead of every 5 ms, so a
-Python thread that holds it (the render worker between torch ops, the GUI installing keys, the
-MIDI thread) keeps the callback waiting no longer than that.
+it was) and, real-time, settles on one core (``audio_cpu``) that a single render worker then
+shares (see engine/priority.py: there the worker cannot take the GIL from it). Python hands the GIL
+over every ``switch_interval_s`` instead of every 5 ms, so a Python thread that holds it (the GUI
+installing keys, the MIDI thread) keeps the callback waiting no longer than that.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from typing import Protocol
 from engine.key_cache import PLAIN, KeySample, VariantKey, Variations
 from engine.voice_events import EventQueue
 from engine.envelope import Envelope
-from engine.priority import raise_this_thread
+from engine.priority import audio_cpu, pin_this_thread, raise_this_thread
 from engine.voices import MixerConfig, VoiceMixer
 from models.units import OUTPUT_SAMPLE_RATE
 
@@ -82,12 +83,14 @@ class SoundDeviceBackend:
 
 class DeviceCallback:
     """The mixer's callback as the device's thread calls it: on the first block that thread asks for
-    real-time priority (the thread is known only there); then every block goes straight to the mixer."""
+    real-time priority and, granted, pins itself to one core (the thread is known only there);
+    then every block goes straight to the mixer."""
 
     def __init__(self, callback: Callable, realtime: bool) -> None:
         self.callback = callback
         self.pending = realtime
         self.priority = "normal"   # what the audio thread got (``raise_this_thread``'s answer)
+        self.cpu: int | None = None   # the core it runs on, when real-time and pinned
 
     def __call__(self, outdata: object, frames: int, time: object, status: object) -> None:
         if self.pending:
@@ -98,6 +101,9 @@ class DeviceCallback:
     def _first_block(self) -> None:
         try:
             self.priority = raise_this_thread()
+            cpu = audio_cpu() if self.priority.startswith("fifo") else None
+            if cpu is not None and pin_this_thread(cpu):
+                self.cpu = cpu
         except Exception:  # noqa: BLE001 - the audio thread must never raise
             pass
 
@@ -197,6 +203,11 @@ class AudioOutput:
     def audio_priority(self) -> str:
         """What the audio thread's priority became (``"fifo 20"``, ``"nice -10"``, ``"normal"``)."""
         return self.device_callback.priority if self.device_callback is not None else "normal"
+
+    @property
+    def audio_cpu(self) -> int | None:
+        """The core the (real-time) audio thread is pinned to while a stream plays, else None."""
+        return self.device_callback.cpu if self.device_callback is not None and self.stream is not None else None
 
     @property
     def latency_s(self) -> float | None:

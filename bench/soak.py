@@ -319,6 +319,9 @@ class Soak:
             pauses.uninstall()
             self.midi.close()
             self.audio_priority = self.audio.audio_priority
+            if self.audio.audio_cpu is not None:
+                self.audio_priority += f", on core {self.audio.audio_cpu}"
+            self.render_workers = self.instrument.render_workers() or self.instrument.engine.workers
             self.audio.close()
             seconds, cpu1 = time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF)
             mem_end, snap_end = memory_now()
@@ -360,6 +363,7 @@ class Soak:
             "memory": {"start": mem_start, "end": mem_end, "top_growth": growth, "rss_slope_mb_per_min": slope,
                        "rss_mb_every_10_s": [round(r / 1024, 1) for _, r in self.rss_series]},
             "switch_interval_ms": self.switch_interval_ms, "audio_priority": self.audio_priority,
+            "render_workers": self.render_workers,
             "exceptions": watch.count, "exception_texts": watch.texts, "qt_warnings": watch.qt_warnings,
             "mixer_errors": mixer.errors,
         }

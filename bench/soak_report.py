@@ -229,7 +229,7 @@ def summary(r: dict[str, Any]) -> str:
         f"{r['seconds']:.0f} s, block {cfg['block_size']} at {cfg['sample_rate']} Hz (period {b['period_ms']:.2f} ms), "
         f"{cfg['n_voices']} voices; load average {load['mean']:.2f} (max {load['max']:.2f}); "
         f"process CPU {r['cpu_cores_used']:.2f} cores; GIL switch interval {r['switch_interval_ms']:g} ms; "
-        f"audio thread priority {r['audio_priority']}",
+        f"audio thread priority {r['audio_priority']}; render workers while playing {r['render_workers']}",
         "threads' cores: " + ", ".join(f"{name} {cores:.2f}" for name, cores in r["thread_cores"].items()),
         f"blocks {b['blocks']}, over deadline {b['over_deadline']} ({100 * b['over_deadline'] / max(1, b['blocks']):.3f} %)"
         f", callback over the period {b['callback_over_period']}, resyncs {r['resyncs']}",

@@ -1,11 +1,17 @@
-"""Thread priorities: the audio thread above the render workers, the workers below the rest.
+"""Thread priorities and cores: the audio thread above the render workers, the workers below the rest.
 
 On a machine with few cores the render workers (torch, Python between its ops) and the audio
 thread want the same cores; at equal priority the audio thread waits its turn on the run queue and
 misses its block. Linux schedules threads, not processes, so each thread sets its own priority
-(``os.setpriority`` on its native id); threads it starts later (OpenMP's pool, a thread pool's
-workers) inherit it. Elsewhere these calls do nothing and say so. Nothing here raises: a priority
-the OS refuses leaves the thread as it was.
+(``os.setpriority`` on its native id) and cores (``os.sched_setaffinity(0, ...)``); threads it
+starts later (OpenMP's pool, a thread pool's workers) inherit both. Elsewhere these calls do
+nothing and say so. Nothing here raises: a setting the OS refuses leaves the thread as it was.
+
+Sharing a core with a real-time audio thread keeps a render thread from taking the GIL while the
+audio thread wants it: the audio thread preempts it there, so the render thread is not running
+when the GIL comes free. On another core it runs on, and a thread that releases and retakes the
+GIL around every torch op retakes it before the woken audio thread can (CPython's waiting thread
+only asks for the GIL after a whole switch interval without any hand-over).
 """
 from __future__ import annotations
 
@@ -76,3 +82,28 @@ def raise_this_thread(fifo_priority: int = AUDIO_FIFO_PRIORITY, nice: int = AUDI
             pass
     return "normal"
 
+
+def audio_cpu() -> int | None:
+    """The core an audio thread pins itself to (the last this process may use), or None where
+    threads cannot be pinned or only one core is there."""
+    if not _linux() or not hasattr(os, "sched_getaffinity"):
+        return None
+    try:
+        cpus = os.sched_getaffinity(os.getpid())   # the main thread's: the process's own set
+    except OSError:
+        return None
+    return max(cpus) if len(cpus) > 1 else None
+
+
+def pin_this_thread(cpu: int | None) -> bool:
+    """Run the calling thread (and threads it starts from now on) on core ``cpu`` only, or with
+    None on every core the process may use; True if that is where it runs now."""
+    if not _linux() or not hasattr(os, "sched_setaffinity"):
+        return False
+    try:
+        cpus = {cpu} if cpu is not None else os.sched_getaffinity(os.getpid())
+        if os.sched_getaffinity(0) != cpus:
+            os.sched_setaffinity(0, cpus)
+    except OSError:
+        return False
+    return True

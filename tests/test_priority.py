@@ -1,4 +1,4 @@
-"""Thread priorities (engine/priority.py): set on Linux in the calling thread only, harmless
+"""Thread priorities and cores (engine/priority.py): set on Linux in the calling thread only, harmless
 where the OS refuses or has no such thing. Each test changes a thread of its own, never pytest's."""
 from __future__ import annotations
 
@@ -47,13 +47,17 @@ def test_ordered_map_workers_run_at_background_priority() -> None:
 def test_refused_or_absent_priorities_change_nothing_and_never_raise(monkeypatch) -> None:
     monkeypatch.setattr(os, "setpriority", refuse)
     monkeypatch.setattr(os, "sched_setscheduler", refuse)
+    monkeypatch.setattr(os, "sched_setaffinity", refuse, raising=False)
     current = priority.thread_nice()
     if current is not None:   # Linux: the calls were made, and refused
         assert in_thread(lambda: priority.lower_this_thread(nice=current + 1)) is False
         assert in_thread(priority.raise_this_thread) == "normal"
+        if len(os.sched_getaffinity(0)) > 1:   # on one core it is there already: nothing to ask
+            assert in_thread(lambda: priority.pin_this_thread(0)) is False
     monkeypatch.setattr(sys, "platform", "darwin")
-    assert priority.thread_nice() is None
+    assert priority.thread_nice() is None and priority.audio_cpu() is None
     assert priority.lower_this_thread() is False and priority.raise_this_thread() == "normal"
+    assert priority.pin_this_thread(0) is False
 
 
 @linux_only
@@ -83,3 +87,18 @@ def test_raise_for_real_gets_what_the_os_grants() -> None:
         assert result == "normal" and policy == os.SCHED_OTHER
     assert os.sched_getscheduler(0) == os.SCHED_OTHER   # pytest's thread untouched
 
+
+@linux_only
+def test_pin_to_one_core_and_back_to_all() -> None:
+    every = os.sched_getaffinity(0)
+    core = max(every)
+
+    def pin_and_unpin() -> tuple[set, set]:
+        assert priority.pin_this_thread(core)
+        pinned = os.sched_getaffinity(0)
+        assert priority.pin_this_thread(None)
+        return pinned, os.sched_getaffinity(0)
+
+    assert in_thread(pin_and_unpin) == ({core}, every)
+    assert os.sched_getaffinity(0) == every
+    assert priority.audio_cpu() == (core if len(every) > 1 else None)
