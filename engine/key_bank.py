@@ -24,7 +24,9 @@ class KeyBank:
     such entries (the same key as ``entries[note]``; a variant not rendered yet is left out, and a
     layer with none plays the main sample), ``layer_of[velocity]`` names the layer a note-on
     plays, and ``blend[velocity]`` the two layers a velocity cross-fade plays and the upper one's
-    share (``Variations.layer_blend``); without, ``layers[note]`` is None.
+    share (``Variations.layer_blend``); without, ``layers[note]`` is None. Both tables depend on
+    ``variations`` alone and are the previous bank's when it had the same (computing them was a
+    third of a rebuild).
     """
 
     entries: tuple
@@ -33,6 +35,7 @@ class KeyBank:
     layer_of: tuple = (0,) * 128
     variant_sources: dict | None = None
     blend: tuple = ((0, 0, 0.0),) * 128
+    variations: Variations = PLAIN
 
     @property
     def rendered(self) -> frozenset:
@@ -56,8 +59,11 @@ class KeyBank:
             plain = variations.count == 1 or midi is None
             layers.append(None if plain else
                           _layers(midi, entry, variants, variations, main_layer, clean, note, out_rate))
-        blend = tuple(variations.layer_blend(v) for v in range(128))
-        return cls(tuple(entries), sources, tuple(layers), _layer_table(variations), variant_sources, blend)
+        if previous is not None and previous.variations == variations:
+            layer_of, blend = previous.layer_of, previous.blend
+        else:
+            layer_of, blend = _layer_table(variations), tuple(variations.layer_blend(v) for v in range(128))
+        return cls(tuple(entries), sources, tuple(layers), layer_of, variant_sources, blend, variations)
 
 
 def _checked(keys: Mapping, old: Mapping) -> dict:
