@@ -8,11 +8,14 @@ priority (``engine.priority.raise_this_thread``; refused without the privilege, 
 it was) and, real-time, settles on one core (``audio_cpu``) that a single render worker then
 shares (see engine/priority.py: there the worker cannot take the GIL from it). Python hands the GIL
 over every ``switch_interval_s`` instead of every 5 ms, so a Python thread that holds it (the GUI
-installing keys, the MIDI thread) keeps the callback waiting no longer than that.
+installing keys, the MIDI thread) keeps the callback waiting no longer than that. The sample
+arrays a key install lets go of are freed by a background thread a few at a time
+(``VoiceMixer.retired``), not all at once on the GUI thread nor in the callback.
 """
 from __future__ import annotations
 
 import sys
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -20,7 +23,7 @@ from typing import Protocol
 from engine.key_cache import PLAIN, KeySample, VariantKey, Variations
 from engine.voice_events import EventQueue
 from engine.envelope import Envelope
-from engine.priority import audio_cpu, pin_this_thread, raise_this_thread
+from engine.priority import audio_cpu, lower_this_thread, pin_this_thread, raise_this_thread
 from engine.voices import MixerConfig, VoiceMixer
 from models.units import OUTPUT_SAMPLE_RATE
 
@@ -108,6 +111,26 @@ class DeviceCallback:
             pass
 
 
+class Reaper:
+    """A background thread freeing ``mixer.retired``'s sample arrays while a stream plays: at most
+    ``per_tick`` every ``period_s`` (~40 us each under the GIL instead of tens of ms at once)."""
+
+    def __init__(self, mixer: VoiceMixer, period_s: float = 0.01, per_tick: int = 4) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(mixer, period_s, per_tick), name="audio-reaper",
+                                        daemon=True)
+        self._thread.start()
+
+    def _run(self, mixer: VoiceMixer, period_s: float, per_tick: int) -> None:
+        lower_this_thread()
+        while not self._stop.wait(period_s):
+            mixer.retired.release(per_tick)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5.0)
+
+
 class AudioOutput:
     """Owns the VoiceMixer that the GUI and the MIDI thread talk to, and the stream that pulls it.
 
@@ -123,6 +146,7 @@ class AudioOutput:
         self.switch_interval_s = switch_interval_s
         self._switch_interval_before: float | None = None
         self.device_callback: DeviceCallback | None = None
+        self._reaper: Reaper | None = None
         self.block_size = block_size
         self.n_voices = n_voices
         self._keys: dict[int, KeySample] = {}
@@ -181,6 +205,7 @@ class AudioOutput:
             self._restore_switch_interval()
             return False
         self.device = device
+        self._reaper = Reaper(self.mixer)
         self.status = f"Playing through {device.name}"
         return True
 
@@ -192,6 +217,10 @@ class AudioOutput:
             except Exception:  # noqa: BLE001 - a vanished device may fail to close; it is gone anyway
                 pass
             self.status = "Audio output closed"
+        if self._reaper is not None:
+            self._reaper.close()
+            self._reaper = None
+        self.mixer.retired.release()   # nothing plays: free what is left here
         self._restore_switch_interval()
 
     def _restore_switch_interval(self) -> None:
@@ -234,6 +263,8 @@ class AudioOutput:
         """The keys to play, with their velocity layers and round robins (laid out by ``variations``)."""
         self._keys, self._variants, self._variations = dict(keys), dict(variants or {}), variations
         self.mixer.set_keys(self._keys, self._variants, variations)
+        if self._reaper is None:
+            self.mixer.retired.release()   # no stream, no reaper: nothing to keep waiting
 
     def set_random_round_robin(self, random: bool) -> None:
         """Round robins in a random order (never one twice running) instead of in turn."""

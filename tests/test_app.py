@@ -322,8 +322,10 @@ def test_the_audio_thread_asks_for_priority_once_and_playing_shortens_the_gil_sw
     device.join(10)
     assert asked == [device.ident] and pinned == [1]       # once, in the device's thread
     assert audio.audio_priority == "fifo 20" and audio.audio_cpu == 1 and not out.any()   # no keys: silence
+    reapers = [t for t in threading.enumerate() if t.name == "audio-reaper"]
+    assert len(reapers) == 1                                # frees the arrays key installs let go of
     audio.close()
-    assert sys.getswitchinterval() == before and audio.audio_cpu is None
+    assert sys.getswitchinterval() == before and audio.audio_cpu is None and not reapers[0].is_alive()
 
     def broken() -> str:
         raise RuntimeError("no scheduler here")
