@@ -197,6 +197,7 @@ class Soak:
         self.saves = Intervals(4096)
         self.round_trips, self.round_trip_problems = 0, []
         self.moves, self.settling = 0, False
+        self.moved_at: list[float] = []
         self.voices = [0, 0, 10**9, 0]   # polls, sum, min, max of the voices sounding
         self.peak_max, self.bad_peaks = 0.0, 0
         self.load: list[float] = []
@@ -270,6 +271,7 @@ class Soak:
                 self.next_move = now + self.cfg.move_every_s
         elif now >= self.next_move:
             self.moves += 1
+            self.moved_at.append(now)
             self.new_mix()
             self.settling = bool(self.cfg.settle_every) and self.moves % self.cfg.settle_every == 0
             self.next_move = now + self.cfg.move_every_s
@@ -359,6 +361,9 @@ class Soak:
             "peak_max": self.peak_max, "bad_peaks": self.bad_peaks, "first_render_s": first_s, "moves": self.moves,
             "jobs": {"finished": self.jobs.finished, "cancelled": self.jobs.cancelled, "failed": len(self.jobs.errors)},
             "render_errors": self.jobs.errors[:5], "keys_landed": self.jobs.keys,
+            "moves_at_s": [round(m - t0, 2) for m in self.moved_at],
+            "saves_at_s": [round(float(a - t0), 2) for a in self.saves.view()[0]],
+            "retired_held": len(mixer.retired),
             "round_trips": self.round_trips, "round_trip_problems": self.round_trip_problems + self.file_failures,
             "memory": {"start": mem_start, "end": mem_end, "top_growth": growth, "rss_slope_mb_per_min": slope,
                        "rss_mb_every_10_s": [round(r / 1024, 1) for _, r in self.rss_series]},

@@ -213,6 +213,10 @@ def block_report(t: dict[str, np.ndarray], period_s: float, overlapping: dict[st
                                "other_gil_or_sleep": float(np.maximum(wall - cpu - rq, 0).sum())}}
     report["late_overlapping"] = {name: int(_overlaps(t["due"][late], t["end"][late], b0, b1).sum())
                                   for name, (b0, b1) in overlapping.items()}
+    worst = np.argsort(response)[::-1][:12]
+    t0 = t["due"][0] if len(t["due"]) else 0.0
+    report["worst"] = [{"at_s": round(float(t["due"][i] - t0), 3), "response_ms": round(float(response[i] * MS), 2),
+                        "callback_ms": round(float(callback[i] * MS), 2)} for i in worst if late[i]]
     return report
 
 
@@ -237,6 +241,8 @@ def summary(r: dict[str, Any]) -> str:
         _spread("response (due -> written)", b["response"]),
         "late blocks' time s: callback CPU {cpu:.2f}, run queue {runqueue:.2f}, other (GIL, sleep) "
         "{other_gil_or_sleep:.2f}".format(**b["late_split_s"]) + f"; late blocks overlapping {b['late_overlapping']}",
+        "worst late blocks (at s: response / callback ms): " + ", ".join(
+            f"{w['at_s']:.1f}: {w['response_ms']:.1f}/{w['callback_ms']:.1f}" for w in b["worst"][:6]),
         f"gc: {gcs['count']} collections ({gcs['full']} full), median {gcs['median_ms']:.2f} ms, max {gcs['max_ms']:.1f} ms"
         f"; key installs: {inst['count']}, median {inst['median_ms']:.2f} ms (CPU {inst['cpu_median_ms']:.2f} ms), "
         f"max {inst['max_ms']:.1f} ms, {inst['total_s']:.1f} s in all",
