@@ -47,6 +47,10 @@ class RefineConfig:
     pitch_keys: tuple[int, ...] = (-12, 7, -7, 12)  # keys (semitones from the root) whose harmonic fine structure is kept
     pitch_weight: float = 1.0           # weight of that term against the root's L1
     fine_structure_bins: int = 9        # fine structure: the log-mel minus its average over this many bins
+    detail: float = 0.0                 # share of the root's fine gap (what the correction smooths away) carried
+    detail_span: float = 12.0           # ... in full to keys this many semitones from the root, moved to their pitch,
+    detail_fade: float = 12.0           # ... then fading out over this many more semitones
+    detail_limit: float = 3.0           # at most this (natural-log units) per bin and frame either way
 
     def __post_init__(self) -> None:
         if self.steps < 0 or self.lr <= 0 or not self.key_offsets or 0 not in self.key_offsets:
@@ -136,6 +140,66 @@ def mel_gap(out: torch.Tensor, target: torch.Tensor, cfg: RefineConfig,
         gap = gap[:, active].mean(dim=1)
     gap = smooth_bins(gap, _half_widths(gap.shape[0], cfg, centres_hz, root_hz).to(gap.device))
     return gap.clamp(-cfg.correction_limit, cfg.correction_limit) * cfg.mel_correction
+
+
+def mel_detail(out: torch.Tensor, target: torch.Tensor, correction: torch.Tensor, cfg: RefineConfig) -> torch.Tensor:
+    """The root's gap (target - out) frame by frame that ``correction`` (from :func:`mel_gap`) leaves:
+    the sound's harmonic fine structure and quick changes ``[n_mels, n_frames]``, clamped, times ``cfg.detail``.
+
+    At the root, correction + detail is the whole gap. Other keys get it moved to their own pitch
+    (:meth:`MelDetail.at_keys`), so the root's harmonics land on theirs.
+    """
+    floor = target.max() - cfg.dynamic_range_db / 20.0 * math.log(10.0)
+    gap = torch.maximum(target, floor) - torch.maximum(out, floor)            # [n_mels, n_frames]
+    envelope = correction[:, None] if correction.dim() == 1 else correction
+    return (gap - envelope).clamp(-cfg.detail_limit, cfg.detail_limit) * cfg.detail
+
+
+@dataclass(frozen=True)
+class MelDetail:
+    """The root's fine gap (:func:`mel_detail`) and how far from the root keys get it."""
+
+    mel: torch.Tensor   # [n_mels, n_frames], natural-log units, relative to the root's pitch
+    span: float         # semitones from the root that get it in full
+    fade: float         # semitones over which it then fades out
+
+    def at_keys(self, root: int, midi: torch.Tensor, centres_hz: torch.Tensor) -> torch.Tensor:
+        """This detail at keys ``midi [B]``: moved to each key's pitch and weighted by distance from
+        ``root`` (:func:`detail_weight`), ``[B, n_mels, n_frames]``."""
+        semitones = (midi - root).to(self.mel.device)
+        weights = detail_weight(semitones, self.span, self.fade).to(self.mel.dtype)
+        return shift_bins(self.mel, centres_hz.to(self.mel.device), semitones) * weights[:, None, None]
+
+    def moved_to(self, root: int, new_root: int, centres_hz: torch.Tensor) -> "MelDetail":
+        """The same detail relative to ``new_root`` (for blending sounds of different roots)."""
+        if new_root == root:
+            return self
+        semitones = torch.tensor([new_root - root], device=self.mel.device)
+        return replace(self, mel=shift_bins(self.mel, centres_hz.to(self.mel.device), semitones)[0])
+
+
+def detail_weight(semitones: torch.Tensor, span: float, fade: float) -> torch.Tensor:
+    """How much of the root's detail a key ``semitones`` from the root gets: 1 within ``span``,
+    then a linear fade to 0 over ``fade`` more semitones."""
+    beyond = (semitones.abs().float() - span).clamp_min(0.0)
+    return (1.0 - beyond / max(fade, 1e-6)).clamp(0.0, 1.0)
+
+
+def shift_bins(x: torch.Tensor, centres_hz: torch.Tensor, semitones: torch.Tensor) -> torch.Tensor:
+    """``x [n_mels, n_frames]`` moved up by ``semitones [B]`` along frequency: ``[B, n_mels, n_frames]``.
+
+    Band m of key b reads ``x`` at frequency ``centres_hz[m] / 2**(semitones[b] / 12)`` (linear between
+    bands); frequencies outside the bands read 0.
+    """
+    n = centres_hz.shape[0]
+    source_hz = centres_hz[None].double() / torch.pow(2.0, semitones.double()[:, None] / 12.0)   # [B, n_mels]
+    grid = centres_hz.double().to(source_hz.device)
+    pos = torch.searchsorted(grid, source_hz.contiguous()).clamp(1, n - 1)
+    lo_hz, hi_hz = grid[pos - 1], grid[pos]
+    frac = ((source_hz - lo_hz) / (hi_hz - lo_hz)).clamp(0.0, 1.0).to(x.dtype)
+    inside = ((source_hz >= grid[0]) & (source_hz <= grid[-1])).to(x.dtype)
+    lo, hi = x[pos - 1], x[pos]                                                           # [B, n_mels, n_frames]
+    return ((1.0 - frac)[..., None] * lo + frac[..., None] * hi) * inside[..., None]
 
 
 def smooth_bins(x: torch.Tensor, half: torch.Tensor) -> torch.Tensor:

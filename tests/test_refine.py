@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from engine.instrument import Engine, EngineConfig
-from engine.refine import DEFAULT_REFINEMENT, RefineConfig, fine_structure, masked_l1, mel_gap, targets
+from engine.refine import (DEFAULT_REFINEMENT, MelDetail, RefineConfig, detail_weight, fine_structure, masked_l1,
+                           mel_detail, mel_gap, shift_bins, targets)
 from models.signal.audio import Audio
 from models.signal.mel import SHIPPED_MEL
 from models.signal.tones import harmonic_tone, plucked_string
@@ -191,3 +192,51 @@ def test_a_correction_over_time_is_added_frame_by_frame(engine: Engine) -> None:
     assert cond.mel_correction.shape == (REAL_MEL.n_mels, REAL_MEL.n_frames)
     plain = engine.render_mels(replace(cond, mel_correction=None), [60])
     torch.testing.assert_close(engine.render_mels(cond, [60]), plain + cond.mel_correction[None])
+
+
+def test_correction_and_detail_together_are_the_whole_gap_at_the_root() -> None:
+    torch.manual_seed(0)
+    out, target = torch.randn(32, 10), torch.randn(32, 10)
+    cfg = replace(DEFAULT_REFINEMENT, detail=1.0, detail_limit=10.0, correction_limit=10.0)
+    correction = mel_gap(out, target, cfg)
+    torch.testing.assert_close(correction + mel_detail(out, target, correction, cfg), target - out)
+    assert mel_detail(out, 9.0 * target, correction, replace(cfg, detail_limit=1.0)).abs().max().item() <= 1.0
+
+
+def test_detail_moves_a_harmonic_peak_to_the_keys_pitch() -> None:
+    centres = SHIPPED_MEL.band_centres_hz()
+    peak_at = lambda hz: (centres - hz).abs().argmin().item()  # noqa: E731
+    detail = torch.zeros(SHIPPED_MEL.n_mels, 4)
+    detail[peak_at(440.0)] = 1.0
+    moved = shift_bins(detail, centres, torch.tensor([0, 12, -12]))
+    torch.testing.assert_close(moved[0], detail)
+    for row, hz in ((1, 880.0), (2, 220.0)):
+        assert abs(moved[row, :, 0].argmax().item() - peak_at(hz)) <= 1
+        assert moved[row, :, 0].max().item() > 0.4
+
+
+def test_detail_is_full_near_the_root_and_fades_away_from_it() -> None:
+    w = detail_weight(torch.tensor([0, -6, 12, 15, 18, 24, -30]), span=12.0, fade=6.0)
+    torch.testing.assert_close(w, torch.tensor([1.0, 1.0, 1.0, 0.5, 0.0, 0.0, 0.0]))
+
+
+def test_detail_reaches_the_root_in_full_and_far_keys_not_at_all(engine: Engine) -> None:
+    sample = pluck(engine)
+    cond = engine.refined(sample, replace(QUICK, detail=1.0, detail_span=3.0, detail_fade=3.0))
+    assert isinstance(cond.mel_detail, MelDetail) and cond.mel_detail.mel.abs().max().item() > 0
+    root, far = sample.root_note, sample.root_note + 12
+    plain = engine.render_mels(replace(cond, mel_detail=None), [root, far])
+    with_detail = engine.render_mels(cond, [root, far])
+    torch.testing.assert_close(with_detail[0], plain[0] + cond.mel_detail.mel)
+    torch.testing.assert_close(with_detail[1], plain[1])
+
+
+def test_a_mix_moves_each_sounds_detail_to_the_mixes_root(engine: Engine) -> None:
+    a, b = pluck(engine, 52), tone(engine, 64)
+    cfg = replace(QUICK, detail=1.0)
+    ca, cb = engine.refined(a, cfg), engine.refined(b, cfg)
+    half = engine.conditioning(a, b, 0.5, refine=cfg)
+    centres = engine.mel_cfg.band_centres_hz()
+    expected = (0.5 * ca.mel_detail.moved_to(52, half.root_note, centres).mel
+                + 0.5 * cb.mel_detail.moved_to(64, half.root_note, centres).mel)
+    torch.testing.assert_close(half.mel_detail.mel, expected)
