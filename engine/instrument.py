@@ -238,7 +238,8 @@ class Engine:
         detail = entry.get("mel_detail")
         return Conditioning(h=base.h, deltas=deltas or None, root_note=base.root_note,
                             mel_correction=entry.get("mel_correction"), refined=True,
-                            mel_detail=None if detail is None else MelDetail(detail, cfg.detail_span, cfg.detail_fade))
+                            mel_detail=None if detail is None else MelDetail(
+                                detail, cfg.detail_span, cfg.detail_fade, float(entry["detail_tuning"])))
 
     def refinement_cached(self, sample: Sample, cfg: RefineConfig) -> bool:
         """Whether :meth:`refined` has this sample's refinement at hand (no optimisation to run)."""
@@ -263,6 +264,7 @@ class Engine:
             entry["mel_correction"] = mel_gap(out, target_mels[0], cfg, self.mel_cfg.band_centres_hz(), root_hz)
             if cfg.detail > 0:
                 entry["mel_detail"] = mel_detail(out, target_mels[0], entry["mel_correction"], cfg)
+                entry["detail_tuning"] = torch.tensor(_tuning(sample))
         return entry
 
     def _peak_normalised(self, sample: Sample) -> torch.Tensor:
@@ -498,6 +500,17 @@ def _deltas_of(entry: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 def _config_key(cfg: RefineConfig) -> str:
     """A short stable name of a refinement config, for cache keys."""
     return hashlib.sha1(repr(cfg).encode()).hexdigest()[:12]
+
+
+def _tuning(sample: Sample) -> float:
+    """Semitones the sample sits above its root key: from its pitch when that has a fraction (estimated
+    or labelled), else estimated again (a root set as a whole key says nothing of the fine tuning)."""
+    midi = sample.midi
+    if midi == round(midi):
+        from models.signal.pitch import estimate_pitch
+
+        midi = float(estimate_pitch(sample.audio).midi)
+    return float(midi - round(midi)) if math.isfinite(midi) else 0.0
 
 
 def _refined_key(sample: Sample, cfg: RefineConfig) -> str:

@@ -7,7 +7,9 @@ with an L2 pull towards H's offsets. Each step also renders one other key (an oc
 and keeps its harmonic fine structure where H's offsets put it, so following the sound at the root
 does not take the other keys' pitch with it (speech, bells). Afterwards a mel correction, the log-mel gap still left
 at the root, frame by frame and smoothed over the root's harmonic spacing (so it carries the sound's
-moving spectral envelope, not its harmonics), is added to every key.
+moving spectral envelope, not its harmonics), is added to every key. What that smoothing leaves, the
+sound's harmonic fine structure and quick changes (vibrato, breath, attacks), is added to the keys
+within an octave of the root, moved up or down to each key's pitch, and fades out over the next octave.
 
 Optionally the targets include the sound repitched by resampling to keys around the root (what a
 plain sampler plays there). Measured on out-of-set sounds this fitted the root less well and
@@ -47,7 +49,7 @@ class RefineConfig:
     pitch_keys: tuple[int, ...] = (-12, 7, -7, 12)  # keys (semitones from the root) whose harmonic fine structure is kept
     pitch_weight: float = 1.0           # weight of that term against the root's L1
     fine_structure_bins: int = 9        # fine structure: the log-mel minus its average over this many bins
-    detail: float = 0.0                 # share of the root's fine gap (what the correction smooths away) carried
+    detail: float = 1.0                 # share of the root's fine gap (what the correction smooths away) carried
     detail_span: float = 12.0           # ... in full to keys this many semitones from the root, moved to their pitch,
     detail_fade: float = 12.0           # ... then fading out over this many more semitones
     detail_limit: float = 3.0           # at most this (natural-log units) per bin and frame either way
@@ -159,23 +161,25 @@ def mel_detail(out: torch.Tensor, target: torch.Tensor, correction: torch.Tensor
 class MelDetail:
     """The root's fine gap (:func:`mel_detail`) and how far from the root keys get it."""
 
-    mel: torch.Tensor   # [n_mels, n_frames], natural-log units, relative to the root's pitch
+    mel: torch.Tensor   # [n_mels, n_frames], natural-log units, at the sound's own pitch
     span: float         # semitones from the root that get it in full
     fade: float         # semitones over which it then fades out
+    tuning: float = 0.0  # semitones the sound sits above its root key (its harmonics are there)
 
     def at_keys(self, root: int, midi: torch.Tensor, centres_hz: torch.Tensor) -> torch.Tensor:
-        """This detail at keys ``midi [B]``: moved to each key's pitch and weighted by distance from
-        ``root`` (:func:`detail_weight`), ``[B, n_mels, n_frames]``."""
-        semitones = (midi - root).to(self.mel.device)
-        weights = detail_weight(semitones, self.span, self.fade).to(self.mel.dtype)
-        return shift_bins(self.mel, centres_hz.to(self.mel.device), semitones) * weights[:, None, None]
+        """This detail at keys ``midi [B]``: moved to each key's pitch (the sound's own tuning taken
+        out) and weighted by distance from ``root`` (:func:`detail_weight`), ``[B, n_mels, n_frames]``."""
+        offsets = (midi - root).to(self.mel.device)
+        weights = detail_weight(offsets, self.span, self.fade).to(self.mel.dtype)
+        moved = shift_bins(self.mel, centres_hz.to(self.mel.device), offsets.double() - self.tuning)
+        return moved * weights[:, None, None]
 
     def moved_to(self, root: int, new_root: int, centres_hz: torch.Tensor) -> "MelDetail":
-        """The same detail relative to ``new_root`` (for blending sounds of different roots)."""
-        if new_root == root:
+        """The same detail relative to ``new_root`` and in tune with it (for blending sounds of different roots)."""
+        if new_root == root and self.tuning == 0.0:
             return self
-        semitones = torch.tensor([new_root - root], device=self.mel.device)
-        return replace(self, mel=shift_bins(self.mel, centres_hz.to(self.mel.device), semitones)[0])
+        semitones = torch.tensor([new_root - root - self.tuning], dtype=torch.float64, device=self.mel.device)
+        return replace(self, mel=shift_bins(self.mel, centres_hz.to(self.mel.device), semitones)[0], tuning=0.0)
 
 
 def detail_weight(semitones: torch.Tensor, span: float, fade: float) -> torch.Tensor:

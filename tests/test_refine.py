@@ -215,6 +215,18 @@ def test_detail_moves_a_harmonic_peak_to_the_keys_pitch() -> None:
         assert moved[row, :, 0].max().item() > 0.4
 
 
+def test_detail_of_a_sharp_sound_is_moved_into_tune_with_each_key() -> None:
+    centres = SHIPPED_MEL.band_centres_hz()
+    peak_at = lambda hz: (centres - hz).abs().argmin().item()  # noqa: E731
+    sharp = 440.0 * 2 ** (0.45 / 12)                                # the sound sits 45 cents above its key
+    mel = torch.zeros(SHIPPED_MEL.n_mels, 2)
+    mel[peak_at(sharp * 4)] = 1.0                                   # its 4th harmonic
+    detail = MelDetail(mel, span=12.0, fade=12.0, tuning=0.45)
+    at = detail.at_keys(69, torch.tensor([69, 81]), centres)
+    for row, key_hz in ((0, 440.0), (1, 880.0)):
+        assert abs(at[row, :, 0].argmax().item() - peak_at(key_hz * 4)) <= 1
+
+
 def test_detail_is_full_near_the_root_and_fades_away_from_it() -> None:
     w = detail_weight(torch.tensor([0, -6, 12, 15, 18, 24, -30]), span=12.0, fade=6.0)
     torch.testing.assert_close(w, torch.tensor([1.0, 1.0, 1.0, 0.5, 0.0, 0.0, 0.0]))
@@ -225,6 +237,7 @@ def test_detail_reaches_the_root_in_full_and_far_keys_not_at_all(engine: Engine)
     cond = engine.refined(sample, replace(QUICK, detail=1.0, detail_span=3.0, detail_fade=3.0))
     assert isinstance(cond.mel_detail, MelDetail) and cond.mel_detail.mel.abs().max().item() > 0
     root, far = sample.root_note, sample.root_note + 12
+    cond = replace(cond, mel_detail=replace(cond.mel_detail, tuning=0.0))   # in tune: the root gets it unmoved
     plain = engine.render_mels(replace(cond, mel_detail=None), [root, far])
     with_detail = engine.render_mels(cond, [root, far])
     torch.testing.assert_close(with_detail[0], plain[0] + cond.mel_detail.mel)
