@@ -145,6 +145,7 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("refine_without_detail", refined(replace(DEFAULT_REFINEMENT, detail=0.0))),
     Method("refine_detail_span6", refined(replace(DEFAULT_REFINEMENT, detail_span=6.0, detail_fade=6.0))),
     Method("refine_detail_half", refined(replace(DEFAULT_REFINEMENT, detail=0.5))),
+    Method("refine_detail_ungated", refined(replace(DEFAULT_REFINEMENT, steady_low=-2.0, steady_high=-1.0))),
 )}
 
 

@@ -263,7 +263,8 @@ class Engine:
             root_hz = 440.0 * 2.0 ** ((base.root_note - 69) / 12.0)
             entry["mel_correction"] = mel_gap(out, target_mels[0], cfg, self.mel_cfg.band_centres_hz(), root_hz)
             if cfg.detail > 0:
-                entry["mel_detail"] = mel_detail(out, target_mels[0], entry["mel_correction"], cfg)
+                entry["mel_detail"] = mel_detail(out, target_mels[0], entry["mel_correction"], cfg,
+                                                 self.mel_cfg.band_centres_hz(), root_hz)
                 entry["detail_tuning"] = torch.tensor(_tuning(sample))
         return entry
 

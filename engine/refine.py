@@ -9,7 +9,8 @@ does not take the other keys' pitch with it (speech, bells). Afterwards a mel co
 at the root, frame by frame and smoothed over the root's harmonic spacing (so it carries the sound's
 moving spectral envelope, not its harmonics), is added to every key. What that smoothing leaves, the
 sound's harmonic fine structure and quick changes (vibrato, breath, attacks), is added to the keys
-within an octave of the root, moved up or down to each key's pitch, and fades out over the next octave.
+within an octave of the root, moved up or down to each key's pitch, and fades out over the next octave;
+frames whose pitch has wandered from the sound's own (speech) give only their quick envelope changes.
 
 Optionally the targets include the sound repitched by resampling to keys around the root (what a
 plain sampler plays there). Measured on out-of-set sounds this fitted the root less well and
@@ -53,6 +54,8 @@ class RefineConfig:
     detail_span: float = 12.0           # ... in full to keys this many semitones from the root, moved to their pitch,
     detail_fade: float = 12.0           # ... then fading out over this many more semitones
     detail_limit: float = 3.0           # at most this (natural-log units) per bin and frame either way
+    steady_low: float = 0.4             # frames whose harmonic pattern matches the sound's usual one by at most
+    steady_high: float = 0.6            # ... this cosine give only their envelope; from this on, all their detail
 
     def __post_init__(self) -> None:
         if self.steps < 0 or self.lr <= 0 or not self.key_offsets or 0 not in self.key_offsets:
@@ -144,17 +147,39 @@ def mel_gap(out: torch.Tensor, target: torch.Tensor, cfg: RefineConfig,
     return gap.clamp(-cfg.correction_limit, cfg.correction_limit) * cfg.mel_correction
 
 
-def mel_detail(out: torch.Tensor, target: torch.Tensor, correction: torch.Tensor, cfg: RefineConfig) -> torch.Tensor:
+def mel_detail(out: torch.Tensor, target: torch.Tensor, correction: torch.Tensor, cfg: RefineConfig,
+               centres_hz: torch.Tensor | None = None, root_hz: float | None = None) -> torch.Tensor:
     """The root's gap (target - out) frame by frame that ``correction`` (from :func:`mel_gap`) leaves:
     the sound's harmonic fine structure and quick changes ``[n_mels, n_frames]``, clamped, times ``cfg.detail``.
 
-    At the root, correction + detail is the whole gap. Other keys get it moved to their own pitch
-    (:meth:`MelDetail.at_keys`), so the root's harmonics land on theirs.
+    In steady frames (:func:`steadiness`) correction + detail is the whole gap at the root; other keys
+    get it moved to their own pitch (:meth:`MelDetail.at_keys`), so the root's harmonics land on
+    theirs. Frames whose harmonics have moved away from the sound's usual pitch (speech intonation, a
+    glide) keep only their quick spectral-envelope changes (smoothed over the root's harmonic
+    spacing, as the correction is), so they cannot pull other keys off pitch.
     """
     floor = target.max() - cfg.dynamic_range_db / 20.0 * math.log(10.0)
     gap = torch.maximum(target, floor) - torch.maximum(out, floor)            # [n_mels, n_frames]
     envelope = correction[:, None] if correction.dim() == 1 else correction
-    return (gap - envelope).clamp(-cfg.detail_limit, cfg.detail_limit) * cfg.detail
+    detail = gap - envelope
+    smooth = smooth_bins(detail, _half_widths(detail.shape[0], cfg, centres_hz, root_hz).to(detail.device))
+    steady = steadiness(target, cfg)[None]                                    # [1, n_frames]
+    detail = steady * detail + (1.0 - steady) * smooth
+    return detail.clamp(-cfg.detail_limit, cfg.detail_limit) * cfg.detail
+
+
+def steadiness(target: torch.Tensor, cfg: RefineConfig) -> torch.Tensor:
+    """Per frame of the sound's log-mel ``[n_mels, n_frames]``, 0..1: how closely its harmonic fine
+    structure matches the sound's usual one (cosine with the median over sounding frames, mapped from
+    ``steady_low``..``steady_high`` to 0..1). A held note scores ~1 throughout, speech ~0.3."""
+    floor = target.max() - cfg.dynamic_range_db / 20.0 * math.log(10.0)
+    fine = fine_structure(target[None], cfg.fine_structure_bins, floor)[0]
+    level = target.amax(dim=0)
+    sounding = level > level.max() - 40.0 / 20.0 * math.log(10.0)
+    usual = fine[:, sounding].median(dim=1).values
+    cosine = F.cosine_similarity(fine, usual[:, None], dim=0)
+    span = max(cfg.steady_high - cfg.steady_low, 1e-6)
+    return ((cosine - cfg.steady_low) / span).clamp(0.0, 1.0)
 
 
 @dataclass(frozen=True)

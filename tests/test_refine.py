@@ -11,7 +11,7 @@ import torch
 
 from engine.instrument import Engine, EngineConfig
 from engine.refine import (DEFAULT_REFINEMENT, MelDetail, RefineConfig, detail_weight, fine_structure, masked_l1,
-                           mel_detail, mel_gap, shift_bins, targets)
+                           mel_detail, mel_gap, shift_bins, steadiness, targets)
 from models.signal.audio import Audio
 from models.signal.mel import SHIPPED_MEL
 from models.signal.tones import harmonic_tone, plucked_string
@@ -197,10 +197,26 @@ def test_a_correction_over_time_is_added_frame_by_frame(engine: Engine) -> None:
 def test_correction_and_detail_together_are_the_whole_gap_at_the_root() -> None:
     torch.manual_seed(0)
     out, target = torch.randn(32, 10), torch.randn(32, 10)
-    cfg = replace(DEFAULT_REFINEMENT, detail=1.0, detail_limit=10.0, correction_limit=10.0)
+    cfg = replace(DEFAULT_REFINEMENT, detail=1.0, detail_limit=10.0, correction_limit=10.0,
+                  steady_low=-2.0, steady_high=-1.0)                # every frame counts as steady
     correction = mel_gap(out, target, cfg)
     torch.testing.assert_close(correction + mel_detail(out, target, correction, cfg), target - out)
     assert mel_detail(out, 9.0 * target, correction, replace(cfg, detail_limit=1.0)).abs().max().item() <= 1.0
+
+
+def test_frames_whose_harmonics_wander_give_only_their_envelope() -> None:
+    centres = SHIPPED_MEL.band_centres_hz()
+    comb = lambda hz: 3.0 * torch.cos(2 * torch.pi * centres / hz)  # noqa: E731  harmonic ripple at f0 = hz
+    target = torch.stack([comb(220.0)] * 8 + [comb(220.0 * 2 ** (4 / 12))] * 2, dim=1)   # two frames a third up
+    steady = steadiness(target, DEFAULT_REFINEMENT)
+    assert bool((steady[:8] == 1.0).all()) and bool((steady[8:] < 0.5).all()), steady
+    cfg = replace(DEFAULT_REFINEMENT, correction_limit=10.0, detail_limit=10.0)
+    out = torch.zeros_like(target)
+    correction = mel_gap(out, target, cfg, centres, 220.0)
+    detail = mel_detail(out, target, correction, cfg, centres, 220.0)
+    low = centres < 1500.0
+    ripple = lambda x: (x - x.roll(1, 0))[low].abs().mean().item()  # noqa: E731  bin-to-bin change
+    assert ripple(detail[:, 9]) < 0.3 * ripple(detail[:, 0]), (ripple(detail[:, 9]), ripple(detail[:, 0]))
 
 
 def test_detail_moves_a_harmonic_peak_to_the_keys_pitch() -> None:
