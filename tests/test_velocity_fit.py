@@ -1,9 +1,11 @@
-"""The velocity model's fit (models/train/velocity.py)."""
+"""The velocity model's fit (models/train/velocity.py) and the shipped asset it wrote."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
+from engine.key_cache import Variations
 from models.signal.mel import TINY_MEL
 from models.signal.tones import harmonic_tone
 from models.train.velocity import (attack_log_ratios, calibrate_curve, curve_at, fit_attack, fit_tilt, mel_gains,
@@ -78,3 +80,28 @@ def test_mel_gains_are_level_free_and_zero_at_the_reference() -> None:
     assert gains.shape == (1, 3, TINY_MEL.n_mels) and np.allclose(gains[0, 1:], 0.0, atol=1e-4)
     assert gains[0, 0, -8:].mean() < -1.0                                         # the dull note lacks the highs
 
+
+def test_the_shipped_velocity_timbre_keeps_every_layer_apart_and_softer_duller() -> None:
+    from safetensors import safe_open
+
+    from engine.instrument import default_weights_dir
+    from engine.variations import VELOCITY_FILE, load_velocity_timbre
+
+    path = default_weights_dir() / VELOCITY_FILE
+    with safe_open(str(path), "pt") as fh:
+        h_dim = fh.get_slice("offsets").get_shape()[1]
+    velocity = load_velocity_timbre(path, h_dim)
+    freqs = torch.linspace(0.0, 1.0, velocity.tilt_basis.shape[0])
+    assert np.all(np.diff(velocity.curve) > 0) and velocity.meta["calibration_passes"] >= 1
+
+    def centroid(v: float) -> float:
+        gain = velocity.tilt(v, 100).exp()
+        return float((gain * freqs).sum() / gain.sum())
+
+    curve = [centroid(v) for v in range(1, 128)]
+    assert all(b > a for a, b in zip(curve, curve[1:]))                        # brighter with every velocity step
+    for n in range(2, 6):
+        v = Variations(velocity_layers=n, round_robins=1)
+        at = [v.layer_velocity(layer) for layer in range(n)]
+        assert all(centroid(b) - centroid(a) > 1e-3 for a, b in zip(at, at[1:]))
+    assert velocity.attack_ratio(1, 100) >= 1.0
