@@ -20,7 +20,7 @@ mean ``h(v) - h(reference)`` per velocity; ``--write`` saves them as
 ``assets/velocity_timbre.safetensors``.
 The check on the held-out pairs of every font is ``bench/velocity_check.py``.
 
-    python -m bench.velocity_timbre --out /tmp/vel --cache /tmp/vel/notes --write
+    python -m bench.velocity_timbre --out /tmp/vel --cache /tmp/vel/notes --write   # the shipped fit
     python -m bench.velocity_timbre --out /tmp/vel --cache /tmp/vel/notes --fit-fonts FluidR3_GM.sf2 \\
         --settings model tilt mean --previous /tmp/velocity_timbre_v2.safetensors
 """
@@ -216,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="a format /2 asset (per-velocity table) to check beside the fit, as 'previous'")
     parser.add_argument("--cache", type=Path, default=None, help="a folder keeping each font's real notes and h")
     parser.add_argument("--limit", type=int, default=None, help="first N presets of each font only (a quick look)")
-    parser.add_argument("--calibration-passes", type=int, default=1,
+    parser.add_argument("--calibration-passes", type=int, default=2,
                         help="renders of the training pairs that rescale the curve to the real centroids (0: none)")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
