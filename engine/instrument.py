@@ -30,6 +30,7 @@ from engine.key_cache import KeySample, VariantKey, Variations
 from engine.keys import KeyConfig, batches, finish_key, loudness_db, progressive_order
 from engine.mix import Mix, as_mix
 from engine.networks import NetworkClasses, load_networks
+from engine.onset import slow_attack
 from engine.pipeline import ordered_map
 from engine.refine import MelDetail, RefineConfig, mel_detail, mel_gap, refine_offsets, repitch, targets
 from models.signal.audio import Audio
@@ -103,7 +104,8 @@ class Conditioning:
     ``mel_correction`` (natural-log gain per mel bin ``[n_mels]``, or per bin and frame ``[n_mels,
     n_frames]``, from refinement) is added to every key; ``mel_detail`` (the root's fine gap) is added
     to keys near the root, moved to their pitch. ``z [1, z_dim]`` is G's noise input (None: zeros,
-    the main variation; see engine/variations.py).
+    the main variation; see engine/variations.py). ``attack_ratio`` > 1 lengthens every key's attack
+    that many times (a softer velocity layer; engine/onset.py).
     """
 
     h: torch.Tensor
@@ -113,6 +115,7 @@ class Conditioning:
     refined: bool = False
     z: torch.Tensor | None = None
     mel_detail: MelDetail | None = None
+    attack_ratio: float = 1.0
 
 
 class Engine:
@@ -311,11 +314,13 @@ class Engine:
         """Waves ``[B, T]`` of the given keys: one G forward, then :meth:`invert`.
 
         With ``near_root``, keys close to the sound's root play the sound itself, repitched (see
-        :class:`NearRoot`).
+        :class:`NearRoot`); then ``cond.attack_ratio`` slows the attacks.
         """
         waves = self.invert(self.render_mels(cond, midi_notes), sample_rate)
         if near_root is not None:
             waves = self._blend_near_root(waves, midi_notes, sample_rate, near_root)
+        if cond.attack_ratio > 1.0:
+            waves = np.stack([slow_attack(w, sample_rate, cond.attack_ratio) for w in waves])
         return waves
 
     @torch.inference_mode()
