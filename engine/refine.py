@@ -9,7 +9,7 @@ does not take the other keys' pitch with it (speech, bells). Afterwards a mel co
 at the root, frame by frame and smoothed over the root's harmonic spacing (so it carries the sound's
 moving spectral envelope, not its harmonics), is added to every key. What that smoothing leaves, the
 sound's harmonic fine structure and quick changes (vibrato, breath, attacks), is added to the keys
-within an octave of the root, moved up or down to each key's pitch, and fades out over the next octave;
+within a tritone of the root, moved up or down to each key's pitch, and fades out by the octave;
 frames whose pitch has wandered from the sound's own (speech) give only their quick envelope changes.
 
 Optionally the targets include the sound repitched by resampling to keys around the root (what a
@@ -51,8 +51,8 @@ class RefineConfig:
     pitch_weight: float = 1.0           # weight of that term against the root's L1
     fine_structure_bins: int = 9        # fine structure: the log-mel minus its average over this many bins
     detail: float = 1.0                 # share of the root's fine gap (what the correction smooths away) carried
-    detail_span: float = 12.0           # ... in full to keys this many semitones from the root, moved to their pitch,
-    detail_fade: float = 12.0           # ... then fading out over this many more semitones
+    detail_span: float = 6.0            # ... in full to keys this many semitones from the root, moved to their pitch,
+    detail_fade: float = 6.0            # ... then fading out over this many more semitones
     detail_limit: float = 3.0           # at most this (natural-log units) per bin and frame either way
     steady_low: float = 0.4             # frames whose harmonic pattern matches the sound's usual one by at most
     steady_high: float = 0.6            # ... this cosine give only their envelope; from this on, all their detail
