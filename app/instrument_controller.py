@@ -17,6 +17,13 @@ a single sound itself on the keys around its root (``Engine.render``'s near_root
 
 Velocity layers and round robins (``set_variations``) render after the final keys, in the same
 job; they reach the mixer as they land, and the previous request's go when its first key lands.
+
+While audio plays, a CPU render leaves a core to the audio thread: it runs on one worker fewer
+than there are cores (at least one; ``render_workers``). Each worker is a Python thread taking the
+GIL between torch ops, and with two of them handing it to each other the audio thread waited
+for it past its deadline (a waiting thread asks for the GIL only after a whole switch interval
+without any hand-over). A single worker shares the real-time audio thread's core
+(``AudioOutput.audio_cpu``), where it cannot take the GIL from it (engine/priority.py).
 """
 from __future__ import annotations
 
@@ -30,6 +37,7 @@ from PySide6.QtCore import QObject, QThread, Signal
 
 from app.audio_output import AudioOutput
 from app.render_worker import RenderJob, RenderWorker
+from engine.device import cpu_cores
 from engine.key_cache import PLAIN, KeySample, VariantKey, Variations
 from engine.keys import MAX_NEAR_ROOT
 from engine.mix import CORNERS, pad_from_alpha, pad_weights, slot_weights
@@ -291,10 +299,11 @@ class InstrumentController(QObject):
             return None
         if not self.samples:
             return None
-        weights = self.weights()
+        weights, workers = self.weights(), self.render_workers()
         job = RenderJob(next(self._ids), tuple(self.samples[s] for s in weights), tuple(weights.values()),
                         self.audio.sample_rate, fresh, refine=self.refine_config(), fast_first=fast_first,
-                        variations=self.variations, near_root=self.near_root)
+                        variations=self.variations, near_root=self.near_root, workers=workers,
+                        cpu=self.audio.audio_cpu if workers == 1 else None)
         self.job = job
         self.rendering = True
         self.fresh = set()        # the keys playing now are stale until this request's replace them
@@ -303,6 +312,14 @@ class InstrumentController(QObject):
         self.status.emit(f"Rendering {self._describe(job)}\u2026")
         self._submit.emit(job)
         return job
+
+    def render_workers(self) -> int | None:
+        """Render workers for a new job: on the CPU while a stream plays, the engine's but at most
+        cores - 1 (at least 1); else None (the engine's own)."""
+        device = getattr(self.engine, "device", None)
+        if self.audio.stream is None or getattr(device, "type", "cpu") != "cpu":
+            return None
+        return max(1, min(getattr(self.engine, "workers", 1), cpu_cores() - 1))
 
     @staticmethod
     def _describe(job: RenderJob) -> str:

@@ -9,6 +9,7 @@ from typing import Any
 from PySide6.QtCore import QObject, Signal, Slot
 
 from engine.mix import Mix
+from engine.priority import lower_this_thread, pin_this_thread
 from models.errors import UserError
 
 
@@ -25,7 +26,9 @@ class RenderJob:
     rendered again, replacing the first ones. The first phase is skipped when ``fast_first`` is False
     (the keys playing are already this sound's) or when the refinement is at hand anyway. Velocity
     layers and round robins (``variations``) come last, from the final conditioning. ``near_root``
-    goes to every pass (the engine applies it to a single sound only).
+    goes to every pass (the engine applies it to a single sound only). ``workers`` caps the engine's
+    render workers for this job (None: all of them); ``cpu`` pins the rendering (not refinement,
+    whose OpenMP threads would inherit one core) to that core, the real-time audio thread's.
     """
 
     id: int
@@ -37,6 +40,8 @@ class RenderJob:
     fast_first: bool = True
     variations: Any | None = None   # engine.key_cache.Variations: rendered after the final keys
     near_root: int = 0              # semitones around the root that play the sound itself (0: off)
+    workers: int | None = None      # render workers side by side (None: the engine's)
+    cpu: int | None = None          # the core the key passes run on (None: any)
     cancel: threading.Event = field(default_factory=threading.Event)
     started_s: float = field(default_factory=time.perf_counter)
     landed: int = 0
@@ -77,6 +82,11 @@ class RenderWorker(QObject):
 
     @Slot(object)
     def run(self, job: RenderJob) -> None:
+        # Background priority for this thread and those it starts (the engine's workers, OpenMP's
+        # pool for refinement): the audio thread and the GUI go first. Once per thread would do;
+        # the check is one system call.
+        lower_this_thread()
+        pin_this_thread(job.cpu)
         if job.cancel.is_set():   # superseded while it waited in the queue
             self.jobDone.emit(job.id, False, "")
             return
@@ -103,7 +113,7 @@ class RenderWorker(QObject):
             self.engine.render_variations(
                 *job.engine_sounds(), variations=job.variations, cancel=job.cancel,
                 on_variant=lambda midi, layer, rr, key: self.variantReady.emit(job.id, midi, layer, rr, key),
-                sample_rate=job.sample_rate, refine=cfg, near_root=job.near_root)
+                sample_rate=job.sample_rate, refine=cfg, near_root=job.near_root, workers=job.workers)
 
     def _refine(self, job: RenderJob, cfg: Any) -> None:
         for sound in job.sounds:
@@ -113,10 +123,14 @@ class RenderWorker(QObject):
                 continue
             report = lambda step, steps, name=sound.name: self.refineProgress.emit(job.id, name, step, steps)  # noqa: E731
             report(0, cfg.steps)
-            self.engine.refined(sound, cfg, job.cancel, report)
+            pin_this_thread(None)   # refinement's OpenMP threads start here: every core for them
+            try:
+                self.engine.refined(sound, cfg, job.cancel, report)
+            finally:
+                pin_this_thread(job.cpu)
 
     def _render(self, job: RenderJob, refine: Any | None) -> None:
         """One pass over the keys; ``refine`` None: H's conditioning, else the (cached) refined one."""
         self.engine.render(*job.engine_sounds(), cancel=job.cancel,
                            on_key=lambda midi, key: self.keyReady.emit(job.id, midi, key, refine is not None),
-                           sample_rate=job.sample_rate, refine=refine, near_root=job.near_root)
+                           sample_rate=job.sample_rate, refine=refine, near_root=job.near_root, workers=job.workers)

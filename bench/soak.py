@@ -56,8 +56,8 @@ from app.instrument_files import InstrumentFiles  # noqa: E402
 from app.midi_input import MidiInput  # noqa: E402
 from app.settings import AppSettings  # noqa: E402
 from bench.soak_devices import PacedSoundCard, SoakKeyboard, SoakMidiBackend  # noqa: E402
-from bench.soak_report import (ExceptionWatch, GcPauses, Intervals, block_report, memory_now,  # noqa: E402
-                               rss_kb, summary, top_growth)
+from bench.soak_report import (ExceptionWatch, GcPauses, Intervals, ThreadCpu, block_report,  # noqa: E402
+                               memory_now, rss_kb, summary, top_growth)
 from engine.envelope import Envelope  # noqa: E402
 from engine.instrument_file import SavedInstrument, open_instrument  # noqa: E402
 from engine.key_cache import PLAIN, Variations  # noqa: E402
@@ -79,7 +79,8 @@ class SoakConfig:
     save_every_s: float = 60.0
     variations: Variations = field(default_factory=lambda: Variations(round_robins=2, velocity_layers=2))
     tracemalloc: bool = True
-    switch_interval_ms: float | None = None   # the GIL's while audio plays (None: the interpreter's)
+    switch_interval_ms: float | None = None   # the GIL's while audio plays (None: AudioOutput's)
+    realtime: bool = True                  # the audio thread asks for real-time priority, as the app's does
     seed: int = 0
     first_render_timeout_s: float = 900.0
 
@@ -176,7 +177,8 @@ class Soak:
         self.app = QCoreApplication.instance() or QCoreApplication([sys.argv[0]])
         self.rng = random.Random(cfg.seed)
         self.card = PacedSoundCard(cfg.sample_rate, cfg.minutes * 60 + 120)
-        self.audio = TimedAudioOutput(self.card, block_size=cfg.block_size, n_voices=cfg.n_voices)
+        self.audio = TimedAudioOutput(self.card, block_size=cfg.block_size, n_voices=cfg.n_voices,
+                                      realtime=cfg.realtime)
         self.audio.set_random_round_robin(True)
         self.instrument = InstrumentController(engine, self.audio)
         self.instrument.refine_strength = 0.0
@@ -195,10 +197,12 @@ class Soak:
         self.saves = Intervals(4096)
         self.round_trips, self.round_trip_problems = 0, []
         self.moves, self.settling = 0, False
+        self.moved_at: list[float] = []
         self.voices = [0, 0, 10**9, 0]   # polls, sum, min, max of the voices sounding
         self.peak_max, self.bad_peaks = 0.0, 0
         self.load: list[float] = []
         self.rss_series: list[tuple[float, int]] = []
+        self.thread_cpu = ThreadCpu()
 
     def spin(self, until: Any, timeout_s: float, tick: Any = None, every_ms: int = 33) -> bool:
         """Run the Qt event loop until ``until()`` (checked every ``every_ms``) or the timeout; True if it came."""
@@ -251,6 +255,9 @@ class Soak:
         n, v = len(self.audio.mixer.active_notes()), self.voices
         v[0], v[1], v[2], v[3] = v[0] + 1, v[1] + n, min(v[2], n), max(v[3], n)
         now = time.perf_counter()
+        if now >= self.next_cpu_sample:
+            self.next_cpu_sample = now + 1.0
+            self.thread_cpu.sample()
         if now >= self.next_sample:
             self.next_sample = now + 10.0
             self.load.append(os.getloadavg()[0])
@@ -264,6 +271,7 @@ class Soak:
                 self.next_move = now + self.cfg.move_every_s
         elif now >= self.next_move:
             self.moves += 1
+            self.moved_at.append(now)
             self.new_mix()
             self.settling = bool(self.cfg.settle_every) and self.moves % self.cfg.settle_every == 0
             self.next_move = now + self.cfg.move_every_s
@@ -305,11 +313,17 @@ class Soak:
                 tracemalloc.reset_peak()
             pauses.install()
             cpu0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
-            self.next_sample, self.next_move = t0, t0 + cfg.move_every_s
+            self.next_sample, self.next_cpu_sample, self.next_move = t0, t0, t0 + cfg.move_every_s
+            self.thread_cpu.reset()
             self.next_save = t0 + min(cfg.save_every_s, cfg.minutes * 30)
             self.spin(lambda: time.perf_counter() - t0 >= cfg.minutes * 60, cfg.minutes * 60 + 60, self.tick)
+            self.thread_cpu.sample()
             pauses.uninstall()
             self.midi.close()
+            self.audio_priority = self.audio.audio_priority
+            if self.audio.audio_cpu is not None:
+                self.audio_priority += f", on core {self.audio.audio_cpu}"
+            self.render_workers = self.instrument.render_workers() or self.instrument.engine.workers
             self.audio.close()
             seconds, cpu1 = time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF)
             mem_end, snap_end = memory_now()
@@ -337,6 +351,7 @@ class Soak:
         mixer = self.audio.mixer
         r = {
             "config": {**asdict(self.cfg), "refine": "off"}, "seconds": seconds, "cpu_cores_used": cpu_s / seconds,
+            "thread_cores": self.thread_cpu.cores(seconds),
             "load_average": {"start": self.load[0], "end": self.load[-1], "mean": float(np.mean(self.load)),
                              "max": max(self.load)},
             "blocks": blocks, "resyncs": stream.resyncs, "gc": {**pauses.stats(), "full": pauses.full},
@@ -346,10 +361,14 @@ class Soak:
             "peak_max": self.peak_max, "bad_peaks": self.bad_peaks, "first_render_s": first_s, "moves": self.moves,
             "jobs": {"finished": self.jobs.finished, "cancelled": self.jobs.cancelled, "failed": len(self.jobs.errors)},
             "render_errors": self.jobs.errors[:5], "keys_landed": self.jobs.keys,
+            "moves_at_s": [round(m - t0, 2) for m in self.moved_at],
+            "saves_at_s": [round(float(a - t0), 2) for a in self.saves.view()[0]],
+            "retired_held": len(mixer.retired),
             "round_trips": self.round_trips, "round_trip_problems": self.round_trip_problems + self.file_failures,
             "memory": {"start": mem_start, "end": mem_end, "top_growth": growth, "rss_slope_mb_per_min": slope,
                        "rss_mb_every_10_s": [round(r / 1024, 1) for _, r in self.rss_series]},
-            "switch_interval_ms": self.switch_interval_ms,
+            "switch_interval_ms": self.switch_interval_ms, "audio_priority": self.audio_priority,
+            "render_workers": self.render_workers,
             "exceptions": watch.count, "exception_texts": watch.texts, "qt_warnings": watch.qt_warnings,
             "mixer_errors": mixer.errors,
         }
@@ -373,7 +392,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--render-threads", type=int, default=None, help="engine workers (default: one per core)")
     parser.add_argument("--no-tracemalloc", action="store_true")
     parser.add_argument("--switch-interval", type=float, default=None, metavar="MS",
-                        help="the GIL switch interval while playing (default: the interpreter's, 5 ms)")
+                        help="the GIL switch interval while playing (default: the app's, 0.5 ms)")
+    parser.add_argument("--no-realtime", action="store_true",
+                        help="the audio thread keeps its priority (as for a user the OS refuses real-time to)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None, help="write the report as JSON here")
     return parser
@@ -386,7 +407,8 @@ def main(argv: list[str] | None = None) -> int:
     cfg = SoakConfig(minutes=args.minutes, block_size=args.block, sample_rate=args.sample_rate, n_voices=args.voices,
                      move_every_s=args.move_every, settle_every=args.settle_every, save_every_s=args.save_every,
                      variations=Variations(round_robins=args.round_robins, velocity_layers=args.velocity_layers),
-                     tracemalloc=not args.no_tracemalloc, switch_interval_ms=args.switch_interval, seed=args.seed)
+                     tracemalloc=not args.no_tracemalloc, switch_interval_ms=args.switch_interval,
+                     realtime=not args.no_realtime, seed=args.seed)
     print(f"soak: {asdict(cfg)}; refinement off; CPU; load average {os.getloadavg()[0]:.2f}", flush=True)
     engine = Engine(args.weights, device="cpu", num_threads=args.render_threads)
     with tempfile.TemporaryDirectory(prefix="soak-") as tmp:

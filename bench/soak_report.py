@@ -3,6 +3,7 @@ the block timings against their deadline (with what overlapped the late blocks).
 from __future__ import annotations
 
 import gc
+import os
 import sys
 import threading
 import time
@@ -118,6 +119,49 @@ def rss_kb() -> dict[str, int]:
     return {"rss_kb": out.get("VmRSS", 0), "rss_peak_kb": out.get("VmHWM", 0)}
 
 
+class ThreadCpu:
+    """CPU seconds per thread name, from /proc/self/task sampled now and then (nothing without /proc).
+
+    A thread's name is Python's where it is a Python thread, else the OS's (Qt names its QThreads).
+    Threads come and go (the render pool lives for one pass), so each sample adds what every thread
+    used since the previous one; a thread born since counts from zero, and what one used between
+    the last sample and its exit is lost.
+    """
+
+    def __init__(self) -> None:
+        self.totals: dict[str, float] = {}
+        self._last: dict[int, float] = {}
+        self._tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+    def sample(self) -> None:
+        try:
+            tids = os.listdir("/proc/self/task")
+        except OSError:
+            return
+        # Python's names, except the "Dummy-N" it gives foreign threads (Qt's) that ran Python code.
+        names, now = {t.native_id: t.name for t in threading.enumerate() if not t.name.startswith("Dummy-")}, {}
+        for tid in map(int, tids):
+            try:
+                with open(f"/proc/self/task/{tid}/stat") as f:
+                    stat = f.read()
+            except OSError:
+                continue   # exited since the listing
+            fields = stat[stat.rindex(")") + 2:].split()
+            now[tid] = (int(fields[11]) + int(fields[12])) / self._tick   # utime + stime
+            name = names.get(tid) or stat[stat.index("(") + 1: stat.rindex(")")]
+            self.totals[name] = self.totals.get(name, 0.0) + now[tid] - self._last.get(tid, 0.0)
+        self._last = now
+
+    def reset(self) -> None:
+        """Count from now on."""
+        self.sample()
+        self.totals = {}
+
+    def cores(self, seconds: float) -> dict[str, float]:
+        """Cores each thread name used on average over ``seconds``, busiest first."""
+        return {k: round(v / seconds, 3) for k, v in sorted(self.totals.items(), key=lambda kv: -kv[1]) if v > 0}
+
+
 def memory_now() -> tuple[dict[str, Any], Any]:
     """RSS and tracemalloc's current/peak (after a full collection), and a snapshot (None when off)."""
     gc.collect()
@@ -169,6 +213,10 @@ def block_report(t: dict[str, np.ndarray], period_s: float, overlapping: dict[st
                                "other_gil_or_sleep": float(np.maximum(wall - cpu - rq, 0).sum())}}
     report["late_overlapping"] = {name: int(_overlaps(t["due"][late], t["end"][late], b0, b1).sum())
                                   for name, (b0, b1) in overlapping.items()}
+    worst = np.argsort(response)[::-1][:12]
+    t0 = t["due"][0] if len(t["due"]) else 0.0
+    report["worst"] = [{"at_s": round(float(t["due"][i] - t0), 3), "response_ms": round(float(response[i] * MS), 2),
+                        "callback_ms": round(float(callback[i] * MS), 2)} for i in worst if late[i]]
     return report
 
 
@@ -184,13 +232,17 @@ def summary(r: dict[str, Any]) -> str:
     lines = [
         f"{r['seconds']:.0f} s, block {cfg['block_size']} at {cfg['sample_rate']} Hz (period {b['period_ms']:.2f} ms), "
         f"{cfg['n_voices']} voices; load average {load['mean']:.2f} (max {load['max']:.2f}); "
-        f"process CPU {r['cpu_cores_used']:.2f} cores; GIL switch interval {r['switch_interval_ms']:g} ms",
+        f"process CPU {r['cpu_cores_used']:.2f} cores; GIL switch interval {r['switch_interval_ms']:g} ms; "
+        f"audio thread priority {r['audio_priority']}; render workers while playing {r['render_workers']}",
+        "threads' cores: " + ", ".join(f"{name} {cores:.2f}" for name, cores in r["thread_cores"].items()),
         f"blocks {b['blocks']}, over deadline {b['over_deadline']} ({100 * b['over_deadline'] / max(1, b['blocks']):.3f} %)"
         f", callback over the period {b['callback_over_period']}, resyncs {r['resyncs']}",
         _spread("callback", b["callback"]), _spread("callback CPU", b["callback_cpu"]),
         _spread("response (due -> written)", b["response"]),
         "late blocks' time s: callback CPU {cpu:.2f}, run queue {runqueue:.2f}, other (GIL, sleep) "
         "{other_gil_or_sleep:.2f}".format(**b["late_split_s"]) + f"; late blocks overlapping {b['late_overlapping']}",
+        "worst late blocks (at s: response / callback ms): " + ", ".join(
+            f"{w['at_s']:.1f}: {w['response_ms']:.1f}/{w['callback_ms']:.1f}" for w in b["worst"][:6]),
         f"gc: {gcs['count']} collections ({gcs['full']} full), median {gcs['median_ms']:.2f} ms, max {gcs['max_ms']:.1f} ms"
         f"; key installs: {inst['count']}, median {inst['median_ms']:.2f} ms (CPU {inst['cpu_median_ms']:.2f} ms), "
         f"max {inst['max_ms']:.1f} ms, {inst['total_s']:.1f} s in all",

@@ -346,7 +346,7 @@ class Engine:
                keys: Iterable[int] = ALL_KEYS, on_key: OnKey | None = None,
                cancel: threading.Event | None = None, sample_rate: int | None = None,
                refine: RefineConfig | None = None, on_refine: Callable[[int, int], None] | None = None,
-               near_root: int = 0) -> dict[int, KeySample]:
+               near_root: int = 0, workers: int | None = None) -> dict[int, KeySample]:
         """Render ``keys`` progressively (the sample's own key first, then outward) -> {midi: KeySample}.
 
         ``on_key(midi, key)`` is called as each key lands, from this thread. A later call of
@@ -357,6 +357,8 @@ class Engine:
         plays the sound itself, repitched, on the keys within that many semitones of its root,
         cross-faded into the generated keys over the next two (single sounds only, not mixes).
         ``sample_a`` may be a :class:`Mix` of any number of sounds (``sample_b`` then stays None).
+        ``workers`` caps the workers rendering side by side (None: the engine's ``workers``); fewer
+        leave cores (and the GIL) to other threads, such as an audio callback.
         """
         generation = self._next_generation()
         keys = _checked_keys(keys)
@@ -374,21 +376,21 @@ class Engine:
             if on_key is not None:
                 on_key(midi, done[midi])
 
-        self._render_jobs(todo, rate, near, generation, cancel, land)
+        self._render_jobs(todo, rate, near, generation, cancel, land, workers)
         return done
 
     def render_variations(self, sample_a: Sample | Mix, sample_b: Sample | None = None, alpha: float = 0.0,
                           variations: Variations = Variations(), keys: Iterable[int] = ALL_KEYS,
                           on_variant: OnVariant | None = None, cancel: threading.Event | None = None,
                           sample_rate: int | None = None, refine: RefineConfig | None = None,
-                          near_root: int = 0) -> dict[VariantKey, KeySample]:
+                          near_root: int = 0, workers: int | None = None) -> dict[VariantKey, KeySample]:
         """The other velocity layers and round robins of :meth:`render`'s keys -> {(midi, layer, rr): KeySample}.
 
         Same arguments as :meth:`render` (a :class:`Mix` of any number of sounds too; call it after,
         so the conditioning is cached) plus ``variations`` (engine/variations.py); the main variation,
         ``(midi, main_layer, 0)``, is render's key and not rendered again. Pass by pass (see
         ``Variations.passes``), each pass outward from the root; ``on_variant(midi, layer, rr, key)``
-        as each lands; cancelled like render.
+        as each lands; cancelled like render; ``workers`` as in render.
         """
         from engine.variations import variant_conditionings
 
@@ -412,7 +414,7 @@ class Engine:
             if on_variant is not None:
                 on_variant(midi, layer, rr, key)
 
-        self._render_jobs(todo, rate, near, generation, cancel, land)
+        self._render_jobs(todo, rate, near, generation, cancel, land, workers)
         return done
 
     def _max_batch(self) -> int:
@@ -421,14 +423,15 @@ class Engine:
 
     def _render_jobs(self, todo: list[tuple[Conditioning, list[int]]], rate: int, near: NearRoot | None,
                      generation: int, cancel: threading.Event | None,
-                     land: Callable[[int, int, np.ndarray], None]) -> None:
+                     land: Callable[[int, int, np.ndarray], None], workers: int | None = None) -> None:
         """Render ``(conditioning, keys)`` jobs; ``land(job index, midi, wave)`` in order until cancelled.
 
-        Several jobs (G, inversion, resampling) at once on single-threaded workers; one worker:
-        computed here, lazily.
+        Several jobs (G, inversion, resampling) at once on single-threaded workers (``workers``, at
+        most the engine's); one worker: computed here, lazily.
         """
+        workers = self.workers if workers is None else max(1, min(int(workers), self.workers))
         render = lambda job: self.render_waves(job[0], job[1], rate, near)  # noqa: E731
-        waves_of = ordered_map(render, todo, self.workers) if self.workers > 1 else (render(job) for job in todo)
+        waves_of = ordered_map(render, todo, workers) if workers > 1 else (render(job) for job in todo)
         try:
             for i, (_, batch) in enumerate(todo):
                 if self._cancelled(generation, cancel):

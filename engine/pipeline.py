@@ -5,6 +5,9 @@ over two OpenMP threads ran 4-28x slower than on one (every parallel region wait
 a thread the OS has descheduled; see bench/bench_render.py). Independent single-threaded workers
 never wait on each other inside an op, torch releases the GIL while it computes, and a whole batch
 (G, then inversion) per worker keeps the cores evenly loaded.
+
+Workers run at background priority (``engine.priority.lower_this_thread``): on a busy machine the
+audio thread and the GUI go first, and a render only takes the cores they leave.
 """
 from __future__ import annotations
 
@@ -15,6 +18,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
 import torch
+
+from engine.priority import lower_this_thread
 
 A = TypeVar("A")
 B = TypeVar("B")
@@ -35,7 +40,8 @@ def ordered_map(fn: Callable[[A], B], items: Sequence[A], workers: int, stop: th
         with torch.inference_mode():
             return fn(item)
 
-    pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="engine-render")
+    pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="engine-render",
+                              initializer=lower_this_thread)
     pending: deque[Future] = deque()
     queue = iter(items)
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from engine.envelope import ATTACK, DECAY, IDLE, KILL, RELEASE, SILENT, SUSTAINING, BlockRates, Envelope
-from engine.key_bank import KeyBank
+from engine.key_bank import KeyBank, RetiredSamples, retired
 from engine.key_cache import PLAIN, KeySample, VariantKey, Variations
 from engine.master_bus import MasterBus
 from engine.voice_events import ALL_NOTES_OFF, ALL_SOUND_OFF, BEND, NOTE_OFF, NOTE_ON, SUSTAIN, EventQueue
@@ -72,6 +72,7 @@ class VoiceMixer:
         self.cfg = cfg
         self.queues = tuple(EventQueue(cfg.bend_range_semitones) for _ in range(cfg.n_queues))
         self._bank = KeyBank.build({}, cfg.sample_rate)
+        self.retired = RetiredSamples()   # arrays a bank swap let go of, for ``retired.release``
         self._rates = BlockRates.build(envelope, cfg.block_s)
         self.master = MasterBus(cfg.block_size, cfg.block_s, cfg.limiter_threshold, cfg.limiter_ceiling,
                                 cfg.limiter_release_s)
@@ -139,8 +140,11 @@ class VoiceMixer:
     def set_keys(self, keys: dict[int, KeySample], variants: dict[VariantKey, KeySample] | None = None,
                  variations: Variations = PLAIN) -> KeyBank:
         """Build a KeyBank from ``keys`` (and their velocity layers and round robins) on the caller's
-        thread, then swap it in (one reference store)."""
-        bank = KeyBank.build(dict(keys), self.cfg.sample_rate, self._bank, variants, variations)
+        thread, then swap it in (one reference store). The arrays the old bank played and the new one
+        does not go to ``retired``, so that neither this thread nor the callback frees them."""
+        old = self._bank
+        bank = KeyBank.build(dict(keys), self.cfg.sample_rate, old, variants, variations)
+        self.retired.add(retired(old, bank))
         self._bank = bank
         return bank
 

@@ -6,6 +6,7 @@ pulling blocks from the voice mixer's callback, as the audio thread would.
 """
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import zipfile
@@ -59,6 +60,7 @@ class FakeAudioBackend:
 
     def open(self, device, cfg, callback) -> FakeStream:
         self.streams.append(FakeStream())
+        self.callback = callback   # what a device's thread would call
         return self.streams[-1]
 
 
@@ -299,6 +301,70 @@ def test_without_devices_the_app_starts_says_so_and_renders(qtbot, tmp_path, eng
     drop(window.slots["A"], sounds["c4"])
     wait_rendered(qtbot, window)
     assert window.export_button.isEnabled()
+    window.shutdown()
+
+
+def test_the_audio_thread_asks_for_priority_once_and_playing_shortens_the_gil_switch(monkeypatch):
+    import app.audio_output as audio_output
+
+    asked, pinned = [], []
+    monkeypatch.setattr(audio_output, "raise_this_thread", lambda: asked.append(threading.get_ident()) or "fifo 20")
+    monkeypatch.setattr(audio_output, "audio_cpu", lambda: 1)
+    monkeypatch.setattr(audio_output, "pin_this_thread", lambda cpu: pinned.append(cpu) or True)
+    before = sys.getswitchinterval()
+    backend = FakeAudioBackend()
+    audio = AudioOutput(backend, block_size=256)
+    assert audio.open() and sys.getswitchinterval() == audio_output.PLAYING_SWITCH_INTERVAL_S
+    audio.queue(0).note_on(60, 100)
+    out = np.ones((256, 2), np.float32)
+    device = threading.Thread(target=lambda: [backend.callback(out, 256, None, None) for _ in range(3)])
+    device.start()
+    device.join(10)
+    assert asked == [device.ident] and pinned == [1]       # once, in the device's thread
+    assert audio.audio_priority == "fifo 20" and audio.audio_cpu == 1 and not out.any()   # no keys: silence
+    reapers = [t for t in threading.enumerate() if t.name == "audio-reaper"]
+    assert len(reapers) == 1                                # frees the arrays key installs let go of
+    audio.close()
+    assert sys.getswitchinterval() == before and audio.audio_cpu is None and not reapers[0].is_alive()
+
+    def broken() -> str:
+        raise RuntimeError("no scheduler here")
+    monkeypatch.setattr(audio_output, "raise_this_thread", broken)
+    audio = AudioOutput(backend, block_size=256)
+    audio.open()
+    backend.callback(out, 256, None, None)                  # never raises, still plays
+    assert audio.audio_priority == "normal" and audio.mixer.errors == 0
+    audio.close()
+    quiet = AudioOutput(backend, block_size=256, realtime=False, switch_interval_s=None)
+    quiet.open()
+    backend.callback(out, 256, None, None)
+    assert sys.getswitchinterval() == before and quiet.audio_priority == "normal"
+    quiet.close()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="thread priorities and cores are Linux's")
+def test_while_audio_plays_one_background_worker_renders_on_the_audio_core(qtbot, tmp_path, engine, sounds,
+                                                                             monkeypatch):
+    import app.instrument_controller as controller
+    from engine.priority import BACKGROUND_NICE, thread_nice
+
+    window = make_window(qtbot, tmp_path, engine)
+    seen = []
+    render = engine.render
+    monkeypatch.setattr(engine, "render", lambda *a, **k: seen.append(
+        (thread_nice(), os.sched_getaffinity(0), k.get("workers"))) or render(*a, **k))
+    core = max(os.sched_getaffinity(0))
+    window.audio.device_callback.cpu = core                 # as a real-time audio thread pinned there
+    monkeypatch.setattr(controller, "cpu_cores", lambda: 2)
+    drop(window.slots["A"], sounds["c4"])
+    wait_rendered(qtbot, window)
+    assert seen[0] == (max(BACKGROUND_NICE, thread_nice()), {core}, 1)
+    assert window.instrument.job.workers == 1 and window.instrument.job.cpu == core
+    engine.workers = 3
+    monkeypatch.setattr(controller, "cpu_cores", lambda: 3)
+    assert window.instrument.render_workers() == 2          # a core left to the audio thread
+    window.audio.close()
+    assert window.instrument.render_workers() is None       # nothing playing: the engine's own
     window.shutdown()
 
 

@@ -313,6 +313,28 @@ def test_key_bank_maps_missing_notes_to_the_nearest_key_and_checks_each_key_once
     assert KeyBank.build({}, SR).entries[60] is None
 
 
+def test_a_bank_swap_retires_the_arrays_it_let_go_and_frees_them_once_nothing_holds_them():
+    mixer = make_mixer()
+    old, kept = sine_key(60), sine_key(64)
+    mixer.set_keys({60: old, 64: kept})
+    mixer.queue(0).note_on(60, 100)
+    pull(mixer, 2)                                      # a voice plays the old key's samples
+    mixer.set_keys({60: sine_key(60), 64: kept})        # the old key is replaced
+    assert len(mixer.retired) == 1 and mixer.retired.release() == 0   # still held: the test, the voice
+    samples = old.samples
+    del old
+    assert mixer.retired.release() == 0                 # the voice still plays it
+    mixer.queue(0).note_off(60)
+    pull(mixer, 40)                                     # released and faded out: the voice let go
+    assert mixer.retired.release() == 0                 # ``samples`` here still holds it
+    del samples
+    assert mixer.retired.release(limit=5) == 1 and len(mixer.retired) == 0
+    mixer.set_keys({})
+    assert len(mixer.retired) == 2 and mixer.retired.release(limit=1) == 1   # ``kept`` is held here
+    del kept
+    assert mixer.retired.release() == 1
+
+
 def test_key_bank_picks_the_nearest_key_and_the_velocity_layer_as_their_definitions_do():
     import random
 

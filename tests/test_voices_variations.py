@@ -68,6 +68,17 @@ def test_missing_variants_fall_back_and_missing_keys_use_the_nearest_layers() ->
     assert KeyBank.build(keys, SR).layers[60] is None and KeyBank.build(keys, SR, variations=PLAIN).layer_of[0] == 0
 
 
+def test_a_rebuild_keeps_the_velocity_tables_of_the_same_variations() -> None:
+    keys, variants = layered_keys((60, 64))
+    bank = KeyBank.build(keys, SR, variants=variants, variations=VARIATIONS)
+    grown = KeyBank.build({**keys, 67: sine_key(67)}, SR, bank, variants, VARIATIONS)
+    assert grown.blend is bank.blend and grown.layer_of is bank.layer_of
+    other = Variations(round_robins=2, velocity_layers=2)
+    changed = KeyBank.build(keys, SR, grown, variants, other)
+    assert changed.blend == tuple(other.layer_blend(v) for v in range(128))
+    assert changed.layer_of == tuple(other.layer_of(v) for v in range(128))
+
+
 def test_velocity_crossfade_blends_the_two_nearest_layers_on_two_voices() -> None:
     mixer = make_mixer()
     keys, variants = layered_keys((60,))
