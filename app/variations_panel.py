@@ -25,8 +25,9 @@ class VariationsPanel(QWidget):
         row.setContentsMargins(0, 0, 0, 0)
         self.layers = QSpinBox()
         self.layers.setRange(1, MAX_VELOCITY_LAYERS)
-        self.layers.setToolTip("Velocity layers: softer notes play duller, by the average change of real "
-                               "instruments (rendered after the keys, in the background). 1 turns them off.")
+        self.layers.setToolTip("Velocity layers: softer notes play duller and attack a little slower, by the "
+                               "average change of real instruments; each layer has its own timbre (rendered "
+                               "after the keys, in the background). 1 turns them off.")
         self.round_robins = QSpinBox()
         self.round_robins.setRange(1, MAX_ROUND_ROBINS)
         self.round_robins.setToolTip("Round robins: repeated notes cycle through slightly different takes of the "

@@ -142,6 +142,10 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("refine_30_steps", refined(replace(DEFAULT_REFINEMENT, steps=30, lr=0.01))),
     Method("refine_15_steps_lr02", refined(replace(DEFAULT_REFINEMENT, steps=15, lr=0.02))),
     Method("refine_correction_limit3", refined(replace(DEFAULT_REFINEMENT, correction_limit=3.0))),
+    Method("refine_without_detail", refined(replace(DEFAULT_REFINEMENT, detail=0.0))),
+    Method("refine_detail_span12", refined(replace(DEFAULT_REFINEMENT, detail_span=12.0, detail_fade=12.0))),
+    Method("refine_detail_half", refined(replace(DEFAULT_REFINEMENT, detail=0.5))),
+    Method("refine_detail_ungated", refined(replace(DEFAULT_REFINEMENT, steady_low=-2.0, steady_high=-1.0))),
 )}
 
 

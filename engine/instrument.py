@@ -30,8 +30,9 @@ from engine.key_cache import KeySample, VariantKey, Variations
 from engine.keys import KeyConfig, batches, finish_key, loudness_db, progressive_order
 from engine.mix import Mix, as_mix
 from engine.networks import NetworkClasses, load_networks
+from engine.onset import slow_attack
 from engine.pipeline import ordered_map
-from engine.refine import RefineConfig, mel_gap, refine_offsets, repitch, targets
+from engine.refine import MelDetail, RefineConfig, mel_detail, mel_gap, refine_offsets, repitch, targets
 from models.signal.audio import Audio
 from models.errors import SilentAudioError, UserError
 from models.nets.hyper import refine as hyper_offsets
@@ -101,8 +102,10 @@ class Conditioning:
     """What G needs for any key of one timbre: h ``[1, h_dim]`` and offsets ``{layer: [1, C_out, C_in]}``.
 
     ``mel_correction`` (natural-log gain per mel bin ``[n_mels]``, or per bin and frame ``[n_mels,
-    n_frames]``, from refinement) is added to every key. ``z [1, z_dim]`` is G's noise input (None:
-    zeros, the main variation; see engine/variations.py).
+    n_frames]``, from refinement) is added to every key; ``mel_detail`` (the root's fine gap) is added
+    to keys near the root, moved to their pitch. ``z [1, z_dim]`` is G's noise input (None: zeros,
+    the main variation; see engine/variations.py). ``attack_ratio`` > 1 lengthens every key's attack
+    that many times (a softer velocity layer; engine/onset.py).
     """
 
     h: torch.Tensor
@@ -111,6 +114,8 @@ class Conditioning:
     mel_correction: torch.Tensor | None = None
     refined: bool = False
     z: torch.Tensor | None = None
+    mel_detail: MelDetail | None = None
+    attack_ratio: float = 1.0
 
 
 class Engine:
@@ -197,7 +202,7 @@ class Engine:
         if refine is not None and refine.enabled:
             mix = mix.sounding()      # a sound of weight 0 adds nothing: no refinement to run
             conds = [self.refined(s, refine, cancel, progress) for s in mix.sounds]
-            return conds[0] if len(conds) == 1 else _blend(conds, mix.weights)
+            return conds[0] if len(conds) == 1 else _blend(conds, mix.weights, self.mel_cfg.band_centres_hz())
         if len(mix.sounds) == 1:
             key = f"cond:{mix.sounds[0].content_hash}:{mix.sounds[0].root_note}"
         else:
@@ -233,8 +238,11 @@ class Engine:
                 return base
             self.cache.put(key, entry, persist=True)
         deltas = _deltas_of(entry)
+        detail = entry.get("mel_detail")
         return Conditioning(h=base.h, deltas=deltas or None, root_note=base.root_note,
-                            mel_correction=entry.get("mel_correction"), refined=True)
+                            mel_correction=entry.get("mel_correction"), refined=True,
+                            mel_detail=None if detail is None else MelDetail(
+                                detail, cfg.detail_span, cfg.detail_fade, float(entry["detail_tuning"])))
 
     def refinement_cached(self, sample: Sample, cfg: RefineConfig) -> bool:
         """Whether :meth:`refined` has this sample's refinement at hand (no optimisation to run)."""
@@ -257,6 +265,10 @@ class Engine:
                 out = self._G(h, keys[:1], result.deltas)[0]
             root_hz = 440.0 * 2.0 ** ((base.root_note - 69) / 12.0)
             entry["mel_correction"] = mel_gap(out, target_mels[0], cfg, self.mel_cfg.band_centres_hz(), root_hz)
+            if cfg.detail > 0:
+                entry["mel_detail"] = mel_detail(out, target_mels[0], entry["mel_correction"], cfg,
+                                                 self.mel_cfg.band_centres_hz(), root_hz)
+                entry["detail_tuning"] = torch.tensor(_tuning(sample))
         return entry
 
     def _peak_normalised(self, sample: Sample) -> torch.Tensor:
@@ -282,6 +294,8 @@ class Engine:
         if cond.mel_correction is not None:
             correction = cond.mel_correction                          # [n_mels] or [n_mels, n_frames]
             mels = mels + (correction[None, :, None] if correction.dim() == 1 else correction[None])
+        if cond.mel_detail is not None:
+            mels = mels + cond.mel_detail.at_keys(cond.root_note, midi, self.mel_cfg.band_centres_hz())
         return mels
 
     @torch.inference_mode()
@@ -300,11 +314,13 @@ class Engine:
         """Waves ``[B, T]`` of the given keys: one G forward, then :meth:`invert`.
 
         With ``near_root``, keys close to the sound's root play the sound itself, repitched (see
-        :class:`NearRoot`).
+        :class:`NearRoot`); then ``cond.attack_ratio`` slows the attacks.
         """
         waves = self.invert(self.render_mels(cond, midi_notes), sample_rate)
         if near_root is not None:
             waves = self._blend_near_root(waves, midi_notes, sample_rate, near_root)
+        if cond.attack_ratio > 1.0:
+            waves = np.stack([slow_attack(w, sample_rate, cond.attack_ratio) for w in waves])
         return waves
 
     @torch.inference_mode()
@@ -495,11 +511,22 @@ def _config_key(cfg: RefineConfig) -> str:
     return hashlib.sha1(repr(cfg).encode()).hexdigest()[:12]
 
 
+def _tuning(sample: Sample) -> float:
+    """Semitones the sample sits above its root key: from its pitch when that has a fraction (estimated
+    or labelled), else estimated again (a root set as a whole key says nothing of the fine tuning)."""
+    midi = sample.midi
+    if midi == round(midi):
+        from models.signal.pitch import estimate_pitch
+
+        midi = float(estimate_pitch(sample.audio).midi)
+    return float(midi - round(midi)) if math.isfinite(midi) else 0.0
+
+
 def _refined_key(sample: Sample, cfg: RefineConfig) -> str:
     return f"refined:{sample.content_hash}:{sample.root_note}:{_config_key(cfg)}"
 
 
-def _blend(conds: list[Conditioning], weights: tuple[float, ...]) -> Conditioning:
+def _blend(conds: list[Conditioning], weights: tuple[float, ...], centres_hz: torch.Tensor) -> Conditioning:
     """``sum w_i c_i`` of refined conditionings (h, offsets, mel correction); the root is blended and rounded."""
     mix = lambda xs: sum((w * x for x, w in zip(xs[1:], weights[1:])), weights[0] * xs[0])  # noqa: E731
     deltas = None
@@ -511,4 +538,16 @@ def _blend(conds: list[Conditioning], weights: tuple[float, ...]) -> Conditionin
         correction = mix([c.mel_correction if c.mel_correction is not None else torch.zeros_like(present[0])
                           for c in conds])
     root = int(round(sum(w * c.root_note for c, w in zip(conds, weights))))
-    return Conditioning(mix([c.h for c in conds]), deltas, root, correction, refined=True)
+    return Conditioning(mix([c.h for c in conds]), deltas, root, correction, refined=True,
+                        mel_detail=_blend_details(conds, weights, root, centres_hz))
+
+
+def _blend_details(conds: list[Conditioning], weights: tuple[float, ...], root: int,
+                   centres_hz: torch.Tensor) -> MelDetail | None:
+    """``sum w_i detail_i``, each first moved to the blend's ``root`` (None where no sound has detail)."""
+    present = [(c, w) for c, w in zip(conds, weights) if c.mel_detail is not None]
+    if not present:
+        return None
+    mel = sum(w * c.mel_detail.moved_to(c.root_note, root, centres_hz).mel for c, w in present)
+    first = present[0][0].mel_detail
+    return MelDetail(mel, first.span, first.fade)

@@ -236,6 +236,7 @@ def _audio(data: bytes, member: str) -> Audio:
 VARIATION_LIMITS = {"round_robins": (1, MAX_ROUND_ROBINS, True), "velocity_layers": (1, MAX_VELOCITY_LAYERS, True),
                     "rr_z_scale": (0.0, 10.0, False), "rr_h_scale": (0.0, 10.0, False),
                     "velocity_strength": (0.0, 10.0, False), "velocity_tilt": (0.0, 10.0, False),
+                    "velocity_attack": (0.0, 10.0, False),
                     "reference_velocity": (1, 127, True),
                     "seed": (0, 2**31 - 1, True)}
 

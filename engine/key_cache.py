@@ -57,7 +57,8 @@ class Variations:
     seeded z (G normalises z, so any non-zero scale is a whole new z: measured by
     ``bench/variations.py`` as further apart than neighbouring keys, hence off by default; h x 0.1
     stays well below them, docs/playing.md). Another layer tilts G's mel by the learnt velocity
-    spectral tilt (``velocity_tilt`` scales it) and can move h along the learnt velocity offsets
+    spectral tilt (``velocity_tilt`` scales it), lengthens its attack by the learnt ratio
+    (``velocity_attack`` scales its logarithm) and can move h along the learnt velocity offsets
     (``velocity_strength``; off by default: ``bench/velocity_timbre.py`` found it follows the real
     notes worse than the tilt, engine/variations.py).
     """
@@ -68,6 +69,7 @@ class Variations:
     rr_h_scale: float = 0.1
     velocity_strength: float = 0.0
     velocity_tilt: float = 1.0
+    velocity_attack: float = 1.0
     reference_velocity: int = 100
     seed: int = 0
 

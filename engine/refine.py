@@ -7,7 +7,10 @@ with an L2 pull towards H's offsets. Each step also renders one other key (an oc
 and keeps its harmonic fine structure where H's offsets put it, so following the sound at the root
 does not take the other keys' pitch with it (speech, bells). Afterwards a mel correction, the log-mel gap still left
 at the root, frame by frame and smoothed over the root's harmonic spacing (so it carries the sound's
-moving spectral envelope, not its harmonics), is added to every key.
+moving spectral envelope, not its harmonics), is added to every key. What that smoothing leaves, the
+sound's harmonic fine structure and quick changes (vibrato, breath, attacks), is added to the keys
+within a tritone of the root, moved up or down to each key's pitch, and fades out by the octave;
+frames whose pitch has wandered from the sound's own (speech) give only their quick envelope changes.
 
 Optionally the targets include the sound repitched by resampling to keys around the root (what a
 plain sampler plays there). Measured on out-of-set sounds this fitted the root less well and
@@ -47,6 +50,12 @@ class RefineConfig:
     pitch_keys: tuple[int, ...] = (-12, 7, -7, 12)  # keys (semitones from the root) whose harmonic fine structure is kept
     pitch_weight: float = 1.0           # weight of that term against the root's L1
     fine_structure_bins: int = 9        # fine structure: the log-mel minus its average over this many bins
+    detail: float = 1.0                 # share of the root's fine gap (what the correction smooths away) carried
+    detail_span: float = 6.0            # ... in full to keys this many semitones from the root, moved to their pitch,
+    detail_fade: float = 6.0            # ... then fading out over this many more semitones
+    detail_limit: float = 3.0           # at most this (natural-log units) per bin and frame either way
+    steady_low: float = 0.4             # frames whose harmonic pattern matches the sound's usual one by at most
+    steady_high: float = 0.6            # ... this cosine give only their envelope; from this on, all their detail
 
     def __post_init__(self) -> None:
         if self.steps < 0 or self.lr <= 0 or not self.key_offsets or 0 not in self.key_offsets:
@@ -136,6 +145,90 @@ def mel_gap(out: torch.Tensor, target: torch.Tensor, cfg: RefineConfig,
         gap = gap[:, active].mean(dim=1)
     gap = smooth_bins(gap, _half_widths(gap.shape[0], cfg, centres_hz, root_hz).to(gap.device))
     return gap.clamp(-cfg.correction_limit, cfg.correction_limit) * cfg.mel_correction
+
+
+def mel_detail(out: torch.Tensor, target: torch.Tensor, correction: torch.Tensor, cfg: RefineConfig,
+               centres_hz: torch.Tensor | None = None, root_hz: float | None = None) -> torch.Tensor:
+    """The root's gap (target - out) frame by frame that ``correction`` (from :func:`mel_gap`) leaves:
+    the sound's harmonic fine structure and quick changes ``[n_mels, n_frames]``, clamped, times ``cfg.detail``.
+
+    In steady frames (:func:`steadiness`) correction + detail is the whole gap at the root; other keys
+    get it moved to their own pitch (:meth:`MelDetail.at_keys`), so the root's harmonics land on
+    theirs. Frames whose harmonics have moved away from the sound's usual pitch (speech intonation, a
+    glide) keep only their quick spectral-envelope changes (smoothed over the root's harmonic
+    spacing, as the correction is), so they cannot pull other keys off pitch.
+    """
+    floor = target.max() - cfg.dynamic_range_db / 20.0 * math.log(10.0)
+    gap = torch.maximum(target, floor) - torch.maximum(out, floor)            # [n_mels, n_frames]
+    envelope = correction[:, None] if correction.dim() == 1 else correction
+    detail = gap - envelope
+    smooth = smooth_bins(detail, _half_widths(detail.shape[0], cfg, centres_hz, root_hz).to(detail.device))
+    steady = steadiness(target, cfg)[None]                                    # [1, n_frames]
+    detail = steady * detail + (1.0 - steady) * smooth
+    return detail.clamp(-cfg.detail_limit, cfg.detail_limit) * cfg.detail
+
+
+def steadiness(target: torch.Tensor, cfg: RefineConfig) -> torch.Tensor:
+    """Per frame of the sound's log-mel ``[n_mels, n_frames]``, 0..1: how closely its harmonic fine
+    structure matches the sound's usual one (cosine with the median over sounding frames, mapped from
+    ``steady_low``..``steady_high`` to 0..1). A held note scores ~1 throughout, speech ~0.3."""
+    floor = target.max() - cfg.dynamic_range_db / 20.0 * math.log(10.0)
+    fine = fine_structure(target[None], cfg.fine_structure_bins, floor)[0]
+    level = target.amax(dim=0)
+    sounding = level > level.max() - 40.0 / 20.0 * math.log(10.0)
+    usual = fine[:, sounding].median(dim=1).values
+    cosine = F.cosine_similarity(fine, usual[:, None], dim=0)
+    span = max(cfg.steady_high - cfg.steady_low, 1e-6)
+    return ((cosine - cfg.steady_low) / span).clamp(0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class MelDetail:
+    """The root's fine gap (:func:`mel_detail`) and how far from the root keys get it."""
+
+    mel: torch.Tensor   # [n_mels, n_frames], natural-log units, at the sound's own pitch
+    span: float         # semitones from the root that get it in full
+    fade: float         # semitones over which it then fades out
+    tuning: float = 0.0  # semitones the sound sits above its root key (its harmonics are there)
+
+    def at_keys(self, root: int, midi: torch.Tensor, centres_hz: torch.Tensor) -> torch.Tensor:
+        """This detail at keys ``midi [B]``: moved to each key's pitch (the sound's own tuning taken
+        out) and weighted by distance from ``root`` (:func:`detail_weight`), ``[B, n_mels, n_frames]``."""
+        offsets = (midi - root).to(self.mel.device)
+        weights = detail_weight(offsets, self.span, self.fade).to(self.mel.dtype)
+        moved = shift_bins(self.mel, centres_hz.to(self.mel.device), offsets.double() - self.tuning)
+        return moved * weights[:, None, None]
+
+    def moved_to(self, root: int, new_root: int, centres_hz: torch.Tensor) -> "MelDetail":
+        """The same detail relative to ``new_root`` and in tune with it (for blending sounds of different roots)."""
+        if new_root == root and self.tuning == 0.0:
+            return self
+        semitones = torch.tensor([new_root - root - self.tuning], dtype=torch.float64, device=self.mel.device)
+        return replace(self, mel=shift_bins(self.mel, centres_hz.to(self.mel.device), semitones)[0], tuning=0.0)
+
+
+def detail_weight(semitones: torch.Tensor, span: float, fade: float) -> torch.Tensor:
+    """How much of the root's detail a key ``semitones`` from the root gets: 1 within ``span``,
+    then a linear fade to 0 over ``fade`` more semitones."""
+    beyond = (semitones.abs().float() - span).clamp_min(0.0)
+    return (1.0 - beyond / max(fade, 1e-6)).clamp(0.0, 1.0)
+
+
+def shift_bins(x: torch.Tensor, centres_hz: torch.Tensor, semitones: torch.Tensor) -> torch.Tensor:
+    """``x [n_mels, n_frames]`` moved up by ``semitones [B]`` along frequency: ``[B, n_mels, n_frames]``.
+
+    Band m of key b reads ``x`` at frequency ``centres_hz[m] / 2**(semitones[b] / 12)`` (linear between
+    bands); frequencies outside the bands read 0.
+    """
+    n = centres_hz.shape[0]
+    source_hz = centres_hz[None].double() / torch.pow(2.0, semitones.double()[:, None] / 12.0)   # [B, n_mels]
+    grid = centres_hz.double().to(source_hz.device)
+    pos = torch.searchsorted(grid, source_hz.contiguous()).clamp(1, n - 1)
+    lo_hz, hi_hz = grid[pos - 1], grid[pos]
+    frac = ((source_hz - lo_hz) / (hi_hz - lo_hz)).clamp(0.0, 1.0).to(x.dtype)
+    inside = ((source_hz >= grid[0]) & (source_hz <= grid[-1])).to(x.dtype)
+    lo, hi = x[pos - 1], x[pos]                                                           # [B, n_mels, n_frames]
+    return ((1.0 - frac)[..., None] * lo + frac[..., None] * hi) * inside[..., None]
 
 
 def smooth_bins(x: torch.Tensor, half: torch.Tensor) -> torch.Tensor:

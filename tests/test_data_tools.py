@@ -90,6 +90,11 @@ def test_resampling_keeps_loops_whole_and_rates_follow_transposition():
     loop_len = out.loop[1] - out.loop[0]
     assert loop_len == 50 and out.rate == round(44100 * 50 / 101)  # the period, not 50.5 points rounded
     assert abs(out.rate / loop_len - 44100 / 101) < 0.01 * 44100 / 101 / 100  # pitch within 0.01 %
+    # A long loop of a prime length: an exact ratio would need a kernel of ~9,000 x 18,000 values;
+    # the rate ratio (1/2) is used and the loop rounded to whole points.
+    long = resample(SampleData(np.round(np.sin(np.arange(40000) * 0.05) * 20000).astype(np.int16), 44100,
+                               (1000, 1000 + 17989)), 22050)
+    assert long.rate == 22050 and abs((long.loop[1] - long.loop[0]) - 17989 / 2) <= 0.5
     cfg = TranscodeConfig()
     assert cfg.rate_for(44100, 0) == 22050 and cfg.rate_for(16000, 0) == 16000
     assert cfg.rate_for(44100, 12) == 32000 and cfg.rate_for(44100, 24) == 44100

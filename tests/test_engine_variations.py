@@ -21,12 +21,13 @@ KEYS = [50, 52, 55]
 
 def write_tiny_velocity(folder: Path, h_dim: int = 16, seed: int = 0, n_mels: int = 32) -> Path:
     """A velocity timbre for tiny weights: offsets growing linearly with velocity along a seeded
-    direction; mel gains a tilt falling towards high bins, steeper the softer."""
-    velocities = np.array([30.0, 64.0, 100.0, 127.0])
+    direction; a tilt basis rising towards high bins (softer: duller); attacks up to 1.5 times as long."""
+    velocities = np.array([12.0, 30.0, 64.0, 100.0, 127.0])
     direction = torch.randn(h_dim, generator=torch.Generator().manual_seed(seed))
     offsets = torch.from_numpy((velocities - 100.0) / 100.0).float()[:, None] * direction[None]
-    mel_gains = torch.from_numpy((velocities - 100.0) / 100.0).float()[:, None] * torch.linspace(0, 1, n_mels)[None]
-    save_velocity_timbre(folder / VELOCITY_FILE, velocities, offsets, {"fitted_on": "test"}, mel_gains)
+    save_velocity_timbre(folder / VELOCITY_FILE, velocities, (velocities - 100.0) / 100.0, offsets,
+                         torch.linspace(0.0, 2.0, n_mels), attack_log_slope=float(np.log(1.5)) / 0.88,
+                         meta={"fitted_on": "test"})
     return folder
 
 
@@ -82,11 +83,14 @@ def test_variant_conditioning_moves_z_and_h_as_configured(engine: Engine) -> Non
     tilt = velocity.tilt(v.layer_velocity(0), v.reference_velocity)
     assert softer.mel_correction is not None and torch.allclose(softer.mel_correction, tilt)
     assert softer.mel_correction[-1] < softer.mel_correction[0] <= 0      # softer: duller
-    moved = variant(cond, 0, 0, replace(v, velocity_strength=1.0, velocity_tilt=0.0), velocity, engine.nets.z_dim)
-    assert moved.mel_correction is None and not torch.equal(moved.h, cond.h)
+    assert softer.attack_ratio == pytest.approx(velocity.attack_ratio(22, 100)) and softer.attack_ratio > 1
+    moved = variant(cond, 0, 0, replace(v, velocity_strength=1.0, velocity_tilt=0.0, velocity_attack=0.0), velocity,
+                    engine.nets.z_dim)
+    assert moved.mel_correction is None and moved.attack_ratio == 1.0 and not torch.equal(moved.h, cond.h)
     assert moved.h.square().mean().item() == pytest.approx(1.0, rel=1e-4)   # h stays on f's sphere
     assert torch.allclose(velocity.shift(100, 100), torch.zeros(cond.h.shape[1]))
-    assert torch.allclose(velocity.tilt(100, 100), torch.zeros(velocity.mel_gains.shape[1]))
+    assert torch.allclose(velocity.tilt(100, 100), torch.zeros(velocity.tilt_basis.shape[0]))
+    assert velocity.attack_ratio(100, 100) == 1.0
 
 
 def test_the_tilt_adds_to_a_refined_mel_correction(engine: Engine) -> None:
@@ -111,10 +115,50 @@ def test_a_missing_or_mismatched_velocity_timbre_is_a_clear_error(tmp_path: Path
         load_velocity_timbre(tmp_path / VELOCITY_FILE, 8, n_mels=64)
 
 
-def test_a_format_1_velocity_timbre_still_loads_without_a_tilt(tmp_path: Path) -> None:
+@pytest.mark.parametrize("fmt", ["hypergan/velocity-timbre/1", "hypergan/velocity-timbre/2"])
+def test_an_older_velocity_timbre_is_a_clear_error(tmp_path: Path, fmt: str) -> None:
     from safetensors.torch import save_file
 
-    save_file({"velocities": torch.tensor([30.0, 100.0]), "offsets": torch.zeros(2, 8)}, str(tmp_path / VELOCITY_FILE),
-              metadata={"format": "hypergan/velocity-timbre/1", "meta": "{}"})
+    save_file({"velocities": torch.tensor([30.0, 100.0]), "offsets": torch.zeros(2, 8),
+               "mel_gains": torch.zeros(2, 32)}, str(tmp_path / VELOCITY_FILE), metadata={"format": fmt, "meta": "{}"})
+    with pytest.raises(CheckpointError, match=f"format {fmt} .* no longer read; refit it with .*bench.velocity_timbre"):
+        load_velocity_timbre(tmp_path / VELOCITY_FILE, 8, n_mels=32)
+
+
+def test_a_velocity_timbre_round_trips_and_checks_its_curve(tmp_path: Path) -> None:
+    write_tiny_velocity(tmp_path, h_dim=8)
     velocity = load_velocity_timbre(tmp_path / VELOCITY_FILE, 8, n_mels=32)
-    assert velocity.mel_gains is None and velocity.tilt(30, 100) is None
+    assert velocity.attack_ratio(12, 100) == pytest.approx(1.5) and velocity.curve[3] == 0.0
+    assert velocity.meta == {"fitted_on": "test"} and velocity.velocities.tolist() == [12, 30, 64, 100, 127]
+    flat = velocity.curve.copy()
+    flat[1] = flat[0]
+    save_velocity_timbre(tmp_path / VELOCITY_FILE, velocity.velocities, flat, velocity.offsets, velocity.tilt_basis,
+                         attack_log_slope=0.1, meta={})
+    with pytest.raises(CheckpointError, match="rise strictly"):
+        load_velocity_timbre(tmp_path / VELOCITY_FILE, 8)
+
+
+def test_the_tilt_and_attack_are_monotone_and_every_layer_count_gets_distinct_layers(engine: Engine) -> None:
+    velocity = load_velocity_timbre(engine.weights_dir / VELOCITY_FILE, engine.nets.f.cfg.h_dim)
+    tilts = torch.stack([velocity.tilt(v, 100) for v in range(1, 128)])      # [127, n_mels]
+    steps = tilts[1:] - tilts[:-1]
+    assert bool((steps * velocity.tilt_basis.sign() >= 0).all())            # each bin moves one way only
+    ratios = [velocity.attack_ratio(v, 100) for v in range(1, 128)]
+    assert all(a >= b for a, b in zip(ratios, ratios[1:])) and ratios[0] > 1.0 > ratios[-1]
+    for n in range(2, 6):
+        v = Variations(velocity_layers=n, round_robins=1)
+        layer_tilts = [velocity.tilt(v.layer_velocity(layer), v.reference_velocity) for layer in range(n)]
+        gaps = [float((a - b).abs().max()) for i, a in enumerate(layer_tilts) for b in layer_tilts[i + 1:]]
+        assert min(gaps) > 0.01                                              # no two layers alike
+
+
+def test_a_softer_layer_renders_with_a_slower_attack(engine: Engine) -> None:
+    from engine.onset import slow_attack
+
+    sample = engine.load_sample(Audio(plucked_string(52, duration_s=1.0), 16000))
+    cond = engine.conditioning(sample)
+    plain = engine.render_waves(cond, [52, 55], 16000)
+    slower = engine.render_waves(replace(cond, attack_ratio=2.0), [52, 55], 16000)
+    assert slower.shape == plain.shape and not np.array_equal(slower, plain)
+    for a, b in zip(slower, plain):
+        np.testing.assert_array_equal(a, slow_attack(b, 16000, 2.0))

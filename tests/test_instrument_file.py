@@ -48,7 +48,8 @@ def test_round_trip_keeps_settings_and_identical_audio(tmp_path: Path) -> None:
         assert sorted(zf.namelist()) == ["manifest.json", "sounds/A.wav", "sounds/B.wav", "sounds/D.wav"]
     assert manifest["format"] == "hypergan-instrument" and manifest["version"] == 1
     assert manifest["variations"] == {"round_robins": 3, "velocity_layers": 2, "rr_z_scale": 0.0, "rr_h_scale": 0.2,
-                                      "velocity_strength": 0.0, "velocity_tilt": 1.0, "reference_velocity": 100,
+                                      "velocity_strength": 0.0, "velocity_tilt": 1.0, "velocity_attack": 1.0,
+                                      "reference_velocity": 100,
                                       "seed": 7}
     assert sum(manifest["mix"]["weights"].values()) == pytest.approx(1.0)
     assert list(tmp_path.iterdir()) == [path]                       # no temp file left behind

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from engine.instrument import Engine, EngineConfig
-from engine.refine import DEFAULT_REFINEMENT, RefineConfig, fine_structure, masked_l1, mel_gap, targets
+from engine.refine import (DEFAULT_REFINEMENT, MelDetail, RefineConfig, detail_weight, fine_structure, masked_l1,
+                           mel_detail, mel_gap, shift_bins, steadiness, targets)
 from models.signal.audio import Audio
 from models.signal.mel import SHIPPED_MEL
 from models.signal.tones import harmonic_tone, plucked_string
@@ -191,3 +192,80 @@ def test_a_correction_over_time_is_added_frame_by_frame(engine: Engine) -> None:
     assert cond.mel_correction.shape == (REAL_MEL.n_mels, REAL_MEL.n_frames)
     plain = engine.render_mels(replace(cond, mel_correction=None), [60])
     torch.testing.assert_close(engine.render_mels(cond, [60]), plain + cond.mel_correction[None])
+
+
+def test_correction_and_detail_together_are_the_whole_gap_at_the_root() -> None:
+    torch.manual_seed(0)
+    out, target = torch.randn(32, 10), torch.randn(32, 10)
+    cfg = replace(DEFAULT_REFINEMENT, detail=1.0, detail_limit=10.0, correction_limit=10.0,
+                  steady_low=-2.0, steady_high=-1.0)                # every frame counts as steady
+    correction = mel_gap(out, target, cfg)
+    torch.testing.assert_close(correction + mel_detail(out, target, correction, cfg), target - out)
+    assert mel_detail(out, 9.0 * target, correction, replace(cfg, detail_limit=1.0)).abs().max().item() <= 1.0
+
+
+def test_frames_whose_harmonics_wander_give_only_their_envelope() -> None:
+    centres = SHIPPED_MEL.band_centres_hz()
+    comb = lambda hz: 3.0 * torch.cos(2 * torch.pi * centres / hz)  # noqa: E731  harmonic ripple at f0 = hz
+    target = torch.stack([comb(220.0)] * 8 + [comb(220.0 * 2 ** (4 / 12))] * 2, dim=1)   # two frames a third up
+    steady = steadiness(target, DEFAULT_REFINEMENT)
+    assert bool((steady[:8] == 1.0).all()) and bool((steady[8:] < 0.5).all()), steady
+    cfg = replace(DEFAULT_REFINEMENT, correction_limit=10.0, detail_limit=10.0)
+    out = torch.zeros_like(target)
+    correction = mel_gap(out, target, cfg, centres, 220.0)
+    detail = mel_detail(out, target, correction, cfg, centres, 220.0)
+    low = centres < 1500.0
+    ripple = lambda x: (x - x.roll(1, 0))[low].abs().mean().item()  # noqa: E731  bin-to-bin change
+    assert ripple(detail[:, 9]) < 0.3 * ripple(detail[:, 0]), (ripple(detail[:, 9]), ripple(detail[:, 0]))
+
+
+def test_detail_moves_a_harmonic_peak_to_the_keys_pitch() -> None:
+    centres = SHIPPED_MEL.band_centres_hz()
+    peak_at = lambda hz: (centres - hz).abs().argmin().item()  # noqa: E731
+    detail = torch.zeros(SHIPPED_MEL.n_mels, 4)
+    detail[peak_at(440.0)] = 1.0
+    moved = shift_bins(detail, centres, torch.tensor([0, 12, -12]))
+    torch.testing.assert_close(moved[0], detail)
+    for row, hz in ((1, 880.0), (2, 220.0)):
+        assert abs(moved[row, :, 0].argmax().item() - peak_at(hz)) <= 1
+        assert moved[row, :, 0].max().item() > 0.4
+
+
+def test_detail_of_a_sharp_sound_is_moved_into_tune_with_each_key() -> None:
+    centres = SHIPPED_MEL.band_centres_hz()
+    peak_at = lambda hz: (centres - hz).abs().argmin().item()  # noqa: E731
+    sharp = 440.0 * 2 ** (0.45 / 12)                                # the sound sits 45 cents above its key
+    mel = torch.zeros(SHIPPED_MEL.n_mels, 2)
+    mel[peak_at(sharp * 4)] = 1.0                                   # its 4th harmonic
+    detail = MelDetail(mel, span=12.0, fade=12.0, tuning=0.45)
+    at = detail.at_keys(69, torch.tensor([69, 81]), centres)
+    for row, key_hz in ((0, 440.0), (1, 880.0)):
+        assert abs(at[row, :, 0].argmax().item() - peak_at(key_hz * 4)) <= 1
+
+
+def test_detail_is_full_near_the_root_and_fades_away_from_it() -> None:
+    w = detail_weight(torch.tensor([0, -6, 12, 15, 18, 24, -30]), span=12.0, fade=6.0)
+    torch.testing.assert_close(w, torch.tensor([1.0, 1.0, 1.0, 0.5, 0.0, 0.0, 0.0]))
+
+
+def test_detail_reaches_the_root_in_full_and_far_keys_not_at_all(engine: Engine) -> None:
+    sample = pluck(engine)
+    cond = engine.refined(sample, replace(QUICK, detail=1.0, detail_span=3.0, detail_fade=3.0))
+    assert isinstance(cond.mel_detail, MelDetail) and cond.mel_detail.mel.abs().max().item() > 0
+    root, far = sample.root_note, sample.root_note + 12
+    cond = replace(cond, mel_detail=replace(cond.mel_detail, tuning=0.0))   # in tune: the root gets it unmoved
+    plain = engine.render_mels(replace(cond, mel_detail=None), [root, far])
+    with_detail = engine.render_mels(cond, [root, far])
+    torch.testing.assert_close(with_detail[0], plain[0] + cond.mel_detail.mel)
+    torch.testing.assert_close(with_detail[1], plain[1])
+
+
+def test_a_mix_moves_each_sounds_detail_to_the_mixes_root(engine: Engine) -> None:
+    a, b = pluck(engine, 52), tone(engine, 64)
+    cfg = replace(QUICK, detail=1.0)
+    ca, cb = engine.refined(a, cfg), engine.refined(b, cfg)
+    half = engine.conditioning(a, b, 0.5, refine=cfg)
+    centres = engine.mel_cfg.band_centres_hz()
+    expected = (0.5 * ca.mel_detail.moved_to(52, half.root_note, centres).mel
+                + 0.5 * cb.mel_detail.moved_to(64, half.root_note, centres).mel)
+    torch.testing.assert_close(half.mel_detail.mel, expected)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import math
 from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 
@@ -55,6 +56,14 @@ def _valid_loop(loop: tuple[int, int], n: int) -> bool:
     return 0 <= loop[0] < loop[1] <= n
 
 
+MAX_RATIO_TERM = 4096  # largest up or down factor of a resampling ratio (its kernel holds ~up x down values)
+
+
+def _reduced(up: int, down: int) -> tuple[int, int]:
+    g = math.gcd(up, down)
+    return up // g, down // g
+
+
 def resample(sample: SampleData, max_rate: int) -> SampleData:
     """``sample`` at a rate <= ~``max_rate``, its loop length an exact integer number of points."""
     import torch
@@ -64,13 +73,17 @@ def resample(sample: SampleData, max_rate: int) -> SampleData:
         return sample
     ratio = max_rate / sample.rate
     loop_len = sample.loop[1] - sample.loop[0]
+    up, down = _reduced(max_rate, sample.rate)
+    if max(up, down) > MAX_RATIO_TERM:  # an odd rate: the nearest small ratio (the rate written is exact)
+        near = Fraction(max_rate, sample.rate).limit_denominator(MAX_RATIO_TERM)
+        up, down = near.numerator, near.denominator
     if _valid_loop(sample.loop, len(sample.pcm)):
-        new_len = max(1, round(loop_len * ratio))
-        up, down = new_len, loop_len
-    else:
-        up, down = max_rate, sample.rate
-    g = math.gcd(up, down)
-    up, down = up // g, down // g
+        # An exact ratio keeps the loop a whole number of points, unless its terms are so large that the
+        # resampling kernel ([up, ~down] values) would not fit in memory; then the loop is longer than
+        # ~2,000 points and rounding it to whole points moves its pitch by under half a cent.
+        exact = _reduced(max(1, round(loop_len * ratio)), loop_len)
+        if max(exact) <= MAX_RATIO_TERM:
+            up, down = exact
     exact = up / down
     # Band-limited rational resampling (windowed sinc), by up / down exactly.
     y = torchaudio.functional.resample(torch.from_numpy(sample.pcm.astype(np.float64)), down, up).numpy()

@@ -12,7 +12,8 @@
 # HG_INIT_<name>[_<variant>] starts a run without resume state from those weights (--init);
 # HG_WEIGHTS_<name>[_<variant>]=DIR gives a run another weights folder (e.g. assets: the shipped f + G);
 # pick-features / pick-hyper install the best features@* / hyper-pre@* run as runs/features / runs/hyper-pre;
-# eval-gan evaluates G on the test split; eval fills Table 1 (G, S3, S4) on the test split.
+# eval-gan evaluates G on the test split; eval fills Table 1 (G, S3, S4) on the test split; both write
+# runs/<run>, so eval@before with HG_WEIGHTS_eval_before=assets measures the shipped networks beside eval@after.
 # Everything lives under $HG (default /root/hg): runs/<stage>/, logs/, the dataset in /dev/shm.
 # A stage resumes from runs/<stage>/state-*.safetensors (weights, optimisers, random streams, step),
 # which a state carried in state_local/<stage>/ seeds on a fresh machine.
@@ -48,6 +49,11 @@ weights_dir() {  # earlier stages' outputs, gathered where later stages look for
   echo "$HG/weights"
 }
 
+run_weights() {  # HG_WEIGHTS_<run> (e.g. HG_WEIGHTS_eval_before=assets: the shipped networks), else $2
+  local var="HG_WEIGHTS_${1//[-@]/_}"
+  echo "${!var:-$2}"
+}
+
 run_stage() {  # one stage in the foreground (called inside the background pipeline)
   # STAGE@VARIANT trains STAGE into runs/STAGE@VARIANT with the sets of HG_SET_<stage>_<variant>
   local run="$1" minutes="$2" stage="${1%%@*}"
@@ -67,17 +73,16 @@ run_stage() {  # one stage in the foreground (called inside the background pipel
         >>"$HG/logs/pick-hyper.log" 2>&1
       rm -f "$HG/weights/hyper_pre.safetensors"; weights_dir >/dev/null; return 0 ;;
     eval)  # the Table 1 analogue on the test split: G, G + H after S3 and after S4 (models/evaluation/table1.py)
-      python3 -m app.cli eval --data "$DATA" --weights "$w" --split test --device cuda \
-        --out "$HG/runs/eval" >>"$HG/logs/eval.log" 2>&1; return 0 ;;
+      python3 -m app.cli eval --data "$DATA" --weights "$(run_weights "$run" "$w")" --split test --device cuda \
+        --out "$HG/runs/$run" >>"$HG/logs/$run.log" 2>&1; return 0 ;;
     eval-gan)  # the test-split evaluation of the GAN just trained (models/evaluation/gan_report.py)
-      python3 -m models.evaluation.gan_report --data "$DATA" --weights "$w" --split test --device cuda \
-        --out "$HG/runs/eval-gan" >>"$HG/logs/eval-gan.log" 2>&1; return 0 ;;
+      python3 -m models.evaluation.gan_report --data "$DATA" --weights "$(run_weights "$run" "$w")" --split test \
+        --device cuda --out "$HG/runs/$run" >>"$HG/logs/$run.log" 2>&1; return 0 ;;
   esac
   seed_state "$run"
   local sets_var="HG_SET_${run//[-@]/_}"  # e.g. HG_SET_gan="batch_size=128 r1_gamma=1", HG_SET_features_p3
   local init_var="HG_INIT_${run//[-@]/_}"  # e.g. HG_INIT_hyper_pre=state_local/weights/hyper_pre.safetensors
-  local weights_var="HG_WEIGHTS_${run//[-@]/_}"  # e.g. HG_WEIGHTS_hyper_pre_ship=assets (another f + G)
-  w="${!weights_var:-$w}"
+  w="$(run_weights "$run" "$w")"
   python3 -m app.cli train "$stage" --data "$DATA" --out "$HG/runs/$run" --weights "$w" \
     --minutes "$minutes" ${!init_var:+--init ${!init_var}} ${!sets_var:+--set ${!sets_var}} >>"$HG/logs/$run.log" 2>&1
   weights_dir >/dev/null
