@@ -137,6 +137,7 @@ class Engine:
                                   dict(n_iter=cfg.griffin_lim_iters, project_mel=cfg.griffin_lim_project))
         self.mel_cfg = self.nets.mel
         self._log_mel = LogMel(self.mel_cfg).to(self.device)
+        self._band_centres_hz = self.mel_cfg.band_centres_hz()   # refinement's correction and detail read them
         disk = Path(cache_dir) / self.nets.fingerprint if cache_dir is not None else None
         self.cache = TensorCache(cfg.cache_bytes, disk, self.device)
         self._generation = 0
@@ -202,7 +203,7 @@ class Engine:
         if refine is not None and refine.enabled:
             mix = mix.sounding()      # a sound of weight 0 adds nothing: no refinement to run
             conds = [self.refined(s, refine, cancel, progress) for s in mix.sounds]
-            return conds[0] if len(conds) == 1 else _blend(conds, mix.weights, self.mel_cfg.band_centres_hz())
+            return conds[0] if len(conds) == 1 else _blend(conds, mix.weights, self._band_centres_hz)
         if len(mix.sounds) == 1:
             key = f"cond:{mix.sounds[0].content_hash}:{mix.sounds[0].root_note}"
         else:
@@ -264,10 +265,10 @@ class Engine:
             with torch.no_grad():
                 out = self._G(h, keys[:1], result.deltas)[0]
             root_hz = 440.0 * 2.0 ** ((base.root_note - 69) / 12.0)
-            entry["mel_correction"] = mel_gap(out, target_mels[0], cfg, self.mel_cfg.band_centres_hz(), root_hz)
+            entry["mel_correction"] = mel_gap(out, target_mels[0], cfg, self._band_centres_hz, root_hz)
             if cfg.detail > 0:
                 entry["mel_detail"] = mel_detail(out, target_mels[0], entry["mel_correction"], cfg,
-                                                 self.mel_cfg.band_centres_hz(), root_hz)
+                                                 self._band_centres_hz, root_hz)
                 entry["detail_tuning"] = torch.tensor(_tuning(sample))
         return entry
 
@@ -295,7 +296,7 @@ class Engine:
             correction = cond.mel_correction                          # [n_mels] or [n_mels, n_frames]
             mels = mels + (correction[None, :, None] if correction.dim() == 1 else correction[None])
         if cond.mel_detail is not None:
-            mels = mels + cond.mel_detail.at_keys(cond.root_note, midi, self.mel_cfg.band_centres_hz())
+            mels = mels + cond.mel_detail.at_keys(cond.root_note, midi, self._band_centres_hz)
         return mels
 
     @torch.inference_mode()

@@ -117,9 +117,20 @@ def targets(wave: torch.Tensor, root: int, log_mel: LogMel, cfg: RefineConfig,
     return torch.tensor(keys, dtype=torch.long, device=wave.device), torch.stack(mels)
 
 
+def below_peak(peak: torch.Tensor, db: float) -> torch.Tensor:
+    """The natural-log level ``db`` decibels below ``peak`` (a log-mel level)."""
+    return peak - db / 20.0 * math.log(10.0)
+
+
+def _floored_gap(out: torch.Tensor, target: torch.Tensor, cfg: RefineConfig) -> torch.Tensor:
+    """``target - out`` per bin and frame, both floored ``cfg.dynamic_range_db`` below the target's peak."""
+    floor = below_peak(target.max(), cfg.dynamic_range_db)
+    return torch.maximum(target, floor) - torch.maximum(out, floor)
+
+
 def masked_l1(out: torch.Tensor, target: torch.Tensor, range_db: float) -> torch.Tensor:
     """Mean |out - target| over the log-mel, both floored ``range_db`` below the target's peak."""
-    floor = target.amax(dim=(-2, -1), keepdim=True) - range_db / 20.0 * math.log(10.0)
+    floor = below_peak(target.amax(dim=(-2, -1), keepdim=True), range_db)
     return (torch.maximum(out, floor) - torch.maximum(target, floor)).abs().mean()
 
 
@@ -133,15 +144,14 @@ def mel_gap(out: torch.Tensor, target: torch.Tensor, cfg: RefineConfig,
     ``correction_harmonics`` harmonic spacings of the root (``root_hz``, with the bands' ``centres_hz``)
     so the root's own harmonics do not print onto other keys: what is left is the spectral envelope.
     """
-    floor = target.max() - cfg.dynamic_range_db / 20.0 * math.log(10.0)
-    gap = torch.maximum(target, floor) - torch.maximum(out, floor)            # [n_mels, n_frames]
+    gap = _floored_gap(out, target, cfg)                                       # [n_mels, n_frames]
     if cfg.correction_over_time:
         k = cfg.correction_smooth_frames
         if k > 1:
             gap = F.avg_pool1d(F.pad(gap[None], (k // 2, (k - 1) // 2), mode="replicate"), k, stride=1)[0]
     else:
         frame_level = target.amax(dim=0)                                      # [n_frames]
-        active = frame_level > frame_level.max() - 40.0 / 20.0 * math.log(10.0)  # within 40 dB of the loudest frame
+        active = frame_level > below_peak(frame_level.max(), 40.0)          # within 40 dB of the loudest frame
         gap = gap[:, active].mean(dim=1)
     gap = smooth_bins(gap, _half_widths(gap.shape[0], cfg, centres_hz, root_hz).to(gap.device))
     return gap.clamp(-cfg.correction_limit, cfg.correction_limit) * cfg.mel_correction
@@ -158,10 +168,8 @@ def mel_detail(out: torch.Tensor, target: torch.Tensor, correction: torch.Tensor
     glide) keep only their quick spectral-envelope changes (smoothed over the root's harmonic
     spacing, as the correction is), so they cannot pull other keys off pitch.
     """
-    floor = target.max() - cfg.dynamic_range_db / 20.0 * math.log(10.0)
-    gap = torch.maximum(target, floor) - torch.maximum(out, floor)            # [n_mels, n_frames]
     envelope = correction[:, None] if correction.dim() == 1 else correction
-    detail = gap - envelope
+    detail = _floored_gap(out, target, cfg) - envelope                         # [n_mels, n_frames]
     smooth = smooth_bins(detail, _half_widths(detail.shape[0], cfg, centres_hz, root_hz).to(detail.device))
     steady = steadiness(target, cfg)[None]                                    # [1, n_frames]
     detail = steady * detail + (1.0 - steady) * smooth
@@ -172,10 +180,9 @@ def steadiness(target: torch.Tensor, cfg: RefineConfig) -> torch.Tensor:
     """Per frame of the sound's log-mel ``[n_mels, n_frames]``, 0..1: how closely its harmonic fine
     structure matches the sound's usual one (cosine with the median over sounding frames, mapped from
     ``steady_low``..``steady_high`` to 0..1). A held note scores ~1 throughout, speech ~0.3."""
-    floor = target.max() - cfg.dynamic_range_db / 20.0 * math.log(10.0)
-    fine = fine_structure(target[None], cfg.fine_structure_bins, floor)[0]
+    fine = fine_structure(target[None], cfg.fine_structure_bins, below_peak(target.max(), cfg.dynamic_range_db))[0]
     level = target.amax(dim=0)
-    sounding = level > level.max() - 40.0 / 20.0 * math.log(10.0)
+    sounding = level > below_peak(level.max(), 40.0)
     usual = fine[:, sounding].median(dim=1).values
     cosine = F.cosine_similarity(fine, usual[:, None], dim=0)
     span = max(cfg.steady_high - cfg.steady_low, 1e-6)
@@ -321,7 +328,7 @@ def _pitch_reference(render: RenderFn, anchor: dict[str, torch.Tensor], pitch_ke
         return None
     with torch.no_grad():
         notes = render(pitch_keys, anchor)
-    floor = (target_mels[0].max() - cfg.dynamic_range_db / 20.0 * math.log(10.0)).detach()
+    floor = below_peak(target_mels[0].max(), cfg.dynamic_range_db).detach()
     return _PitchReference(fine_structure(notes, cfg.fine_structure_bins, floor), floor)
 
 
