@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from models.data.augment import AugmentConfig, augment, impulse_responses, _draws
+from models.data.augment import AugmentConfig, augment, augment_log_mel, impulse_responses, _draws
 from models.signal.tones import harmonic_tone
 
 SR = 16000
@@ -97,3 +97,59 @@ def test_compression_narrows_the_dynamics():
     def ratio(w):  # level 1.0 s after the onset against the peak, dB
         return 20 * torch.log10(w[0, SR:SR + 1600].pow(2).mean().sqrt() / w.abs().max())
     assert ratio(y) > ratio(x) + 6
+
+
+# --- the same chain on stored log-mels (augment_log_mel): what training uses ---------------------
+
+def _log_mel(x: torch.Tensor, cfg) -> torch.Tensor:
+    from models.signal.mel import LogMel
+    return LogMel(cfg)(x)
+
+
+def _mels(x: torch.Tensor):
+    from models.signal.mel import MelConfig
+    cfg = MelConfig(n_mels=64, n_frames=T // 128 + 1)
+    return _log_mel(x, cfg), cfg
+
+
+def _only(stage: str, **ranges) -> AugmentConfig:
+    return replace(OFF, **{f"p_{stage}": 1.0}, **ranges)
+
+
+def test_log_mel_chain_is_deterministic_and_skips_rows(notes):
+    m, cfg = _mels(notes)
+    a = augment_log_mel(m, cfg, gen=torch.Generator().manual_seed(3))
+    assert a.shape == m.shape and torch.equal(a, augment_log_mel(m, cfg, gen=torch.Generator().manual_seed(3)))
+    assert not torch.equal(a, m)
+    assert torch.equal(augment_log_mel(m, cfg, gen=torch.Generator().manual_seed(3), p=0.0), m)
+    assert torch.allclose(augment_log_mel(m, cfg, OFF, torch.Generator().manual_seed(3)), m, atol=1e-4)
+    # the loudest frame keeps its power
+    peak = lambda x: torch.exp(2 * x).sum(1).amax(1)  # noqa: E731
+    assert torch.allclose(peak(a), peak(m), rtol=1e-3)
+
+
+def test_log_mel_delay_and_room_follow_the_wave_chain():
+    m, cfg = _mels(_burst())
+    frame_s = cfg.hop_length / cfg.sample_rate
+    delayed = augment_log_mel(m, cfg, _only("delay", delay_s=(0.064, 0.064)))
+    assert torch.allclose(delayed[..., 8:], m[..., :-8], atol=1e-4)
+    assert (delayed[..., :8] <= cfg.log_min + 1e-4).all()
+    wet = augment_log_mel(m, cfg, _only("reverb", rt60_s=(1.0, 1.0), wet_db=(-6.0, -6.0)))
+    energy = lambda x: torch.exp(2 * x).sum(1)[0]  # noqa: E731
+    after = int(0.35 / frame_s)  # 0.1 s after the burst ends
+    dry_db, wet_db = (10 * torch.log10(energy(x)[after] / energy(x).max()) for x in (m, wet))
+    ref = _log_mel(augment(_burst(), _only("reverb", rt60_s=(1.0, 1.0), wet_db=(-6.0, -6.0)), seed=0), cfg)
+    ref_db = 10 * torch.log10(energy(ref)[after] / energy(ref).max())
+    assert wet_db > dry_db + 20 and abs(float(wet_db - ref_db)) < 8.0
+
+
+def test_log_mel_tilt_and_noise_floor(notes):
+    m, cfg = _mels(notes)
+    tilted = augment_log_mel(m, cfg, _only("tilt", tilt_db_per_octave=(3.0, 3.0)))
+    wave_tilted = _log_mel(augment(notes, _only("tilt", tilt_db_per_octave=(3.0, 3.0))), cfg)
+    loud = m > m.amax((1, 2), keepdim=True) - 3.0  # the harmonics' bins: compare shapes there
+    shape = lambda x: x - x.amax((1, 2), keepdim=True)  # noqa: E731
+    assert float((shape(tilted) - shape(wave_tilted))[loud].abs().mean()) < 0.35  # nats, ~3 dB
+    noisy = augment_log_mel(m, cfg, _only("noise", noise_floor_db=(-40.0, -40.0)))
+    quiet = m < m.amax((1, 2), keepdim=True) - 12.0
+    assert float((noisy - m)[quiet].mean()) > 0.5  # the silent bins rise to the floor

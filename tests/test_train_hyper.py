@@ -81,6 +81,17 @@ def test_batches_follow_p_recon(data, weights):
     assert (b.p_t[~b.own] != b.p[~b.own]).any()
 
 
+def test_augmented_inputs_condition_g_and_h_while_targets_stay_clean(data, weights):
+    f, _ = hyper_pre.load_frozen(weights, torch.device("cpu"))
+    hd = hyper_pre.HyperData(common.DeviceNotes(data, torch.device("cpu")), f, knn_k=5)
+    clean = hd.sample(64, p_recon=0.2, gen=torch.Generator().manual_seed(0))
+    assert clean.h_in is None and clean.cond is clean.h
+    b = hd.sample(64, p_recon=0.2, gen=torch.Generator().manual_seed(0), p_augment=0.5)
+    assert torch.equal(b.h, clean.h) and torch.equal(b.x, clean.x)  # targets: the clean notes
+    moved = (b.h_in - b.h).norm(dim=1) > 1e-3 * b.h.norm(dim=1)
+    assert 0.25 < moved.float().mean() < 0.75 and torch.equal(b.cond, b.h_in)
+
+
 @pytest.mark.slow
 def test_hyper_pre_lowers_l_pre_and_resumes(data, weights, tmp_path):
     out = tmp_path / "run"

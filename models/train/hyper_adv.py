@@ -49,6 +49,7 @@ class HyperAdvTrainConfig(LoopConfig):
     r1_gamma: float = 0.5
     r1_every: int = 16
     knn_k: int = 50
+    p_augment: float = 0.5        # as S3: that share of inputs heard through a random recording chain
 
 
 class HyperAdvStep:
@@ -127,6 +128,6 @@ def train(data, out: Path, opts: common.RunOptions) -> dict[str, float]:
             **pair_digests(f, G), "init": str(h_init_path)}
     return run.train(Stage(
         "hyper-adv", cfg, {"H": H, "D": D},
-        lambda step, gen: trainer(step, hyper_data.sample(cfg.batch_size, cfg.p_recon, gen)),
+        lambda step, gen: trainer(step, hyper_data.sample(cfg.batch_size, cfg.p_recon, gen, cfg.p_augment)),
         {"H": trainer.opt_h, "D": trainer.opt_d}, meta=meta, probe=lambda step, final: probe(H, step),
         probe_first=True, export=functools.partial(export, H, D)), out)

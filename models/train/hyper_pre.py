@@ -1,6 +1,9 @@
 """S3 Hyper-Pre: train H with L_pre while G and f stay frozen (HyperGANStrument §3.2).
 
-For a real note x at pitch p: h = f(x); h_init = f(G(h, 0, p)); offsets = H(h, h_init). With
+For a real note x at pitch p: h = f(x); h_init = f(G(h, 0, p)); offsets = H(h, h_init). On a
+``p_augment`` share of notes H and G are conditioned on f of the note as a user might record it
+(a room, EQ, a noise floor, a compressor, leading silence: ``augment_log_mel``) while the targets
+stay the clean note, so a real recording lands inside what H has seen. With
 probability ``p_recon`` the note is rebuilt at its own pitch (x' = x, p' = p) and the mel
 reconstruction term counts; otherwise the target is a kNN neighbour's note x' at pitch p' (IC-GAN
 sampling over f features) and only the timbre term counts:
@@ -17,6 +20,7 @@ import torch
 from torch import nn
 
 from models import checkpoint
+from models.data.augment import AugmentConfig, augment_log_mel
 from models.nets.features import FeatureExtractor
 from models.nets.generator import Generator
 from models.nets.hyper import HyperConfig, HyperNetwork, refine, zero_z
@@ -42,11 +46,13 @@ class HyperPreTrainConfig(LoopConfig):
     knn_k: int = 50
     skip_coarse: int = 2          # G's coarsest modulated layers get no offsets (HyperStyle)
     grad_clip: float = 0.0        # 0 = off
+    p_augment: float = 0.5        # share of inputs seen through a random recording chain (0 = clean only)
 
 
 @dataclass
 class HyperBatch:
-    """h of the input notes, their own mels/pitches, and the targets x' / p' (x' = x when ``own``)."""
+    """h of the input notes, their own mels/pitches, and the targets x' / p' (x' = x when ``own``).
+    ``h_in`` conditions G and H: f of the note as recorded (``h`` itself when not augmented)."""
 
     h: torch.Tensor       # [B, h_dim]
     x: torch.Tensor       # [B, n_mels, n_frames]
@@ -54,27 +60,39 @@ class HyperBatch:
     x_t: torch.Tensor     # [B, n_mels, n_frames]
     p_t: torch.Tensor     # [B] MIDI
     own: torch.Tensor     # [B] bool
+    h_in: torch.Tensor | None = None  # [B, h_dim]; None = h
+
+    @property
+    def cond(self) -> torch.Tensor:
+        return self.h if self.h_in is None else self.h_in
 
 
 class HyperData:
     """Training notes with their f features and kNN neighbours, sampled IC-GAN style."""
 
-    def __init__(self, notes: common.DeviceNotes, f: nn.Module, knn_k: int) -> None:
-        self.notes = notes
+    def __init__(self, notes: common.DeviceNotes, f: nn.Module, knn_k: int,
+                 augment: AugmentConfig = AugmentConfig()) -> None:
+        self.notes, self.f, self.augment = notes, f, augment
         self.h = embed(f, notes)  # [N, h_dim]
         f.eval()  # embed() leaves f in training mode
         self.neighbours = build_neighbours(self.h, min(knn_k, len(self.h) - 1))  # [N, k]
 
-    def sample(self, batch_size: int, p_recon: float, gen: torch.Generator) -> HyperBatch:
-        """Drawn on the generator's device (the notes' device in training: no host round trip)."""
+    def sample(self, batch_size: int, p_recon: float, gen: torch.Generator, p_augment: float = 0.0) -> HyperBatch:
+        """Drawn on the generator's device (the notes' device in training: no host round trip); with
+        ``p_augment`` > 0 that share of inputs is heard through a random recording chain."""
         dev, gdev = self.notes.device, gen.device
         i = torch.randint(len(self.notes), (batch_size,), generator=gen, device=gdev).to(dev)
         pick = torch.randint(self.neighbours.shape[1], (batch_size,), generator=gen, device=gdev).to(dev)
         own = (torch.rand(batch_size, generator=gen, device=gdev) < p_recon).to(dev)
         j = torch.where(own, i, self.neighbours[i, pick])
         x = self.notes.x(i)
-        return HyperBatch(self.h[i], x, self.notes.pitch[i], torch.where(own[:, None, None], x, self.notes.x(j)),
-                          self.notes.pitch[j], own)
+        b = HyperBatch(self.h[i], x, self.notes.pitch[i], torch.where(own[:, None, None], x, self.notes.x(j)),
+                       self.notes.pitch[j], own)
+        if p_augment > 0:
+            heard = augment_log_mel(x, self.notes.mel_cfg, self.augment, gen, p=p_augment)
+            with torch.no_grad(), common.autocast(dev):
+                b.h_in = self.f(heard).float()
+        return b
 
 
 def pre_loss(h: torch.Tensor, h_fine: torch.Tensor, x: torch.Tensor, x_fine: torch.Tensor, own: torch.Tensor,
@@ -95,8 +113,8 @@ def pre_loss(h: torch.Tensor, h_fine: torch.Tensor, x: torch.Tensor, x_fine: tor
 
 def render_fine(G: nn.Module, f: nn.Module, H: HyperNetwork, b: HyperBatch) -> torch.Tensor:
     """x_fine = G(h, 0, p'; offsets from H at the note's own pitch), ``[B, n_mels, n_frames]``."""
-    deltas = refine(G, f, H, b.h, b.p)
-    return G(b.h, zero_z(G, len(b.h), b.h.device), b.p_t, deltas)
+    deltas = refine(G, f, H, b.cond, b.p)
+    return G(b.cond, zero_z(G, len(b.h), b.h.device), b.p_t, deltas)
 
 
 class HyperPreStep:
@@ -119,7 +137,8 @@ class HyperPreStep:
 
 
 class HyperProbe:
-    """Held-out (valid) instruments: reconstruction and timbre errors of G alone vs G + H, pitch
+    """Held-out (valid) instruments: reconstruction and timbre errors of G alone vs G + H (also from
+    the notes heard through a recording chain, ``*_heard_*``), pitch
     accuracy of G + H at other keys (if a pitch classifier is given), the cosine of the evaluation
     instrument classifier's features input vs render (if given; f-independent), and a PNG mel grid."""
 
@@ -133,6 +152,9 @@ class HyperProbe:
         self.p_other = torch.randint(21, 109, (len(idx),), generator=gen).to(device)
         with torch.no_grad(), common.autocast(device):
             self.h = f(self.x).float()
+            # the same notes as a user might record them (fixed draws): is the clean note still rebuilt?
+            heard = augment_log_mel(self.x, data.mel_cfg, AugmentConfig(), torch.Generator().manual_seed(seed), p=1.0)
+            self.h_heard = f(heard).float()
         path = Path(weights) / "pitch_classifier.safetensors"
         self.pitch_net = None
         if path.is_file():
@@ -181,11 +203,14 @@ class HyperProbe:
             rec = self._render(net, self.h, self.p, self.p)
             other = self._render(net, self.h, self.p, self.p_other)
             metrics[f"valid_recon_{tag}"] = float((rec - self.x).square().mean())
+            heard = self._render(net, self.h_heard, self.p, self.p)
+            metrics[f"valid_recon_heard_{tag}"] = float((heard - self.x).square().mean())
             metrics[f"valid_timbre_{tag}"] = self._timbre(rec)
             metrics[f"valid_timbre_other_{tag}"] = self._timbre(other)
             if self.inst_net is not None:
                 metrics[f"valid_cls_cos_{tag}"] = self._inst_cos(rec)
                 metrics[f"valid_cls_cos_other_{tag}"] = self._inst_cos(other)
+                metrics[f"valid_cls_cos_heard_{tag}"] = self._inst_cos(heard)
             if self.pitch_net is not None and self.pitched.any():
                 with common.autocast(self.device):
                     pred = self.pitch_net.logits(other[self.pitched]).float().argmax(1) + 21
@@ -247,6 +272,6 @@ def train(data, out: Path, opts: common.RunOptions) -> dict[str, float]:
             "features": str(weights / "features.safetensors"), "generator": str(weights / "generator.safetensors"),
             **pair_digests(f, G)}
     return run.train(Stage(
-        "hyper-pre", cfg, {"H": H}, lambda step, gen: trainer(hyper_data.sample(cfg.batch_size, cfg.p_recon, gen)),
+        "hyper-pre", cfg, {"H": H}, lambda step, gen: trainer(hyper_data.sample(cfg.batch_size, cfg.p_recon, gen, cfg.p_augment)),
         {"opt": trainer.opt}, meta=meta, probe=lambda step, final: probe(H, step), probe_first=True,
         export=lambda out, meta: checkpoint.save(out / "hyper_pre.safetensors", H, meta)), out)

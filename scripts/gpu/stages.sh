@@ -13,7 +13,8 @@
 # HG_WEIGHTS_<name>[_<variant>]=DIR gives a run another weights folder (e.g. assets: the shipped f + G);
 # pick-features / pick-hyper install the best features@* / hyper-pre@* run as runs/features / runs/hyper-pre;
 # eval-gan evaluates G on the test split; eval fills Table 1 (G, S3, S4) on the test split; both write
-# runs/<run>, so eval@before with HG_WEIGHTS_eval_before=assets measures the shipped networks beside eval@after.
+# runs/<run>, so eval@before with HG_WEIGHTS_eval_before=assets measures the shipped networks beside eval@after;
+# HG_ARGS_<run> adds arguments to an eval (e.g. --hyper-pre $HG/runs/hyper-pre@x/hyper_pre.safetensors).
 # Everything lives under $HG (default /root/hg): runs/<stage>/, logs/, the dataset in /dev/shm.
 # A stage resumes from runs/<stage>/state-*.safetensors (weights, optimisers, random streams, step),
 # which a state carried in state_local/<stage>/ seeds on a fresh machine.
@@ -63,6 +64,7 @@ run_stage() {  # one stage in the foreground (called inside the background pipel
     [ "$left" -lt "${minutes%.*}" ] && minutes="$left"
   fi
   local w; w="$(weights_dir)"
+  local args_var="HG_ARGS_${run//[-@]/_}"
   case "$stage" in
     pick-features)  # the best of the features@* runs becomes runs/features (models/runs/pick_features.py)
       python3 -m models.runs.pick_features "$HG"/runs/features@* --into "$HG/runs/features" \
@@ -74,10 +76,10 @@ run_stage() {  # one stage in the foreground (called inside the background pipel
       rm -f "$HG/weights/hyper_pre.safetensors"; weights_dir >/dev/null; return 0 ;;
     eval)  # the Table 1 analogue on the test split: G, G + H after S3 and after S4 (models/evaluation/table1.py)
       python3 -m app.cli eval --data "$DATA" --weights "$(run_weights "$run" "$w")" --split test --device cuda \
-        --out "$HG/runs/$run" >>"$HG/logs/$run.log" 2>&1; return 0 ;;
+        --out "$HG/runs/$run" ${!args_var:-} >>"$HG/logs/$run.log" 2>&1; return 0 ;;
     eval-gan)  # the test-split evaluation of the GAN just trained (models/evaluation/gan_report.py)
       python3 -m models.evaluation.gan_report --data "$DATA" --weights "$(run_weights "$run" "$w")" --split test \
-        --device cuda --out "$HG/runs/$run" >>"$HG/logs/$run.log" 2>&1; return 0 ;;
+        --device cuda --out "$HG/runs/$run" ${!args_var:-} >>"$HG/logs/$run.log" 2>&1; return 0 ;;
   esac
   seed_state "$run"
   local sets_var="HG_SET_${run//[-@]/_}"  # e.g. HG_SET_gan="batch_size=128 r1_gamma=1", HG_SET_features_p3
