@@ -32,7 +32,7 @@ from engine.mix import Mix, as_mix
 from engine.networks import NetworkClasses, load_networks
 from engine.onset import slow_attack
 from engine.pipeline import ordered_map
-from engine.refine import MelDetail, RefineConfig, mel_detail, mel_gap, refine_offsets, repitch, targets
+from engine.refine import FarKeys, MelDetail, RefineConfig, mel_detail, mel_gap, refine_offsets, repitch, targets
 from models.signal.audio import Audio
 from models.errors import SilentAudioError, UserError
 from models.nets.hyper import refine as hyper_offsets
@@ -103,7 +103,8 @@ class Conditioning:
 
     ``mel_correction`` (natural-log gain per mel bin ``[n_mels]``, or per bin and frame ``[n_mels,
     n_frames]``, from refinement) is added to every key; ``mel_detail`` (the root's fine gap) is added
-    to keys near the root, moved to their pitch. ``z [1, z_dim]`` is G's noise input (None: zeros,
+    to keys near the root, moved to their pitch; ``far`` says what keys far from the root play instead
+    of the refined offsets and correction (H's own, :class:`FarKeys`). ``z [1, z_dim]`` is G's noise input (None: zeros,
     the main variation; see engine/variations.py). ``attack_ratio`` > 1 lengthens every key's attack
     that many times (a softer velocity layer; engine/onset.py).
     """
@@ -116,6 +117,7 @@ class Conditioning:
     z: torch.Tensor | None = None
     mel_detail: MelDetail | None = None
     attack_ratio: float = 1.0
+    far: FarKeys | None = None
 
 
 class Engine:
@@ -239,11 +241,13 @@ class Engine:
                 return base
             self.cache.put(key, entry, persist=True)
         deltas = _deltas_of(entry)
-        detail = entry.get("mel_detail")
+        detail, far = entry.get("mel_detail"), entry.get("far_correction")
         return Conditioning(h=base.h, deltas=deltas or None, root_note=base.root_note,
                             mel_correction=entry.get("mel_correction"), refined=True,
                             mel_detail=None if detail is None else MelDetail(
-                                detail, cfg.detail_span, cfg.detail_fade, float(entry["detail_tuning"])))
+                                detail, cfg.detail_span, cfg.detail_fade, float(entry["detail_tuning"])),
+                            far=None if far is None or not base.deltas else FarKeys(
+                                base.deltas, far, cfg.far_from, cfg.far_fade))
 
     def refinement_cached(self, sample: Sample, cfg: RefineConfig) -> bool:
         """Whether :meth:`refined` has this sample's refinement at hand (no optimisation to run)."""
@@ -266,6 +270,10 @@ class Engine:
                 out = self._G(h, keys[:1], result.deltas)[0]
             root_hz = 440.0 * 2.0 ** ((base.root_note - 69) / 12.0)
             entry["mel_correction"] = mel_gap(out, target_mels[0], cfg, self._band_centres_hz, root_hz)
+            if math.isfinite(cfg.far_from) and base.deltas:  # far keys: H's offsets and the gap they leave
+                with torch.no_grad():
+                    out_h = self._G(h, keys[:1], base.deltas)[0]
+                entry["far_correction"] = mel_gap(out_h, target_mels[0], cfg, self._band_centres_hz, root_hz)
             if cfg.detail > 0:
                 entry["mel_detail"] = mel_detail(out, target_mels[0], entry["mel_correction"], cfg,
                                                  self._band_centres_hz, root_hz)
@@ -291,10 +299,13 @@ class Engine:
     def render_mels(self, cond: Conditioning, midi_notes: list[int]) -> torch.Tensor:
         """Log-mels ``[B, n_mels, n_frames]`` of the given keys in one G forward."""
         midi = torch.tensor(midi_notes, dtype=torch.long, device=self.device)
-        mels = self._G(cond.h, midi, cond.deltas, cond.z)
-        if cond.mel_correction is not None:
-            correction = cond.mel_correction                          # [n_mels] or [n_mels, n_frames]
-            mels = mels + (correction[None, :, None] if correction.dim() == 1 else correction[None])
+        deltas, correction = cond.deltas, cond.mel_correction          # correction: [n_mels] or [n_mels, n_frames]
+        if cond.far is not None and deltas and bool((cond.far.share(cond.root_note, midi) > 0).any()):
+            deltas, correction = cond.far.blend(cond.root_note, midi, deltas, correction)  # per key
+        mels = self._G(cond.h, midi, deltas, cond.z)
+        if correction is not None:
+            mels = mels + (correction[None, :, None] if correction.dim() == 1 else
+                           correction[None] if correction.dim() == 2 else correction)
         if cond.mel_detail is not None:
             mels = mels + cond.mel_detail.at_keys(cond.root_note, midi, self._band_centres_hz)
         return mels
@@ -540,7 +551,22 @@ def _blend(conds: list[Conditioning], weights: tuple[float, ...], centres_hz: to
                           for c in conds])
     root = int(round(sum(w * c.root_note for c, w in zip(conds, weights))))
     return Conditioning(mix([c.h for c in conds]), deltas, root, correction, refined=True,
-                        mel_detail=_blend_details(conds, weights, root, centres_hz))
+                        mel_detail=_blend_details(conds, weights, root, centres_hz),
+                        far=_blend_far(conds, weights, deltas, correction, mix))
+
+
+def _blend_far(conds: list[Conditioning], weights: tuple[float, ...], deltas: dict[str, torch.Tensor] | None,
+               correction: torch.Tensor | None, mix: Callable) -> FarKeys | None:
+    """The blend's far keys: each sound's far conditioning (its refined one where it has none), mixed
+    like the rest; None when no sound has far keys (or the blend has no offsets)."""
+    present = [c.far for c in conds if c.far is not None]
+    if not present or deltas is None:
+        return None
+    fars = [c.far or FarKeys(c.deltas, c.mel_correction if c.mel_correction is not None else
+                             torch.zeros_like(present[0].mel_correction), present[0].span, present[0].fade)
+            for c in conds]
+    return FarKeys({n: mix([f.deltas[n] for f in fars]) for n in deltas}, mix([f.mel_correction for f in fars]),
+                   present[0].span, present[0].fade)
 
 
 def _blend_details(conds: list[Conditioning], weights: tuple[float, ...], root: int,

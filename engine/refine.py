@@ -56,6 +56,8 @@ class RefineConfig:
     detail_limit: float = 3.0           # at most this (natural-log units) per bin and frame either way
     steady_low: float = 0.4             # frames whose harmonic pattern matches the sound's usual one by at most
     steady_high: float = 0.6            # ... this cosine give only their envelope; from this on, all their detail
+    far_from: float = math.inf          # keys further than this (semitones) from the root move to H's own offsets
+    far_fade: float = 6.0               # ... over this many more semitones, with the gap H's root note leaves
 
     def __post_init__(self) -> None:
         if self.steps < 0 or self.lr <= 0 or not self.key_offsets or 0 not in self.key_offsets:
@@ -212,6 +214,32 @@ class MelDetail:
             return self
         semitones = torch.tensor([new_root - root - self.tuning], dtype=torch.float64, device=self.mel.device)
         return replace(self, mel=shift_bins(self.mel, centres_hz.to(self.mel.device), semitones)[0], tuning=0.0)
+
+
+@dataclass(frozen=True)
+class FarKeys:
+    """What keys far from the root play instead of the refined offsets: H's own offsets with the gap
+    H's root note leaves as their mel correction. Refined offsets fit the root and its neighbours but
+    can take distant keys off pitch (bells, sung vowels); H's offsets keep G's pitch everywhere."""
+
+    deltas: dict[str, torch.Tensor]   # {layer: [1, C_out, C_in]}: H's one-pass offsets
+    mel_correction: torch.Tensor      # [n_mels] or [n_mels, n_frames]: mel_gap of H's root note
+    span: float                       # semitones from the root that keep the refined offsets in full
+    fade: float                       # semitones over which the far conditioning then takes over
+
+    def share(self, root: int, midi: torch.Tensor) -> torch.Tensor:
+        """How much of the far conditioning keys ``midi [B]`` take: 0 near the root, 1 far from it."""
+        return 1.0 - detail_weight(midi - root, self.span, self.fade)
+
+    def blend(self, root: int, midi: torch.Tensor, deltas: dict[str, torch.Tensor],
+              correction: torch.Tensor | None) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
+        """Per-key offsets ``{layer: [B, C_out, C_in]}`` and mel correction (``[B, n_mels, n_frames]``)
+        between the refined ``deltas``/``correction`` and this far conditioning."""
+        w = self.share(root, midi).to(self.mel_correction)                     # [B]
+        mixed = {n: d + w[:, None, None] * (self.deltas[n].to(d) - d) for n, d in deltas.items()}
+        near = torch.zeros_like(self.mel_correction) if correction is None else correction
+        near, far = (c[:, None] if c.dim() == 1 else c for c in (near, self.mel_correction))
+        return mixed, near[None] + w[:, None, None] * (far - near)[None]
 
 
 def detail_weight(semitones: torch.Tensor, span: float, fade: float) -> torch.Tensor:

@@ -169,15 +169,16 @@ def at_velocity(cond: Conditioning, velocity: float, v: Variations,
     applied: round robins add theirs before h is normalised)."""
     ref, correction, ratio = v.reference_velocity, cond.mel_correction, cond.attack_ratio
     move = v.velocity_strength * model.shift(velocity, ref).to(cond.h)[None]
+    far = cond.far
     if v.velocity_tilt != 0:
         tilt = v.velocity_tilt * model.tilt(velocity, ref).to(cond.h)  # [n_mels]
-        if correction is None:
-            correction = tilt
-        else:                                                          # refinement's [n_mels] or [n_mels, n_frames]
-            correction = correction + (tilt if correction.dim() == 1 else tilt[:, None])
+        tilted = lambda c: tilt if c is None else c + (tilt if c.dim() == 1 else tilt[:, None])  # noqa: E731
+        correction = tilted(correction)                                # refinement's [n_mels] or [n_mels, n_frames]
+        if far is not None:
+            far = replace(far, mel_correction=tilted(far.mel_correction))
     if v.velocity_attack != 0:
         ratio = ratio * model.attack_ratio(velocity, ref) ** v.velocity_attack
-    return replace(cond, mel_correction=correction, attack_ratio=ratio), move
+    return replace(cond, mel_correction=correction, attack_ratio=ratio, far=far), move
 
 
 def velocity_timbre_for(engine: Engine, v: Variations) -> VelocityTimbre | None:

@@ -10,6 +10,7 @@ import torch
 
 from engine.instrument import Engine
 from engine.key_cache import Variations
+from engine.refine import FarKeys
 from engine.variations import VELOCITY_FILE, load_velocity_timbre, save_velocity_timbre, variant
 from models.errors import CheckpointError
 from models.signal.audio import Audio
@@ -103,6 +104,9 @@ def test_the_tilt_adds_to_a_refined_mel_correction(engine: Engine) -> None:
     refined = replace(cond, mel_correction=per_frame)
     assert torch.allclose(variant(refined, 0, 0, v, velocity, engine.nets.z_dim).mel_correction, per_frame + tilt[:, None])
     assert variant(refined, v.main_layer, 0, v, velocity, engine.nets.z_dim).mel_correction is per_frame
+    far = FarKeys(cond.deltas, 2 * per_frame, 6.0, 6.0)                 # far keys get the same tilt
+    softer = variant(replace(refined, far=far), 0, 0, v, velocity, engine.nets.z_dim)
+    assert torch.allclose(softer.far.mel_correction, 2 * per_frame + tilt[:, None])
 
 
 def test_a_missing_or_mismatched_velocity_timbre_is_a_clear_error(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from engine.instrument import Engine, EngineConfig
-from engine.refine import (DEFAULT_REFINEMENT, MelDetail, RefineConfig, detail_weight, fine_structure, masked_l1,
+from engine.refine import (DEFAULT_REFINEMENT, FarKeys, MelDetail, RefineConfig, detail_weight, fine_structure, masked_l1,
                            mel_detail, mel_gap, shift_bins, steadiness, targets)
 from models.signal.audio import Audio
 from models.signal.mel import SHIPPED_MEL
@@ -269,3 +269,44 @@ def test_a_mix_moves_each_sounds_detail_to_the_mixes_root(engine: Engine) -> Non
     expected = (0.5 * ca.mel_detail.moved_to(52, half.root_note, centres).mel
                 + 0.5 * cb.mel_detail.moved_to(64, half.root_note, centres).mel)
     torch.testing.assert_close(half.mel_detail.mel, expected)
+
+
+def test_far_keys_take_over_from_the_refined_offsets_by_distance_from_the_root() -> None:
+    far = FarKeys({}, torch.zeros(4), span=3.0, fade=3.0)
+    share = far.share(60, torch.tensor([60, 57, 63, 65, 66, 72, 48]))
+    torch.testing.assert_close(share, torch.tensor([0.0, 0.0, 0.0, 2 / 3, 1.0, 1.0, 1.0]))
+
+
+def test_far_keys_play_hs_offsets_with_the_gap_hs_root_note_leaves(engine: Engine) -> None:
+    sample = pluck(engine)
+    cfg = replace(QUICK, far_from=3.0, far_fade=3.0, detail=0.0)
+    cond = engine.refined(sample, cfg)
+    base = engine.conditioning(sample)
+    assert isinstance(cond.far, FarKeys) and cond.far.deltas.keys() == base.deltas.keys()
+    assert all(torch.equal(cond.far.deltas[n], base.deltas[n]) for n in base.deltas)
+    assert engine.refined(sample, replace(cfg, far_from=float("inf"))).far is None
+    root = sample.root_note
+    keys = [root, root + 3, root + 4, root + 12, root - 9]
+    got = engine.render_mels(cond, keys)
+    near = engine.render_mels(replace(cond, far=None), keys)                  # the refined offsets everywhere
+    far = engine.render_mels(replace(base, mel_correction=cond.far.mel_correction), keys)  # H's offsets
+    torch.testing.assert_close(got[:2], near[:2])
+    torch.testing.assert_close(got[3:], far[3:], atol=1e-4, rtol=1e-4)
+    assert (got[2] - near[2]).abs().max() > 1e-3 and (got[2] - far[2]).abs().max() > 1e-3   # between the two
+    # the far correction is the gap H's own root note leaves, as the refined one is the refined note's
+    wave = engine._peak_normalised(sample)
+    _, target = targets(wave, root, engine._log_mel, cfg, 21, 108)
+    h_root = engine.render_mels(replace(base, mel_correction=None), [root])[0]
+    centres, root_hz = engine.mel_cfg.band_centres_hz(), 440.0 * 2.0 ** ((root - 69) / 12.0)
+    torch.testing.assert_close(cond.far.mel_correction, mel_gap(h_root, target[0], cfg, centres, root_hz),
+                               atol=1e-4, rtol=1e-4)
+
+
+def test_a_mix_blends_the_far_keys_of_its_sounds(engine: Engine) -> None:
+    a, b = pluck(engine, 52), tone(engine, 64)
+    cfg = replace(QUICK, far_from=6.0)
+    ca, cb = engine.refined(a, cfg), engine.refined(b, cfg)
+    half = engine.conditioning(a, b, 0.5, refine=cfg)
+    torch.testing.assert_close(half.far.mel_correction, 0.5 * (ca.far.mel_correction + cb.far.mel_correction))
+    for name, d in half.far.deltas.items():
+        torch.testing.assert_close(d, 0.5 * (ca.far.deltas[name] + cb.far.deltas[name]))
