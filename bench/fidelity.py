@@ -146,6 +146,7 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("refine_detail_span12", refined(replace(DEFAULT_REFINEMENT, detail_span=12.0, detail_fade=12.0))),
     Method("refine_detail_half", refined(replace(DEFAULT_REFINEMENT, detail=0.5))),
     Method("refine_far_h6", refined(replace(DEFAULT_REFINEMENT, far_from=6.0, far_fade=6.0))),
+    Method("refine_far_h6_refined_gap", refined(replace(DEFAULT_REFINEMENT, far_from=6.0, far_own_gap=False))),
     Method("refine_far_h3", refined(replace(DEFAULT_REFINEMENT, far_from=3.0, far_fade=3.0))),
     Method("mel_correction_limit3", refined(replace(DEFAULT_REFINEMENT, steps=0, correction_limit=3.0))),
     Method("refine_detail_ungated", refined(replace(DEFAULT_REFINEMENT, steady_low=-2.0, steady_high=-1.0))),

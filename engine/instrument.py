@@ -271,9 +271,11 @@ class Engine:
             root_hz = 440.0 * 2.0 ** ((base.root_note - 69) / 12.0)
             entry["mel_correction"] = mel_gap(out, target_mels[0], cfg, self._band_centres_hz, root_hz)
             if math.isfinite(cfg.far_from) and base.deltas:  # far keys: H's offsets and the gap they leave
-                with torch.no_grad():
-                    out_h = self._G(h, keys[:1], base.deltas)[0]
-                entry["far_correction"] = mel_gap(out_h, target_mels[0], cfg, self._band_centres_hz, root_hz)
+                entry["far_correction"] = entry["mel_correction"]
+                if cfg.far_own_gap:
+                    with torch.no_grad():
+                        out_h = self._G(h, keys[:1], base.deltas)[0]
+                    entry["far_correction"] = mel_gap(out_h, target_mels[0], cfg, self._band_centres_hz, root_hz)
             if cfg.detail > 0:
                 entry["mel_detail"] = mel_detail(out, target_mels[0], entry["mel_correction"], cfg,
                                                  self._band_centres_hz, root_hz)

@@ -57,7 +57,8 @@ class RefineConfig:
     steady_low: float = 0.4             # frames whose harmonic pattern matches the sound's usual one by at most
     steady_high: float = 0.6            # ... this cosine give only their envelope; from this on, all their detail
     far_from: float = math.inf          # keys further than this (semitones) from the root move to H's own offsets
-    far_fade: float = 6.0               # ... over this many more semitones, with the gap H's root note leaves
+    far_fade: float = 6.0               # ... over this many more semitones
+    far_own_gap: bool = True            # far keys' correction: the gap H's root note leaves (else the refined one)
 
     def __post_init__(self) -> None:
         if self.steps < 0 or self.lr <= 0 or not self.key_offsets or 0 not in self.key_offsets:
