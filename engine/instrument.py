@@ -104,9 +104,9 @@ class Conditioning:
     ``mel_correction`` (natural-log gain per mel bin ``[n_mels]``, or per bin and frame ``[n_mels,
     n_frames]``, from refinement) is added to every key; ``mel_detail`` (the root's fine gap) is added
     to keys near the root, moved to their pitch; ``far`` says what keys far from the root play instead
-    of the refined offsets and correction (H's own, :class:`FarKeys`). ``z [1, z_dim]`` is G's noise input (None: zeros,
-    the main variation; see engine/variations.py). ``attack_ratio`` > 1 lengthens every key's attack
-    that many times (a softer velocity layer; engine/onset.py).
+    of the refined offsets and correction (H's own, :class:`FarKeys`). ``z [1, z_dim]`` is G's noise
+    input (None: zeros, the main variation; see engine/variations.py). ``attack_ratio`` > 1 lengthens
+    every key's attack that many times (a softer velocity layer; engine/onset.py).
     """
 
     h: torch.Tensor
@@ -554,11 +554,10 @@ def _blend(conds: list[Conditioning], weights: tuple[float, ...], centres_hz: to
     root = int(round(sum(w * c.root_note for c, w in zip(conds, weights))))
     return Conditioning(mix([c.h for c in conds]), deltas, root, correction, refined=True,
                         mel_detail=_blend_details(conds, weights, root, centres_hz),
-                        far=_blend_far(conds, weights, deltas, correction, mix))
+                        far=_blend_far(conds, deltas, mix))
 
 
-def _blend_far(conds: list[Conditioning], weights: tuple[float, ...], deltas: dict[str, torch.Tensor] | None,
-               correction: torch.Tensor | None, mix: Callable) -> FarKeys | None:
+def _blend_far(conds: list[Conditioning], deltas: dict[str, torch.Tensor] | None, mix: Callable) -> FarKeys | None:
     """The blend's far keys: each sound's far conditioning (its refined one where it has none), mixed
     like the rest; None when no sound has far keys (or the blend has no offsets)."""
     present = [c.far for c in conds if c.far is not None]
