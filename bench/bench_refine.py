@@ -1,6 +1,6 @@
 """What refinement adds to a dropped sound's keyboard, on the shipped weights.
 
-    OMP_NUM_THREADS=1 python -m bench.bench_refine [--device cpu] [--sounds a.wav,b.wav] [--steps 30,15]
+    OMP_NUM_THREADS=1 python -m bench.bench_refine [--device cpu] [--sounds a.wav,b.wav] [--steps 30,15] [--far inf,6]
 
 The app plays the quick keys first (H's offsets), then refines in the background and renders all 88
 keys again. Per sound and refinement setting: the quick keyboard (88 keys), the refinement alone
@@ -38,9 +38,9 @@ def timed(engine: Engine, fn) -> float:
     return time.perf_counter() - start
 
 
-def measure(engine: Engine, path: Path, steps: int) -> dict[str, float]:
+def measure(engine: Engine, path: Path, steps: int, far_from: float) -> dict[str, float]:
     """Seconds for the quick keyboard, the refinement and the refined keyboard of one sound."""
-    cfg = replace(DEFAULT_REFINEMENT, steps=steps)
+    cfg = replace(DEFAULT_REFINEMENT, steps=steps, far_from=far_from)
     sample = engine.load_sample(path)
     engine.cache.clear()
     quick = timed(engine, lambda: engine.render(sample))
@@ -55,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--sounds", help="comma-separated audio files (default: the five demo sounds)")
     parser.add_argument("--steps", default=str(DEFAULT_REFINEMENT.steps), help="comma-separated step counts")
+    parser.add_argument("--far", default=str(DEFAULT_REFINEMENT.far_from),
+                        help="comma-separated far_from values (semitones; inf: refined offsets on every key)")
     args = parser.parse_args(argv)
     demo = default_weights_dir() / "demo"
     sounds = [Path(s) for s in args.sounds.split(",")] if args.sounds else [demo / name for name in DEMOS]
@@ -63,12 +65,14 @@ def main(argv: list[str] | None = None) -> int:
     engine.render(warm, keys=[60, 61], refine=replace(DEFAULT_REFINEMENT, steps=2))    # lazy inits, kernels
     name = torch.cuda.get_device_name(engine.device) if engine.device.type == "cuda" else f"{os.cpu_count()} CPUs"
     print(f"{name}, {engine.workers} render worker(s), load {os.getloadavg()[0]:.1f}")
-    print("| sound | steps | quick 88 keys s | refinement s | refined 88 keys s | adds s |\n|---|---|---|---|---|---|")
+    print("| sound | steps | far keys from | quick 88 keys s | refinement s | refined 88 keys s | adds s |\n"
+          "|---|---|---|---|---|---|---|")
     for steps in (int(s) for s in args.steps.split(",")):
-        rows = [(p.stem, measure(engine, p, steps)) for p in sounds]
-        for stem, r in rows + [("median", {k: statistics.median(r[k] for _, r in rows) for k in rows[0][1]})]:
-            print(f"| {stem} | {steps} | {r['quick']:.2f} | {r['refinement']:.2f} | {r['refined_keys']:.2f} | "
-                  f"{r['adds']:.2f} |", flush=True)
+        for far_from in (float(f) for f in args.far.split(",")):
+            rows = [(p.stem, measure(engine, p, steps, far_from)) for p in sounds]
+            for stem, r in rows + [("median", {k: statistics.median(r[k] for _, r in rows) for k in rows[0][1]})]:
+                print(f"| {stem} | {steps} | {far_from:g} | {r['quick']:.2f} | {r['refinement']:.2f} | "
+                      f"{r['refined_keys']:.2f} | {r['adds']:.2f} |", flush=True)
     print(f"load after: {os.getloadavg()[0]:.1f}")
     return 0
 
