@@ -59,6 +59,7 @@ class RefineConfig:
     far_from: float = math.inf          # keys further than this (semitones) from the root move to H's own offsets
     far_fade: float = 6.0               # ... over this many more semitones
     far_own_gap: bool = True            # far keys' correction: the gap H's root note leaves (else the refined one)
+    correction_follows_key: bool = False  # keys above the root: correction smoothed over their own harmonics too
 
     def __post_init__(self) -> None:
         if self.steps < 0 or self.lr <= 0 or not self.key_offsets or 0 not in self.key_offsets:
@@ -286,6 +287,24 @@ def _half_widths(n_mels: int, cfg: RefineConfig, centres_hz: torch.Tensor | None
         wide = torch.ceil(cfg.correction_harmonics * root_hz / 2.0 / spacing).long()
         half = torch.maximum(half, wide)
     return half
+
+
+def correction_at_keys(correction: torch.Tensor, root: int, midi: torch.Tensor, centres_hz: torch.Tensor,
+                       harmonics: float) -> torch.Tensor:
+    """A mel correction (``[n_mels]``, ``[n_mels, F]`` or per key ``[B, n_mels, F]``) at keys ``midi [B]``,
+    ``[B, n_mels, F or 1]``: keys above the root get it smoothed over at least ``harmonics`` of their own
+    harmonic spacings. Detail finer than a key's harmonics would lift single harmonics there (the
+    second over the fundamental reads an octave up) instead of shaping its spectral envelope."""
+    if correction.dim() < 3:
+        correction = (correction[:, None] if correction.dim() == 1 else correction)[None].expand(len(midi), -1, -1)
+    spacing = torch.gradient(centres_hz.double().cpu())[0].clamp_min(1e-6)   # Hz between neighbouring bands
+    out = []
+    for c, key in zip(correction, midi.tolist()):
+        if key > root:
+            key_hz = 440.0 * 2.0 ** ((key - 69) / 12.0)
+            c = smooth_bins(c, torch.ceil(harmonics * key_hz / 2.0 / spacing).long().to(c.device))
+        out.append(c)
+    return torch.stack(out)
 
 
 def fine_structure(mel: torch.Tensor, bins: int, floor: torch.Tensor) -> torch.Tensor:

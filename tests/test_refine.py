@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from engine.instrument import Engine, EngineConfig
-from engine.refine import (DEFAULT_REFINEMENT, FarKeys, MelDetail, RefineConfig, detail_weight, fine_structure, masked_l1,
+from engine.refine import (DEFAULT_REFINEMENT, FarKeys, MelDetail, correction_at_keys, RefineConfig, detail_weight, fine_structure, masked_l1,
                            mel_detail, mel_gap, shift_bins, steadiness, targets)
 from models.signal.audio import Audio
 from models.signal.mel import SHIPPED_MEL
@@ -310,3 +310,25 @@ def test_a_mix_blends_the_far_keys_of_its_sounds(engine: Engine) -> None:
     torch.testing.assert_close(half.far.mel_correction, 0.5 * (ca.far.mel_correction + cb.far.mel_correction))
     for name, d in half.far.deltas.items():
         torch.testing.assert_close(d, 0.5 * (ca.far.deltas[name] + cb.far.deltas[name]))
+
+
+def test_keys_above_the_root_smooth_the_correction_over_their_own_harmonics() -> None:
+    centres = SHIPPED_MEL.band_centres_hz()
+    correction = torch.zeros(len(centres), 3)
+    correction[100] = 1.0                                      # a one-band bump (~1.6 kHz)
+    at = correction_at_keys(correction, 45, torch.tensor([45, 33, 57, 81]), centres, harmonics=2.0)
+    assert at.shape == (4, len(centres), 3)
+    torch.testing.assert_close(at[:2], correction[None].expand(2, -1, -1))   # the root and below: unchanged
+    assert 0 < at[3, 100, 0] < at[2, 100, 0] < 1.0            # higher keys: spread wider
+    torch.testing.assert_close(at[2].sum(0), correction.sum(0), atol=0.05, rtol=0.05)   # an average, not a gain
+
+
+def test_the_engine_smooths_the_correction_per_key_when_asked(engine: Engine) -> None:
+    sample = pluck(engine)
+    cond = engine.refined(sample, replace(QUICK, detail=0.0, correction_follows_key=True))
+    assert cond.correction_key_harmonics == QUICK.correction_harmonics
+    root = sample.root_note
+    plain = replace(cond, correction_key_harmonics=0.0)
+    got, ref = engine.render_mels(cond, [root, root - 5, root + 24]), engine.render_mels(plain, [root, root - 5, root + 24])
+    torch.testing.assert_close(got[:2], ref[:2])
+    assert (got[2] - ref[2]).abs().max() > 1e-3
