@@ -56,9 +56,9 @@ class RefineConfig:
     detail_limit: float = 3.0           # at most this (natural-log units) per bin and frame either way
     steady_low: float = 0.4             # frames whose harmonic pattern matches the sound's usual one by at most
     steady_high: float = 0.6            # ... this cosine give only their envelope; from this on, all their detail
-    far_from: float = math.inf          # keys further than this (semitones) from the root move to H's own offsets
-    far_fade: float = 6.0               # ... over this many more semitones
-    far_own_gap: bool = True            # far keys' correction: the gap H's root note leaves (else the refined one)
+    far_from: float = 6.0               # keys further than this (semitones) from the root move to H's own offsets
+    far_fade: float = 6.0               # ... over this many more semitones (inf: refined offsets on every key)
+    far_own_gap: bool = False           # far keys' correction: the gap H's root note leaves (else the refined one)
     correction_follows_key: bool = False  # keys above the root: correction smoothed over their own harmonics too
 
     def __post_init__(self) -> None:

@@ -187,7 +187,7 @@ def test_the_pitch_term_keeps_other_keys_nearer_hs_notes(engine: Engine) -> None
 
 def test_a_correction_over_time_is_added_frame_by_frame(engine: Engine) -> None:
     sample = pluck(engine)
-    cfg = replace(QUICK, correction_over_time=True)
+    cfg = replace(QUICK, correction_over_time=True, far_from=float("inf"))   # key 60 is 8 from the root
     cond = engine.refined(sample, cfg)
     assert cond.mel_correction.shape == (REAL_MEL.n_mels, REAL_MEL.n_frames)
     plain = engine.render_mels(replace(cond, mel_correction=None), [60])
@@ -279,7 +279,7 @@ def test_far_keys_take_over_from_the_refined_offsets_by_distance_from_the_root()
 
 def test_far_keys_play_hs_offsets_with_the_gap_hs_root_note_leaves(engine: Engine) -> None:
     sample = pluck(engine)
-    cfg = replace(QUICK, far_from=3.0, far_fade=3.0, detail=0.0)
+    cfg = replace(QUICK, far_from=3.0, far_fade=3.0, detail=0.0, far_own_gap=True)
     cond = engine.refined(sample, cfg)
     base = engine.conditioning(sample)
     assert isinstance(cond.far, FarKeys) and cond.far.deltas.keys() == base.deltas.keys()
@@ -300,6 +300,8 @@ def test_far_keys_play_hs_offsets_with_the_gap_hs_root_note_leaves(engine: Engin
     centres, root_hz = engine.mel_cfg.band_centres_hz(), 440.0 * 2.0 ** ((root - 69) / 12.0)
     torch.testing.assert_close(cond.far.mel_correction, mel_gap(h_root, target[0], cfg, centres, root_hz),
                                atol=1e-4, rtol=1e-4)
+    default = engine.refined(sample, replace(cfg, far_own_gap=False))   # the default: the refined correction
+    assert torch.equal(default.far.mel_correction, default.mel_correction)
 
 
 def test_a_mix_blends_the_far_keys_of_its_sounds(engine: Engine) -> None:
