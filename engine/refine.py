@@ -11,6 +11,9 @@ moving spectral envelope, not its harmonics), is added to every key. What that s
 sound's harmonic fine structure and quick changes (vibrato, breath, attacks), is added to the keys
 within a tritone of the root, moved up or down to each key's pitch, and fades out by the octave;
 frames whose pitch has wandered from the sound's own (speech) give only their quick envelope changes.
+The refined offsets fit the root and its neighbours but can take distant keys off pitch (bells,
+sung vowels: a harmonic or a formant read as the pitch), so from the same tritone on keys hand over
+to H's own offsets, which they play from the octave on, with the same correction (``FarKeys``).
 
 Optionally the targets include the sound repitched by resampling to keys around the root (what a
 plain sampler plays there). Measured on out-of-set sounds this fitted the root less well and
@@ -59,7 +62,8 @@ class RefineConfig:
     far_from: float = 6.0               # keys further than this (semitones) from the root move to H's own offsets
     far_fade: float = 6.0               # ... over this many more semitones (inf: refined offsets on every key)
     far_own_gap: bool = False           # far keys' correction: the gap H's root note leaves (else the refined one)
-    correction_follows_key: bool = False  # keys above the root: correction smoothed over their own harmonics too
+    correction_follows_key: float = math.inf  # keys more than this above the root smooth the correction over
+                                              # their own harmonic spacings too (inf: none)
 
     def __post_init__(self) -> None:
         if self.steps < 0 or self.lr <= 0 or not self.key_offsets or 0 not in self.key_offsets:
@@ -289,20 +293,30 @@ def _half_widths(n_mels: int, cfg: RefineConfig, centres_hz: torch.Tensor | None
     return half
 
 
+@dataclass(frozen=True)
+class KeySmoothing:
+    """Keys more than ``above`` semitones above the root smooth the mel correction over ``harmonics``
+    of their own harmonic spacings (:func:`correction_at_keys`)."""
+
+    harmonics: float
+    above: float = 0.0
+
+
 def correction_at_keys(correction: torch.Tensor, root: int, midi: torch.Tensor, centres_hz: torch.Tensor,
-                       harmonics: float) -> torch.Tensor:
+                       smoothing: KeySmoothing) -> torch.Tensor:
     """A mel correction (``[n_mels]``, ``[n_mels, F]`` or per key ``[B, n_mels, F]``) at keys ``midi [B]``,
-    ``[B, n_mels, F or 1]``: keys above the root get it smoothed over at least ``harmonics`` of their own
-    harmonic spacings. Detail finer than a key's harmonics would lift single harmonics there (the
-    second over the fundamental reads an octave up) instead of shaping its spectral envelope."""
+    ``[B, n_mels, F or 1]``: keys more than ``smoothing.above`` above the root get it smoothed over at
+    least ``smoothing.harmonics`` of their own harmonic spacings. Detail finer than a key's harmonics
+    would lift single harmonics there (the second over the fundamental reads an octave up) instead of
+    shaping its spectral envelope."""
     if correction.dim() < 3:
         correction = (correction[:, None] if correction.dim() == 1 else correction)[None].expand(len(midi), -1, -1)
     spacing = torch.gradient(centres_hz.double().cpu())[0].clamp_min(1e-6)   # Hz between neighbouring bands
     out = []
     for c, key in zip(correction, midi.tolist()):
-        if key > root:
+        if key > root + smoothing.above:
             key_hz = 440.0 * 2.0 ** ((key - 69) / 12.0)
-            c = smooth_bins(c, torch.ceil(harmonics * key_hz / 2.0 / spacing).long().to(c.device))
+            c = smooth_bins(c, torch.ceil(smoothing.harmonics * key_hz / 2.0 / spacing).long().to(c.device))
         out.append(c)
     return torch.stack(out)
 
