@@ -32,8 +32,8 @@ from engine.mix import Mix, as_mix
 from engine.networks import NetworkClasses, load_networks
 from engine.onset import slow_attack
 from engine.pipeline import ordered_map
-from engine.refine import (FarKeys, KeySmoothing, MelDetail, RefineConfig, correction_at_keys, mel_detail, mel_gap,
-                           refine_offsets, repitch, targets)
+from engine.refine import (FarKeys, MelDetail, RefineConfig, mel_detail, mel_gap, refine_offsets, repitch,
+                           targets)
 from models.signal.audio import Audio
 from models.errors import SilentAudioError, UserError
 from models.nets.hyper import refine as hyper_offsets
@@ -119,7 +119,6 @@ class Conditioning:
     mel_detail: MelDetail | None = None
     attack_ratio: float = 1.0
     far: FarKeys | None = None
-    key_smoothing: KeySmoothing | None = None  # higher keys smooth the correction over their own harmonics
 
 
 class Engine:
@@ -249,9 +248,7 @@ class Engine:
                             mel_detail=None if detail is None else MelDetail(
                                 detail, cfg.detail_span, cfg.detail_fade, float(entry["detail_tuning"])),
                             far=None if far is None or not base.deltas else FarKeys(
-                                base.deltas, far, cfg.far_from, cfg.far_fade),
-                            key_smoothing=KeySmoothing(cfg.correction_harmonics, cfg.correction_follows_key)
-                            if math.isfinite(cfg.correction_follows_key) else None)
+                                base.deltas, far, cfg.far_from, cfg.far_fade))
 
     def refinement_cached(self, sample: Sample, cfg: RefineConfig) -> bool:
         """Whether :meth:`refined` has this sample's refinement at hand (no optimisation to run)."""
@@ -309,9 +306,6 @@ class Engine:
         if cond.far is not None and deltas and bool((cond.far.share(cond.root_note, midi) > 0).any()):
             deltas, correction = cond.far.blend(cond.root_note, midi, deltas, correction)  # per key
         mels = self._G(cond.h, midi, deltas, cond.z)
-        if correction is not None and cond.key_smoothing is not None:
-            correction = correction_at_keys(correction, cond.root_note, midi, self._band_centres_hz,
-                                            cond.key_smoothing)
         if correction is not None:
             mels = mels + (correction[None, :, None] if correction.dim() == 1 else
                            correction[None] if correction.dim() == 2 else correction)
@@ -561,8 +555,7 @@ def _blend(conds: list[Conditioning], weights: tuple[float, ...], centres_hz: to
     root = int(round(sum(w * c.root_note for c, w in zip(conds, weights))))
     return Conditioning(mix([c.h for c in conds]), deltas, root, correction, refined=True,
                         mel_detail=_blend_details(conds, weights, root, centres_hz),
-                        far=_blend_far(conds, deltas, mix),
-                        key_smoothing=next((c.key_smoothing for c in conds if c.key_smoothing is not None), None))
+                        far=_blend_far(conds, deltas, mix))
 
 
 def _blend_far(conds: list[Conditioning], deltas: dict[str, torch.Tensor] | None, mix: Callable) -> FarKeys | None:

@@ -62,8 +62,6 @@ class RefineConfig:
     far_from: float = 6.0               # keys further than this (semitones) from the root move to H's own offsets
     far_fade: float = 6.0               # ... over this many more semitones (inf: refined offsets on every key)
     far_own_gap: bool = False           # far keys' correction: the gap H's root note leaves (else the refined one)
-    correction_follows_key: float = math.inf  # keys more than this above the root smooth the correction over
-                                              # their own harmonic spacings too (inf: none)
 
     def __post_init__(self) -> None:
         if self.steps < 0 or self.lr <= 0 or not self.key_offsets or 0 not in self.key_offsets:
@@ -291,34 +289,6 @@ def _half_widths(n_mels: int, cfg: RefineConfig, centres_hz: torch.Tensor | None
         wide = torch.ceil(cfg.correction_harmonics * root_hz / 2.0 / spacing).long()
         half = torch.maximum(half, wide)
     return half
-
-
-@dataclass(frozen=True)
-class KeySmoothing:
-    """Keys more than ``above`` semitones above the root smooth the mel correction over ``harmonics``
-    of their own harmonic spacings (:func:`correction_at_keys`)."""
-
-    harmonics: float
-    above: float = 0.0
-
-
-def correction_at_keys(correction: torch.Tensor, root: int, midi: torch.Tensor, centres_hz: torch.Tensor,
-                       smoothing: KeySmoothing) -> torch.Tensor:
-    """A mel correction (``[n_mels]``, ``[n_mels, F]`` or per key ``[B, n_mels, F]``) at keys ``midi [B]``,
-    ``[B, n_mels, F or 1]``: keys more than ``smoothing.above`` above the root get it smoothed over at
-    least ``smoothing.harmonics`` of their own harmonic spacings. Detail finer than a key's harmonics
-    would lift single harmonics there (the second over the fundamental reads an octave up) instead of
-    shaping its spectral envelope."""
-    if correction.dim() < 3:
-        correction = (correction[:, None] if correction.dim() == 1 else correction)[None].expand(len(midi), -1, -1)
-    spacing = torch.gradient(centres_hz.double().cpu())[0].clamp_min(1e-6)   # Hz between neighbouring bands
-    out = []
-    for c, key in zip(correction, midi.tolist()):
-        if key > root + smoothing.above:
-            key_hz = 440.0 * 2.0 ** ((key - 69) / 12.0)
-            c = smooth_bins(c, torch.ceil(smoothing.harmonics * key_hz / 2.0 / spacing).long().to(c.device))
-        out.append(c)
-    return torch.stack(out)
 
 
 def fine_structure(mel: torch.Tensor, bins: int, floor: torch.Tensor) -> torch.Tensor:

@@ -10,9 +10,8 @@ import pytest
 import torch
 
 from engine.instrument import Engine, EngineConfig
-from engine.refine import (DEFAULT_REFINEMENT, FarKeys, KeySmoothing, MelDetail, RefineConfig, correction_at_keys,
-                           detail_weight, fine_structure, masked_l1, mel_detail, mel_gap, shift_bins, steadiness,
-                           targets)
+from engine.refine import (DEFAULT_REFINEMENT, FarKeys, MelDetail, RefineConfig, detail_weight, fine_structure,
+                           masked_l1, mel_detail, mel_gap, shift_bins, steadiness, targets)
 from models.signal.audio import Audio
 from models.signal.mel import SHIPPED_MEL
 from models.signal.tones import harmonic_tone, plucked_string
@@ -314,27 +313,3 @@ def test_a_mix_blends_the_far_keys_of_its_sounds(engine: Engine) -> None:
     for name, d in half.far.deltas.items():
         torch.testing.assert_close(d, 0.5 * (ca.far.deltas[name] + cb.far.deltas[name]))
 
-
-def test_keys_above_the_root_smooth_the_correction_over_their_own_harmonics() -> None:
-    centres = SHIPPED_MEL.band_centres_hz()
-    correction = torch.zeros(len(centres), 3)
-    correction[100] = 1.0                                      # a one-band bump (~1.6 kHz)
-    at = correction_at_keys(correction, 45, torch.tensor([45, 33, 57, 81]), centres, KeySmoothing(2.0))
-    assert at.shape == (4, len(centres), 3)
-    torch.testing.assert_close(at[:2], correction[None].expand(2, -1, -1))   # the root and below: unchanged
-    assert 0 < at[3, 100, 0] < at[2, 100, 0] < 1.0            # higher keys: spread wider
-    torch.testing.assert_close(at[2].sum(0), correction.sum(0), atol=0.05, rtol=0.05)   # an average, not a gain
-    from_far = correction_at_keys(correction, 45, torch.tensor([51, 52]), centres, KeySmoothing(2.0, above=6.0))
-    assert torch.equal(from_far[0], correction) and from_far[1, 100, 0] < 1.0
-
-
-def test_the_engine_smooths_the_correction_per_key_when_asked(engine: Engine) -> None:
-    sample = pluck(engine)
-    cond = engine.refined(sample, replace(QUICK, detail=0.0, correction_follows_key=0.0))
-    assert cond.key_smoothing == KeySmoothing(QUICK.correction_harmonics, 0.0)
-    root = sample.root_note
-    plain = replace(cond, key_smoothing=None)
-    keys = [root, root - 5, root + 24]
-    got, ref = engine.render_mels(cond, keys), engine.render_mels(plain, keys)
-    torch.testing.assert_close(got[:2], ref[:2])
-    assert (got[2] - ref[2]).abs().max() > 1e-3
