@@ -148,7 +148,6 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("refine_without_far_keys", refined(replace(DEFAULT_REFINEMENT, far_from=math.inf))),
     Method("refine_far_own_gap", refined(replace(DEFAULT_REFINEMENT, far_own_gap=True))),
     Method("refine_far_from3", refined(replace(DEFAULT_REFINEMENT, far_from=3.0, far_fade=3.0))),
-    Method("mel_correction_limit3", refined(replace(DEFAULT_REFINEMENT, steps=0, correction_limit=3.0))),
     Method("refine_detail_ungated", refined(replace(DEFAULT_REFINEMENT, steady_low=-2.0, steady_high=-1.0))),
 )}
 
