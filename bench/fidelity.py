@@ -145,6 +145,7 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("refine_without_detail", refined(replace(DEFAULT_REFINEMENT, detail=0.0))),
     Method("refine_detail_span12", refined(replace(DEFAULT_REFINEMENT, detail_span=12.0, detail_fade=12.0))),
     Method("refine_detail_half", refined(replace(DEFAULT_REFINEMENT, detail=0.5))),
+    Method("refine_without_contour", refined(replace(DEFAULT_REFINEMENT, contour_below=0.0))),
     Method("refine_without_far_keys", refined(replace(DEFAULT_REFINEMENT, far_from=math.inf))),
     Method("refine_far_own_gap", refined(replace(DEFAULT_REFINEMENT, far_own_gap=True))),
     Method("refine_far_from3", refined(replace(DEFAULT_REFINEMENT, far_from=3.0, far_fade=3.0))),

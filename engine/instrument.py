@@ -32,8 +32,8 @@ from engine.mix import Mix, as_mix
 from engine.networks import NetworkClasses, load_networks
 from engine.onset import slow_attack
 from engine.pipeline import ordered_map
-from engine.refine import (FarKeys, MelDetail, RefineConfig, mel_detail, mel_gap, refine_offsets, repitch,
-                           targets)
+from engine.refine import (FarKeys, MelDetail, RefineConfig, mel_detail, mel_gap, moves, moving_detail,
+                           refine_offsets, repitch, targets)
 from models.signal.audio import Audio
 from models.errors import SilentAudioError, UserError
 from models.nets.hyper import refine as hyper_offsets
@@ -246,7 +246,8 @@ class Engine:
         return Conditioning(h=base.h, deltas=deltas or None, root_note=base.root_note,
                             mel_correction=entry.get("mel_correction"), refined=True,
                             mel_detail=None if detail is None else MelDetail(
-                                detail, cfg.detail_span, cfg.detail_fade, float(entry["detail_tuning"])),
+                                detail, cfg.detail_span, cfg.detail_fade, float(entry["detail_tuning"]),
+                                entry.get("detail_contour")),
                             far=None if far is None or not base.deltas else FarKeys(
                                 base.deltas, far, cfg.far_from, cfg.far_fade))
 
@@ -278,10 +279,18 @@ class Engine:
                         out_h = self._G(h, keys[:1], base.deltas)[0]
                     entry["far_correction"] = mel_gap(out_h, target_mels[0], cfg, self._band_centres_hz, root_hz)
             if cfg.detail > 0:
-                entry["mel_detail"] = mel_detail(out, target_mels[0], entry["mel_correction"], cfg,
-                                                 self._band_centres_hz, root_hz)
+                entry.update(self._detail(out, target_mels[0], entry["mel_correction"], cfg, root_hz))
                 entry["detail_tuning"] = torch.tensor(_tuning(sample))
         return entry
+
+    def _detail(self, out: torch.Tensor, target: torch.Tensor, correction: torch.Tensor, cfg: RefineConfig,
+                root_hz: float) -> dict[str, torch.Tensor]:
+        """The root's detail; a sound whose harmonics keep moving (speech) keeps all of it, with its pitch
+        contour, along which G's near keys are then bent (:meth:`MelDetail.follow_contour`)."""
+        if not moves(target, cfg):
+            return {"mel_detail": mel_detail(out, target, correction, cfg, self._band_centres_hz, root_hz)}
+        detail, contour = moving_detail(out, target, correction, cfg, self._band_centres_hz)
+        return {"mel_detail": detail, "detail_contour": contour}
 
     def _peak_normalised(self, sample: Sample) -> torch.Tensor:
         """The sample's wave ``[T]`` on the device at full-scale peak.
@@ -310,6 +319,7 @@ class Engine:
             mels = mels + (correction[None, :, None] if correction.dim() == 1 else
                            correction[None] if correction.dim() == 2 else correction)
         if cond.mel_detail is not None:
+            mels = cond.mel_detail.follow_contour(mels, cond.root_note, midi, self._band_centres_hz)
             mels = mels + cond.mel_detail.at_keys(cond.root_note, midi, self._band_centres_hz)
         return mels
 
@@ -579,4 +589,6 @@ def _blend_details(conds: list[Conditioning], weights: tuple[float, ...], root: 
         return None
     mel = sum(w * c.mel_detail.moved_to(c.root_note, root, centres_hz).mel for c, w in present)
     first = present[0][0].mel_detail
-    return MelDetail(mel, first.span, first.fade)
+    moving = [(c.mel_detail.contour, w) for c, w in present if c.mel_detail.contour is not None]
+    contour = max(moving, key=lambda cw: cw[1])[0] if moving else None   # the heaviest moving sound's
+    return MelDetail(mel, first.span, first.fade, contour=contour)

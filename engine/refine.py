@@ -10,7 +10,10 @@ at the root, frame by frame and smoothed over the root's harmonic spacing (so it
 moving spectral envelope, not its harmonics), is added to every key. What that smoothing leaves, the
 sound's harmonic fine structure and quick changes (vibrato, breath, attacks), is added to the keys
 within a tritone of the root, moved up or down to each key's pitch, and fades out by the octave;
-frames whose pitch has wandered from the sound's own (speech) give only their quick envelope changes.
+frames whose pitch has wandered from the sound's own give only their quick envelope changes. A sound
+whose harmonics keep moving throughout (speech) instead keeps its whole detail with its pitch contour
+(each frame's shift against the median frame's harmonic pattern), and the keys that get the detail
+are bent frame by frame along that contour, so they carry the phrase's intonation and fine structure.
 The refined offsets fit the root and its neighbours but can take distant keys off pitch (bells,
 sung vowels: a harmonic or a formant read as the pitch), so from the same tritone on keys hand over
 to H's own offsets, which they play from the octave on, with the same correction (``FarKeys``).
@@ -62,6 +65,8 @@ class RefineConfig:
     far_from: float = 6.0               # keys further than this (semitones) from the root move to H's own offsets
     far_fade: float = 6.0               # ... over this many more semitones (inf: refined offsets on every key)
     far_own_gap: bool = False           # far keys' correction: the gap H's root note leaves (else the refined one)
+    contour_below: float = 0.25         # sounds whose median steadiness is below this (speech) carry their
+    contour_semitones: float = 7.0      # ... pitch contour, within this range, onto the keys that get the detail
 
     def __post_init__(self) -> None:
         if self.steps < 0 or self.lr <= 0 or not self.key_offsets or 0 not in self.key_offsets:
@@ -203,6 +208,16 @@ class MelDetail:
     span: float         # semitones from the root that get it in full
     fade: float         # semitones over which it then fades out
     tuning: float = 0.0  # semitones the sound sits above its root key (its harmonics are there)
+    contour: torch.Tensor | None = None  # [n_frames] semitones: the sound's pitch over time, if it moves
+
+    def follow_contour(self, mels: torch.Tensor, root: int, midi: torch.Tensor, centres_hz: torch.Tensor) -> torch.Tensor:
+        """Keys' log-mels ``[B, n_mels, n_frames]`` bent frame by frame along the sound's pitch contour,
+        as far as each key gets the detail (unchanged without a contour)."""
+        if self.contour is None:
+            return mels
+        weights = detail_weight((midi - root).to(mels.device), self.span, self.fade).to(mels.dtype)
+        bent = warp_frames(mels, self.contour.to(mels.device), centres_hz.to(mels.device))
+        return mels + weights[:, None, None] * (bent - mels)
 
     def at_keys(self, root: int, midi: torch.Tensor, centres_hz: torch.Tensor) -> torch.Tensor:
         """This detail at keys ``midi [B]``: moved to each key's pitch (the sound's own tuning taken
@@ -244,6 +259,56 @@ class FarKeys:
         near = torch.zeros_like(self.mel_correction) if correction is None else correction
         near, far = (c[:, None] if c.dim() == 1 else c for c in (near, self.mel_correction))
         return mixed, near[None] + w[:, None, None] * (far - near)[None]
+
+
+def pitch_contour(target: torch.Tensor, cfg: RefineConfig, centres_hz: torch.Tensor, step: float = 0.25) -> torch.Tensor:
+    """The sound's pitch over time ``[n_frames]`` in semitones around its median (0 on silent frames):
+    per frame, the shift along frequency (within ``cfg.contour_semitones``, in ``step``) that best lines
+    its harmonic fine structure up with the median frame's."""
+    fine = fine_structure(target[None], cfg.fine_structure_bins, below_peak(target.max(), cfg.dynamic_range_db))[0]
+    level = target.amax(dim=0)
+    sounding = level > below_peak(level.max(), 40.0)
+    usual = fine[:, sounding].median(dim=1).values
+    shifts = torch.arange(-cfg.contour_semitones, cfg.contour_semitones + step / 2, step, dtype=torch.float64)
+    candidates = shift_bins(usual[:, None], centres_hz.to(target.device), shifts)[:, :, 0]   # [S, n_mels]
+    best = shifts[F.cosine_similarity(candidates[:, :, None], fine[None], dim=1).argmax(dim=0).cpu()]
+    best = (best - best[sounding.cpu()].median()).to(target.dtype).to(target.device)
+    return torch.where(sounding, best, torch.zeros_like(best))
+
+
+def moves(target: torch.Tensor, cfg: RefineConfig) -> bool:
+    """Whether the sound's harmonics keep moving (speech): the median steadiness of its sounding frames
+    is below ``cfg.contour_below``."""
+    level = target.amax(dim=0)
+    sounding = level > below_peak(level.max(), 40.0)
+    return bool(steadiness(target, cfg)[sounding].median() < cfg.contour_below)
+
+
+def moving_detail(out: torch.Tensor, target: torch.Tensor, correction: torch.Tensor, cfg: RefineConfig,
+                  centres_hz: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """For a sound whose harmonics keep moving: its pitch contour ``[n_frames]`` and the whole gap
+    ``[n_mels, n_frames]`` G's root note (with the correction) leaves once bent along that contour, so
+    keys bent the same way and given this detail carry the sound's intonation and fine structure."""
+    contour = pitch_contour(target, cfg, centres_hz)
+    envelope = correction[:, None] if correction.dim() == 1 else correction
+    bent = warp_frames((out + envelope)[None], contour, centres_hz.to(out.device))[0]
+    detail = _floored_gap(bent, target, cfg).clamp(-cfg.detail_limit, cfg.detail_limit) * cfg.detail
+    return detail, contour
+
+
+def warp_frames(mels: torch.Tensor, semitones: torch.Tensor, centres_hz: torch.Tensor) -> torch.Tensor:
+    """Log-mels ``[B, n_mels, n_frames]`` with frame t moved up by ``semitones[t]`` along frequency
+    (linear between bands); bands that would read outside the bands take each mel's quietest level."""
+    n, batch = centres_hz.shape[0], mels.shape[0]
+    grid = centres_hz.double().to(mels.device)
+    source = grid[:, None] / torch.pow(2.0, semitones.double().to(mels.device)[None, :] / 12.0)   # [n_mels, F]
+    pos = torch.searchsorted(grid, source.T.contiguous()).T.clamp(1, n - 1)
+    frac = ((source - grid[pos - 1]) / (grid[pos] - grid[pos - 1])).clamp(0.0, 1.0).to(mels.dtype)
+    lo = mels.gather(1, (pos - 1).expand(batch, -1, -1))
+    hi = mels.gather(1, pos.expand(batch, -1, -1))
+    inside = (source >= grid[0]) & (source <= grid[-1])
+    quietest = mels.amin(dim=(1, 2), keepdim=True)
+    return torch.where(inside, (1.0 - frac) * lo + frac * hi, quietest)
 
 
 def detail_weight(semitones: torch.Tensor, span: float, fade: float) -> torch.Tensor:

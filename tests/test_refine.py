@@ -13,7 +13,7 @@ from engine.instrument import Engine, EngineConfig
 from engine.refine import (DEFAULT_REFINEMENT, FarKeys, MelDetail, RefineConfig, detail_weight, fine_structure,
                            masked_l1, mel_detail, mel_gap, shift_bins, steadiness, targets)
 from models.signal.audio import Audio
-from models.signal.mel import SHIPPED_MEL
+from models.signal.mel import SHIPPED_MEL, LogMel
 from models.signal.tones import harmonic_tone, plucked_string
 from tests.test_engine_real import REAL_MEL, write_tiny_weights
 
@@ -313,3 +313,53 @@ def test_a_mix_blends_the_far_keys_of_its_sounds(engine: Engine) -> None:
     for name, d in half.far.deltas.items():
         torch.testing.assert_close(d, 0.5 * (ca.far.deltas[name] + cb.far.deltas[name]))
 
+
+
+def _contour(t: np.ndarray, semitones: float) -> np.ndarray:
+    """Speech-like intonation: a rise then a fall of ``semitones`` either side over a second."""
+    return semitones * np.sin(np.pi * t)  - semitones * 2 / np.pi
+
+
+def _glide(midi: float = 52.0, semitones: float = 4.0, duration_s: float = 1.0, rate: int = 16000) -> np.ndarray:
+    """A harmonic tone whose pitch follows :func:`_contour` (its median near ``midi``)."""
+    t = np.arange(int(duration_s * rate)) / rate
+    f0 = 440.0 * 2.0 ** ((midi - 69 + _contour(t, semitones)) / 12.0)
+    phase = 2 * np.pi * np.cumsum(f0) / rate
+    wave = sum(np.sin(k * phase) / k for k in range(1, 9))
+    return (0.5 * wave / np.abs(wave).max()).astype(np.float32)
+
+
+def test_a_moving_pitch_is_followed_frame_by_frame_and_a_held_one_is_not() -> None:
+    from engine.refine import moves, pitch_contour, warp_frames
+    log_mel, cfg = LogMel(SHIPPED_MEL), replace(DEFAULT_REFINEMENT, contour_semitones=8.0)
+    centres = SHIPPED_MEL.band_centres_hz()
+    gliding = log_mel(torch.from_numpy(_glide(semitones=4.0)))
+    held = log_mel(torch.from_numpy(harmonic_tone(52, duration_s=1.0)).float())
+    assert moves(gliding, cfg) and not moves(held, cfg)
+    contour = pitch_contour(gliding, cfg, centres)
+    frames = torch.arange(contour.shape[0]) * SHIPPED_MEL.hop_length / SHIPPED_MEL.sample_rate
+    expected = torch.from_numpy(_contour(frames.numpy(), 4.0)).float()
+    expected = expected - expected[frames < 1.0].median()
+    inside = (frames > 0.1) & (frames < 0.9)
+    assert float((contour - expected)[inside].abs().median()) < 0.5
+    torch.testing.assert_close(warp_frames(held[None], torch.zeros(held.shape[1]), centres)[0], held)
+    down = warp_frames(held[None], torch.full((held.shape[1],), -3.0), centres)[0]
+    assert torch.equal(down[-1], torch.full_like(down[-1], float(held.min())))   # nothing above the top band
+    bent = warp_frames(held[None], torch.full((held.shape[1],), 2.0), centres)[0]
+    peak = lambda m: centres[m[:40, 100].argmax()]  # noqa: E731  (the fundamental, bands below ~700 Hz)
+    assert float(12 * torch.log2(peak(bent) / peak(held))) == pytest.approx(2.0, abs=0.5)
+
+
+def test_speech_like_sounds_bend_the_near_keys_along_their_contour(engine: Engine) -> None:
+    glide = engine.load_sample(Audio(_glide(), REAL_MEL.sample_rate), midi=52)
+    assert engine.refined(glide, replace(QUICK, detail=1.0)).mel_detail.contour is None   # 32 bands hide the harmonics
+    cfg = replace(QUICK, detail=1.0, contour_below=1.01)     # so count every sound as moving here
+    cond = engine.refined(glide, cfg)
+    assert cond.mel_detail.contour is not None and cond.mel_detail.contour.shape == (REAL_MEL.n_frames,)
+    root, far = glide.root_note, glide.root_note + 24
+    still = replace(cond, mel_detail=replace(cond.mel_detail, contour=None))
+    got, ref = engine.render_mels(cond, [root, far]), engine.render_mels(still, [root, far])
+    assert (got[0] - ref[0]).abs().max() > 1e-3            # the root follows the contour
+    torch.testing.assert_close(got[1], ref[1])               # far keys do not
+    half = engine.conditioning(glide, pluck(engine), 0.3, refine=cfg)   # a mix keeps the moving sound's
+    assert torch.equal(half.mel_detail.contour, cond.mel_detail.contour)
