@@ -191,10 +191,7 @@ def steadiness(target: torch.Tensor, cfg: RefineConfig) -> torch.Tensor:
     """Per frame of the sound's log-mel ``[n_mels, n_frames]``, 0..1: how closely its harmonic fine
     structure matches the sound's usual one (cosine with the median over sounding frames, mapped from
     ``steady_low``..``steady_high`` to 0..1). A held note scores ~1 throughout, speech ~0.3."""
-    fine = fine_structure(target[None], cfg.fine_structure_bins, below_peak(target.max(), cfg.dynamic_range_db))[0]
-    level = target.amax(dim=0)
-    sounding = level > below_peak(level.max(), 40.0)
-    usual = fine[:, sounding].median(dim=1).values
+    fine, sounding, usual = _harmonic_pattern(target, cfg)
     cosine = F.cosine_similarity(fine, usual[:, None], dim=0)
     span = max(cfg.steady_high - cfg.steady_low, 1e-6)
     return ((cosine - cfg.steady_low) / span).clamp(0.0, 1.0)
@@ -210,7 +207,8 @@ class MelDetail:
     tuning: float = 0.0  # semitones the sound sits above its root key (its harmonics are there)
     contour: torch.Tensor | None = None  # [n_frames] semitones: the sound's pitch over time, if it moves
 
-    def follow_contour(self, mels: torch.Tensor, root: int, midi: torch.Tensor, centres_hz: torch.Tensor) -> torch.Tensor:
+    def follow_contour(self, mels: torch.Tensor, root: int, midi: torch.Tensor,
+                       centres_hz: torch.Tensor) -> torch.Tensor:
         """Keys' log-mels ``[B, n_mels, n_frames]`` bent frame by frame along the sound's pitch contour,
         as far as each key gets the detail (unchanged without a contour)."""
         if self.contour is None:
@@ -237,12 +235,13 @@ class MelDetail:
 
 @dataclass(frozen=True)
 class FarKeys:
-    """What keys far from the root play instead of the refined offsets: H's own offsets with the gap
-    H's root note leaves as their mel correction. Refined offsets fit the root and its neighbours but
-    can take distant keys off pitch (bells, sung vowels); H's offsets keep G's pitch everywhere."""
+    """What keys far from the root play instead of the refined offsets: H's own offsets, with the
+    refined correction (the default) or the gap H's root note leaves (``far_own_gap``). Refined offsets
+    fit the root and its neighbours but can take distant keys off pitch (bells, sung vowels); H's
+    offsets keep G's pitch everywhere."""
 
     deltas: dict[str, torch.Tensor]   # {layer: [1, C_out, C_in]}: H's one-pass offsets
-    mel_correction: torch.Tensor      # [n_mels] or [n_mels, n_frames]: mel_gap of H's root note
+    mel_correction: torch.Tensor      # [n_mels] or [n_mels, n_frames]: the far keys' correction
     span: float                       # semitones from the root that keep the refined offsets in full
     fade: float                       # semitones over which the far conditioning then takes over
 
@@ -261,14 +260,21 @@ class FarKeys:
         return mixed, near[None] + w[:, None, None] * (far - near)[None]
 
 
-def pitch_contour(target: torch.Tensor, cfg: RefineConfig, centres_hz: torch.Tensor, step: float = 0.25) -> torch.Tensor:
-    """The sound's pitch over time ``[n_frames]`` in semitones around its median (0 on silent frames):
-    per frame, the shift along frequency (within ``cfg.contour_semitones``, in ``step``) that best lines
-    its harmonic fine structure up with the median frame's."""
+def _harmonic_pattern(target: torch.Tensor, cfg: RefineConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The sound's fine structure ``[n_mels, n_frames]``, its sounding frames (within 40 dB of the
+    loudest, ``[n_frames]`` bool) and its usual pattern, the median over those frames ``[n_mels]``."""
     fine = fine_structure(target[None], cfg.fine_structure_bins, below_peak(target.max(), cfg.dynamic_range_db))[0]
     level = target.amax(dim=0)
     sounding = level > below_peak(level.max(), 40.0)
-    usual = fine[:, sounding].median(dim=1).values
+    return fine, sounding, fine[:, sounding].median(dim=1).values
+
+
+def pitch_contour(target: torch.Tensor, cfg: RefineConfig, centres_hz: torch.Tensor,
+                  step: float = 0.25) -> torch.Tensor:
+    """The sound's pitch over time ``[n_frames]`` in semitones around its median (0 on silent frames):
+    per frame, the shift along frequency (within ``cfg.contour_semitones``, in ``step``) that best lines
+    its harmonic fine structure up with the median frame's."""
+    fine, sounding, usual = _harmonic_pattern(target, cfg)
     shifts = torch.arange(-cfg.contour_semitones, cfg.contour_semitones + step / 2, step, dtype=torch.float64)
     candidates = shift_bins(usual[:, None], centres_hz.to(target.device), shifts)[:, :, 0]   # [S, n_mels]
     best = shifts[F.cosine_similarity(candidates[:, :, None], fine[None], dim=1).argmax(dim=0).cpu()]
@@ -279,8 +285,7 @@ def pitch_contour(target: torch.Tensor, cfg: RefineConfig, centres_hz: torch.Ten
 def moves(target: torch.Tensor, cfg: RefineConfig) -> bool:
     """Whether the sound's harmonics keep moving (speech): the median steadiness of its sounding frames
     is below ``cfg.contour_below``."""
-    level = target.amax(dim=0)
-    sounding = level > below_peak(level.max(), 40.0)
+    _, sounding, _ = _harmonic_pattern(target, cfg)
     return bool(steadiness(target, cfg)[sounding].median() < cfg.contour_below)
 
 
