@@ -6,7 +6,8 @@
 #   bash scripts/gpu/stages.sh watch SECONDS     follow the logs for a while, then collect to $OUT
 #   bash scripts/gpu/stages.sh collect           copy metrics and plots to $OUT (logs.tgz)
 #   bash scripts/gpu/stages.sh pack gan features/features.safetensors   resume state / files to $OUT
-# HG_DEADLINE (epoch seconds) caps every stage's minutes so nothing trains past it.
+# HG_DEADLINE (epoch seconds) caps every training stage's minutes so nothing trains past it; the picks and
+# evaluations queued after training still run (each takes under a minute).
 # Stages: features, eval-classifiers, gan, hyper-pre, hyper-adv, vocoder; "a+b" runs two at once;
 # NAME@VARIANT trains NAME into runs/NAME@VARIANT with HG_SET_<name>_<variant> (side-by-side variants);
 # HG_INIT_<name>[_<variant>] starts a run without resume state from those weights (--init);
@@ -58,11 +59,6 @@ run_weights() {  # HG_WEIGHTS_<run> (e.g. HG_WEIGHTS_eval_before=assets: the shi
 run_stage() {  # one stage in the foreground (called inside the background pipeline)
   # STAGE@VARIANT trains STAGE into runs/STAGE@VARIANT with the sets of HG_SET_<stage>_<variant>
   local run="$1" minutes="$2" stage="${1%%@*}"
-  if [ -n "${HG_DEADLINE:-}" ]; then  # never train past the deadline (epoch s): the machine goes back at 30 min
-    local left=$(( (HG_DEADLINE - $(date +%s)) / 60 ))
-    [ "$left" -lt 1 ] && { echo "skip $stage: past the deadline" >>"$HG/logs/pipeline.log"; return 0; }
-    [ "$left" -lt "${minutes%.*}" ] && minutes="$left"
-  fi
   local w; w="$(weights_dir)"
   local args_var="HG_ARGS_${run//[-@]/_}"
   case "$stage" in
@@ -81,6 +77,11 @@ run_stage() {  # one stage in the foreground (called inside the background pipel
       python3 -m models.evaluation.gan_report --data "$DATA" --weights "$(run_weights "$run" "$w")" --split test \
         --device cuda --out "$HG/runs/$run" ${!args_var:-} >>"$HG/logs/$run.log" 2>&1; return 0 ;;
   esac
+  if [ -n "${HG_DEADLINE:-}" ]; then  # never train past the deadline (epoch s); picks and evaluations (under a minute) still run
+    local left=$(( (HG_DEADLINE - $(date +%s)) / 60 ))
+    [ "$left" -lt 1 ] && { echo "skip $stage: past the deadline" >>"$HG/logs/pipeline.log"; return 0; }
+    [ "$left" -lt "${minutes%.*}" ] && minutes="$left"
+  fi
   seed_state "$run"
   local sets_var="HG_SET_${run//[-@]/_}"  # e.g. HG_SET_gan="batch_size=128 r1_gamma=1", HG_SET_features_p3
   local init_var="HG_INIT_${run//[-@]/_}"  # e.g. HG_INIT_hyper_pre=state_local/weights/hyper_pre.safetensors
@@ -123,8 +124,9 @@ case "${1:-}" in
   collect)
     out="${OUT:-/tmp/out}"; mkdir -p "$out"
     nvidia-smi --query-gpu=name,memory.used,utilization.gpu --format=csv,noheader > "$HG/logs/gpu.txt" 2>&1 || true
-    tar -czf "$out/logs.tgz" -C "$HG" logs $(cd "$HG" && ls -d runs/*/metrics.jsonl runs/*/*.png 2>/dev/null | grep -v 'mels_0' || true) \
-      $(cd "$HG" && ls runs/*/mels_0*.png 2>/dev/null | tail -n 4 || true)
+    # logs, metrics, evaluation tables and each run's two newest plots (all plots outgrow one returned file)
+    tar -czf "$out/logs.tgz" -C "$HG" logs $(cd "$HG" && ls -d runs/*/metrics.jsonl runs/*/table.md runs/*/results.json \
+      2>/dev/null || true) $(cd "$HG" && for d in runs/*/; do ls -t "$d"*.png 2>/dev/null | head -n 2; done)
     for f in "$HG"/logs/*.log; do echo "== $f"; tail -n 6 "$f"; done
     ;;
   pack)  # bring back resume states and weights: pack STAGE[/FILE] ... (<= 8 files in all; a GAN state is 5)
