@@ -1,12 +1,13 @@
 """Write the demo one-shots in ``assets/demo/`` and short demo renders of them (OGG).
 
     python scripts/make_demo_sounds.py inputs           # assets/demo/*.wav (synthesised here, ours)
-    python scripts/make_demo_sounds.py renders          # assets/demo/renders/*.ogg with the shipped weights
+    python scripts/make_demo_sounds.py renders          # assets/demo/renders/*.ogg: the shipped weights, refined
 
 The inputs are made by this script rather than taken from the training fonts, so they are outside
 the data set and free of third-party licences: a sung-vowel-like formant voice, a plucked string
 with a body resonance, a detuned saw, an FM bell and a breathy noise flute. Each render plays the
-generated instrument at C2, C3, C4, C5 and C6 (0.9 s each), after the input itself.
+generated instrument at C2, C3, C4, C5 and C6 (0.9 s each), after the input itself, as the app plays
+it by default (refined, ``engine/refine.py``).
 """
 from __future__ import annotations
 
@@ -107,6 +108,7 @@ def write_inputs() -> None:
 def write_renders(vocoder: str) -> None:
     sys.path.insert(0, str(ROOT))
     from engine.instrument import Engine, EngineConfig
+    from engine.refine import DEFAULT_REFINEMENT
 
     out_dir = DEMO / "renders"
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -115,7 +117,7 @@ def write_renders(vocoder: str) -> None:
     piece = int(0.9 * RATE)
     for name in SOUNDS:
         sample = engine.load_sample(DEMO / f"{name}.wav")
-        cond = engine.conditioning(sample)
+        cond = engine.conditioning(sample, refine=DEFAULT_REFINEMENT)
         waves = engine.render_waves(cond, keys, RATE)
         src = sf.read(DEMO / f"{name}.wav", dtype="float32")[0][:piece]
         parts = [src * np.clip((piece - np.arange(len(src))) / 800, 0, 1), np.zeros(RATE // 4, np.float32)]
