@@ -1,6 +1,7 @@
 """What refinement adds to a dropped sound's keyboard, on the shipped weights.
 
     OMP_NUM_THREADS=1 python -m bench.bench_refine [--device cpu] [--sounds a.wav,b.wav] [--steps 30,15] [--far inf,6]
+        [--eager]    # on a GPU: every refinement step eagerly, not replayed from a CUDA graph
 
 The app plays the quick keys first (H's offsets), then refines in the background and renders all 88
 keys again. Per sound and refinement setting: the quick keyboard (88 keys), the refinement alone
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from engine.instrument import Engine, default_weights_dir
+from engine.instrument import Engine, EngineConfig, default_weights_dir
 from engine.refine import DEFAULT_REFINEMENT
 
 DEMOS = ("voice_ah.wav", "saw_pad.wav", "pluck.wav", "breath_flute.wav", "fm_bell.wav")
@@ -57,14 +58,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", default=str(DEFAULT_REFINEMENT.steps), help="comma-separated step counts")
     parser.add_argument("--far", default=str(DEFAULT_REFINEMENT.far_from),
                         help="comma-separated far_from values (semitones; inf: refined offsets on every key)")
+    parser.add_argument("--eager", action="store_true", help="on a GPU, no CUDA graph for the refinement steps")
     args = parser.parse_args(argv)
     demo = default_weights_dir() / "demo"
     sounds = [Path(s) for s in args.sounds.split(",")] if args.sounds else [demo / name for name in DEMOS]
-    engine = Engine(device=args.device)
+    engine = Engine(device=args.device, cfg=EngineConfig(cuda_graphs=not args.eager))
     warm = engine.load_sample(sounds[0])
     engine.render(warm, keys=[60, 61], refine=replace(DEFAULT_REFINEMENT, steps=2))    # lazy inits, kernels
     name = torch.cuda.get_device_name(engine.device) if engine.device.type == "cuda" else f"{os.cpu_count()} CPUs"
-    print(f"{name}, {engine.workers} render worker(s), load {os.getloadavg()[0]:.1f}")
+    graphs = "eager steps" if args.eager or engine.device.type != "cuda" else "steps from a CUDA graph"
+    print(f"{name}, {engine.workers} render worker(s), {graphs}, load {os.getloadavg()[0]:.1f}")
     print("| sound | steps | far keys from | quick 88 keys s | refinement s | refined 88 keys s | adds s |\n"
           "|---|---|---|---|---|---|---|")
     for steps in (int(s) for s in args.steps.split(",")):

@@ -62,6 +62,7 @@ class EngineConfig:
     cache_bytes: int = 256 << 20      # memory for cached h / offsets
     griffin_lim_iters: int = 32       # the fallback inverter's iterations ...
     griffin_lim_project: bool = True  # ... and its per-iteration mel projection (~40 % of its CPU time)
+    cuda_graphs: bool = True          # on a GPU, replay refinement's step from a CUDA graph (same updates, 2x faster)
     key: KeyConfig = field(default_factory=KeyConfig)
 
 
@@ -263,7 +264,8 @@ class Engine:
         start = {n: d.clone() for n, d in (base.deltas or self._zero_deltas()).items()}
         pitch_keys = [base.root_note + o for o in cfg.pitch_keys if LOWEST_KEY <= base.root_note + o <= HIGHEST_KEY]
         result = refine_offsets(lambda midi, d: self._G(h, midi, d), start, keys, target_mels, cfg, cancel, progress,
-                                torch.tensor(pitch_keys, dtype=torch.long, device=self.device) if pitch_keys else None)
+                                torch.tensor(pitch_keys, dtype=torch.long, device=self.device) if pitch_keys else None,
+                                graphs=self.cfg.cuda_graphs)
         if result.steps_done < cfg.steps:
             return None
         entry = {f"delta.{n}": d for n, d in result.deltas.items()}

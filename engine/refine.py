@@ -374,47 +374,111 @@ def fine_structure(mel: torch.Tensor, bins: int, floor: torch.Tensor) -> torch.T
 def refine_offsets(render: RenderFn, start: dict[str, torch.Tensor], keys: torch.Tensor, target_mels: torch.Tensor,
                    cfg: RefineConfig, cancel: threading.Event | None = None,
                    progress: Callable[[int, int], None] | None = None,
-                   pitch_keys: torch.Tensor | None = None) -> Refined:
+                   pitch_keys: torch.Tensor | None = None, graphs: bool = True) -> Refined:
     """Adam steps on the offsets ``{layer: [1, C_out, C_in]}`` from ``start`` (H's), towards ``target_mels``.
 
     ``render(midi [B], deltas)`` is G at z = 0 with the sound's h. Keys are visited in turn, the root
     (index 0) ``root_weight`` times as often as each other key. With ``pitch_keys`` (MIDI notes), each
     step also renders one of them and keeps its harmonic fine structure (:func:`fine_structure`) at
     what H's offsets gave there, so the fit at the root does not take the other keys' pitch with it.
-    Stops early (keeping the steps done) when ``cancel`` is set.
+    Stops early (keeping the steps done) when ``cancel`` is set. On a CUDA device (with ``graphs``)
+    the step is replayed from a CUDA graph after a few eager steps (:class:`_Steps`).
     """
     anchor = {name: d.detach() for name, d in start.items()}
-    params = {name: d.detach().clone().requires_grad_(True) for name, d in start.items()}
-    optimiser = torch.optim.Adam(params.values(), lr=cfg.lr)
-    schedule = _visit_order(len(keys), cfg.root_weight)
     keep = _pitch_reference(render, anchor, pitch_keys, target_mels, cfg)
+    steps = _Steps(render, start, anchor, target_mels.shape[1:], cfg, keep, graphs)
+    schedule = _visit_order(len(keys), cfg.root_weight)
     done = 0
     for step in range(cfg.steps):
         if cancel is not None and cancel.is_set():
             break
         pick = [schedule[(step * cfg.keys_per_step + i) % len(schedule)] for i in range(cfg.keys_per_step)]
         idx = torch.tensor(pick, device=keys.device)
-        with torch.enable_grad():
-            if keep is None:
-                out = render(keys[idx], params)
-            else:
-                j = step % len(pitch_keys)
-                both = render(torch.cat([keys[idx], pitch_keys[j:j + 1]]), params)
-                out = both[:-1]
-            loss = masked_l1(out, target_mels[idx], cfg.dynamic_range_db)
-            if keep is not None:
-                fine = fine_structure(both[-1:], cfg.fine_structure_bins, keep.floor)
-                loss = loss + cfg.pitch_weight * (fine - keep.fine[j:j + 1]).abs().mean()
-            if cfg.anchor_weight > 0:
-                pull = sum((params[n] - anchor[n]).pow(2).mean() for n in params) / len(params)
-                loss = loss + cfg.anchor_weight * pull
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-        optimiser.step()
+        j = step % len(pitch_keys) if keep is not None else 0
+        midi = keys[idx] if keep is None else torch.cat([keys[idx], pitch_keys[j:j + 1]])
+        steps.run(step, midi, target_mels[idx], None if keep is None else keep.fine[j:j + 1])
         done += 1
         if progress is not None:
             progress(done, cfg.steps)
-    return Refined({n: p.detach() for n, p in params.items()}, done)
+    return Refined({n: p.detach() for n, p in steps.params.items()}, done)
+
+
+class _Steps:
+    """Refinement's Adam step on fixed input tensors (the keys, their targets, the kept fine structure).
+
+    On the GPU one step is some 900 small kernels whose launches cost several times their work, so
+    after ``EAGER_STEPS`` eager steps (on a side stream, as capture needs) the step is captured once
+    as a CUDA graph and replayed with each step's inputs copied in. Elsewhere, or when capture fails,
+    every step runs eagerly; both give the same updates.
+    """
+
+    EAGER_STEPS = 3
+
+    def __init__(self, render: RenderFn, start: dict[str, torch.Tensor], anchor: dict[str, torch.Tensor],
+                 mel_shape: torch.Size, cfg: RefineConfig, keep: _PitchReference | None, graphs: bool) -> None:
+        self.render, self.anchor, self.cfg, self.keep = render, anchor, cfg, keep
+        device = next(iter(start.values())).device
+        self.use_graph = graphs and device.type == "cuda"
+        self.params = {name: d.detach().clone().requires_grad_(True) for name, d in start.items()}
+        self.optimiser = torch.optim.Adam(self.params.values(), lr=cfg.lr, capturable=self.use_graph)
+        n = cfg.keys_per_step
+        self.midi = torch.zeros(n + (keep is not None), dtype=torch.long, device=device)
+        self.target = torch.zeros(n, *mel_shape, device=device)
+        self.fine = torch.zeros(1, *mel_shape, device=device) if keep is not None else None
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.side = torch.cuda.Stream(device) if self.use_graph else None
+
+    def run(self, step: int, midi: torch.Tensor, target: torch.Tensor, fine: torch.Tensor | None) -> None:
+        """Step ``step`` of the loop with these inputs."""
+        self.midi.copy_(midi)
+        self.target.copy_(target)
+        if fine is not None:
+            self.fine.copy_(fine)
+        if not self.use_graph:
+            self._step()
+        elif step < self.EAGER_STEPS:
+            self.side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(self.side):
+                self._step()
+            torch.cuda.current_stream().wait_stream(self.side)
+        else:
+            if self.graph is None and not self._capture():
+                self.use_graph = False
+                self._step()
+                return
+            self.graph.replay()
+
+    def _capture(self) -> bool:
+        self.optimiser.zero_grad(set_to_none=True)
+        graph = torch.cuda.CUDAGraph()
+        try:   # thread-local: other threads (the quick render, playback) keep using the GPU meanwhile
+            with torch.cuda.graph(graph, capture_error_mode="thread_local"):
+                self._loss().backward()
+                self.optimiser.step()
+        except RuntimeError:       # an op that cannot be captured, or capture disturbed: stay eager
+            torch.cuda.synchronize()
+            return False
+        self.graph = graph
+        return True
+
+    def _step(self) -> None:
+        loss = self._loss()
+        self.optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimiser.step()
+
+    def _loss(self) -> torch.Tensor:
+        cfg, params = self.cfg, self.params
+        with torch.enable_grad():
+            out = self.render(self.midi, params)
+            loss = masked_l1(out[:cfg.keys_per_step], self.target, cfg.dynamic_range_db)
+            if self.keep is not None:
+                fine = fine_structure(out[-1:], cfg.fine_structure_bins, self.keep.floor)
+                loss = loss + cfg.pitch_weight * (fine - self.fine).abs().mean()
+            if cfg.anchor_weight > 0:
+                pull = sum((params[n] - self.anchor[n]).pow(2).mean() for n in params) / len(params)
+                loss = loss + cfg.anchor_weight * pull
+        return loss
 
 
 @dataclass(frozen=True)
