@@ -243,7 +243,9 @@ class Engine:
                 return base
             self.cache.put(key, entry, persist=True)
         deltas = _deltas_of(entry)
-        detail, far = entry.get("mel_detail"), entry.get("far_correction")
+        detail = entry.get("mel_detail")
+        # far keys take the refined correction, or the gap H's own root note leaves when asked for
+        far = entry.get("far_correction", entry.get("mel_correction")) if math.isfinite(cfg.far_from) else None
         return Conditioning(h=base.h, deltas=deltas or None, root_note=base.root_note,
                             mel_correction=entry.get("mel_correction"), refined=True,
                             mel_detail=None if detail is None else MelDetail(
@@ -274,12 +276,10 @@ class Engine:
                 out = self._G(h, keys[:1], result.deltas)[0]
             root_hz = 440.0 * 2.0 ** ((base.root_note - 69) / 12.0)
             entry["mel_correction"] = mel_gap(out, target_mels[0], cfg, self._band_centres_hz, root_hz)
-            if math.isfinite(cfg.far_from) and base.deltas:  # far keys: H's offsets and the gap they leave
-                entry["far_correction"] = entry["mel_correction"]
-                if cfg.far_own_gap:
-                    with torch.no_grad():
-                        out_h = self._G(h, keys[:1], base.deltas)[0]
-                    entry["far_correction"] = mel_gap(out_h, target_mels[0], cfg, self._band_centres_hz, root_hz)
+            if math.isfinite(cfg.far_from) and base.deltas and cfg.far_own_gap:  # far keys' own correction
+                with torch.no_grad():
+                    out_h = self._G(h, keys[:1], base.deltas)[0]
+                entry["far_correction"] = mel_gap(out_h, target_mels[0], cfg, self._band_centres_hz, root_hz)
             if cfg.detail > 0:
                 entry.update(self._detail(out, target_mels[0], entry["mel_correction"], cfg, root_hz))
                 entry["detail_tuning"] = torch.tensor(_tuning(sample))

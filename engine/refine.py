@@ -191,7 +191,11 @@ def steadiness(target: torch.Tensor, cfg: RefineConfig) -> torch.Tensor:
     """Per frame of the sound's log-mel ``[n_mels, n_frames]``, 0..1: how closely its harmonic fine
     structure matches the sound's usual one (cosine with the median over sounding frames, mapped from
     ``steady_low``..``steady_high`` to 0..1). A held note scores ~1 throughout, speech ~0.3."""
-    fine, sounding, usual = _harmonic_pattern(target, cfg)
+    fine, _, usual = _harmonic_pattern(target, cfg)
+    return _steadiness(fine, usual, cfg)
+
+
+def _steadiness(fine: torch.Tensor, usual: torch.Tensor, cfg: RefineConfig) -> torch.Tensor:
     cosine = F.cosine_similarity(fine, usual[:, None], dim=0)
     span = max(cfg.steady_high - cfg.steady_low, 1e-6)
     return ((cosine - cfg.steady_low) / span).clamp(0.0, 1.0)
@@ -285,8 +289,8 @@ def pitch_contour(target: torch.Tensor, cfg: RefineConfig, centres_hz: torch.Ten
 def moves(target: torch.Tensor, cfg: RefineConfig) -> bool:
     """Whether the sound's harmonics keep moving (speech): the median steadiness of its sounding frames
     is below ``cfg.contour_below``."""
-    _, sounding, _ = _harmonic_pattern(target, cfg)
-    return bool(steadiness(target, cfg)[sounding].median() < cfg.contour_below)
+    fine, sounding, usual = _harmonic_pattern(target, cfg)
+    return bool(_steadiness(fine, usual, cfg)[sounding].median() < cfg.contour_below)
 
 
 def moving_detail(out: torch.Tensor, target: torch.Tensor, correction: torch.Tensor, cfg: RefineConfig,

@@ -88,6 +88,20 @@ def test_refinement_is_cached_per_sound_and_config(engine: Engine) -> None:
     assert not engine.refinement_cached(moved, QUICK)
 
 
+def test_a_refinement_persists_to_the_disk_cache_and_is_read_back(tiny_weights: Path, tmp_path: Path) -> None:
+    def make() -> Engine:
+        return Engine(tiny_weights, device="cpu", vocoder="griffinlim", num_threads=1, cache_dir=tmp_path / "cache",
+                      cfg=EngineConfig(output_rate=16000, griffin_lim_iters=4))
+    first = make()
+    expected = first.render(pluck(first), keys=[52, 70], refine=QUICK)     # 70: a far key
+    second = make()
+    counter = StepCounter()
+    got = second.render(pluck(second), keys=[52, 70], refine=QUICK, on_refine=counter)
+    assert counter.steps == [] and second.cache.disk_hits >= 1
+    for midi in expected:
+        np.testing.assert_array_equal(got[midi].samples, expected[midi].samples)
+
+
 def test_a_cancel_from_on_refine_stops_it_and_renders_nothing(engine: Engine) -> None:
     sample = pluck(engine)
     counter = StepCounter(cancel_at=2)
