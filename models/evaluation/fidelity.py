@@ -23,9 +23,8 @@ import numpy as np
 import torch
 import torchaudio
 
-from models.signal.audio import Audio
 from models.signal.mel import LogMel
-from models.signal.pitch import estimate_pitch
+from models.signal.pitch import note_pitch
 
 FRAME_S = 0.01  # RMS envelopes, voiced-frame masks and pitch tracks
 ACTIVE_DB = -40.0  # a frame sounds if its RMS is within this of the loudest frame's
@@ -193,26 +192,13 @@ class PitchJudge(Protocol):
     def midi(self, wave: np.ndarray, rate: int) -> float | None: ...
 
 
-def _sounding(wave: np.ndarray, rate: int) -> np.ndarray:
-    """The wave from its first to its last sounding frame (the voiced part of a short note)."""
-    hop = max(1, int(FRAME_S * rate))
-    active = np.flatnonzero(active_frames(wave, hop))
-    if active.size == 0:
-        return wave[:0]
-    return wave[active[0] * hop: (active[-1] + 1) * hop]
-
-
 class OurPitch:
-    """``models.signal.pitch.estimate_pitch`` on the sounding part (the estimator the engine uses)."""
+    """``models.signal.pitch.note_pitch``: our estimator on the sounding part, as the engine checks its keys."""
 
     name = "ours"
 
     def midi(self, wave: np.ndarray, rate: int) -> float | None:
-        part = _sounding(wave, rate)
-        if part.size < int(0.02 * rate):
-            return None
-        est = estimate_pitch(Audio(np.ascontiguousarray(part, dtype=np.float32), rate))
-        return float(est.midi) if est.confidence > 0 else None
+        return note_pitch(wave, rate)
 
 
 def _median_midi(f0_hz: np.ndarray, voiced: np.ndarray, min_frames: int = 3) -> float | None:

@@ -103,6 +103,29 @@ def estimate_pitch(audio: Audio, cfg: PitchConfig = PitchConfig()) -> PitchEstim
     return PitchEstimate(midi=hz_to_midi(hz), confidence=float(np.clip(confidence, 0.0, 1.0)), hz=float(hz))
 
 
+def sounding_part(wave: np.ndarray, rate: int, floor_db: float = -40.0, frame_s: float = 0.01) -> np.ndarray:
+    """``wave`` from its first to its last ``frame_s`` frame within ``floor_db`` of the loudest frame."""
+    hop = max(1, int(frame_s * rate))
+    n = wave.size // hop
+    if n == 0:
+        return wave[:0]
+    rms = np.sqrt(np.mean(wave[: n * hop].astype(np.float64).reshape(n, hop) ** 2, axis=1))
+    if rms.max() <= 0:
+        return wave[:0]
+    active = np.flatnonzero(rms >= rms.max() * 10.0 ** (floor_db / 20.0))
+    return wave[active[0] * hop: (active[-1] + 1) * hop]
+
+
+def note_pitch(wave: np.ndarray, rate: int, min_s: float = 0.02) -> float | None:
+    """Pitch (fractional MIDI) of one rendered note, read on its sounding part so a short note counts as
+    fairly as a held one; None when under ``min_s`` sounds or no pitch is heard."""
+    part = sounding_part(wave, rate)
+    if part.size < int(min_s * rate):
+        return None
+    est = estimate_pitch(Audio(np.ascontiguousarray(part, dtype=np.float32), rate))
+    return float(est.midi) if est.confidence > 0 else None
+
+
 def _estimate_segment(segment: np.ndarray, rate: int,
                       cfg: PitchConfig) -> tuple[float, float, float | None] | None:
     """(period in samples, clarity, octave ratio of ``_fix_octave_up`` or None) of one analysis
