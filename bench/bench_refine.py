@@ -1,7 +1,7 @@
 """What refinement adds to a dropped sound's keyboard, on the shipped weights.
 
     OMP_NUM_THREADS=1 python -m bench.bench_refine [--device cpu] [--sounds a.wav,b.wav] [--steps 30,15] [--far inf,6]
-        [--eager]    # on a GPU: every refinement step eagerly, not replayed from a CUDA graph
+        [--pitch-check 50,inf] [--eager]    # --eager: on a GPU, every refinement step eagerly, not from a CUDA graph
 
 The app plays the quick keys first (H's offsets), then refines in the background and renders all 88
 keys again. Per sound and refinement setting: the quick keyboard (88 keys), the refinement alone
@@ -39,9 +39,9 @@ def timed(engine: Engine, fn) -> float:
     return time.perf_counter() - start
 
 
-def measure(engine: Engine, path: Path, steps: int, far_from: float) -> dict[str, float]:
+def measure(engine: Engine, path: Path, steps: int, far_from: float, check: float) -> dict[str, float]:
     """Seconds for the quick keyboard, the refinement and the refined keyboard of one sound."""
-    cfg = replace(DEFAULT_REFINEMENT, steps=steps, far_from=far_from)
+    cfg = replace(DEFAULT_REFINEMENT, steps=steps, far_from=far_from, pitch_check_cents=check)
     sample = engine.load_sample(path)
     engine.cache.clear()
     quick = timed(engine, lambda: engine.render(sample))
@@ -58,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", default=str(DEFAULT_REFINEMENT.steps), help="comma-separated step counts")
     parser.add_argument("--far", default=str(DEFAULT_REFINEMENT.far_from),
                         help="comma-separated far_from values (semitones; inf: refined offsets on every key)")
+    parser.add_argument("--pitch-check", default=str(DEFAULT_REFINEMENT.pitch_check_cents),
+                        help="comma-separated pitch_check_cents values (inf: refined keys are not checked)")
     parser.add_argument("--eager", action="store_true", help="on a GPU, no CUDA graph for the refinement steps")
     args = parser.parse_args(argv)
     demo = default_weights_dir() / "demo"
@@ -68,14 +70,15 @@ def main(argv: list[str] | None = None) -> int:
     name = torch.cuda.get_device_name(engine.device) if engine.device.type == "cuda" else f"{os.cpu_count()} CPUs"
     graphs = "eager steps" if args.eager or engine.device.type != "cuda" else "steps from a CUDA graph"
     print(f"{name}, {engine.workers} render worker(s), {graphs}, load {os.getloadavg()[0]:.1f}")
-    print("| sound | steps | far keys from | quick 88 keys s | refinement s | refined 88 keys s | adds s |\n"
-          "|---|---|---|---|---|---|---|")
-    for steps in (int(s) for s in args.steps.split(",")):
-        for far_from in (float(f) for f in args.far.split(",")):
-            rows = [(p.stem, measure(engine, p, steps, far_from)) for p in sounds]
-            for stem, r in rows + [("median", {k: statistics.median(r[k] for _, r in rows) for k in rows[0][1]})]:
-                print(f"| {stem} | {steps} | {far_from:g} | {r['quick']:.2f} | {r['refinement']:.2f} | "
-                      f"{r['refined_keys']:.2f} | {r['adds']:.2f} |", flush=True)
+    print("| sound | steps | far keys from | pitch check cents | quick 88 keys s | refinement s | refined 88 keys s "
+          "| adds s |\n|---|---|---|---|---|---|---|---|")
+    settings = [(int(s), float(f), float(c)) for s in args.steps.split(",") for f in args.far.split(",")
+                for c in args.pitch_check.split(",")]
+    for steps, far_from, check in settings:
+        rows = [(p.stem, measure(engine, p, steps, far_from, check)) for p in sounds]
+        for stem, r in rows + [("median", {k: statistics.median(r[k] for _, r in rows) for k in rows[0][1]})]:
+            print(f"| {stem} | {steps} | {far_from:g} | {check:g} | {r['quick']:.2f} | {r['refinement']:.2f} | "
+                  f"{r['refined_keys']:.2f} | {r['adds']:.2f} |", flush=True)
     print(f"load after: {os.getloadavg()[0]:.1f}")
     return 0
 

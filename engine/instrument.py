@@ -17,7 +17,7 @@ import hashlib
 import math
 import threading
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -32,8 +32,8 @@ from engine.mix import Mix, as_mix
 from engine.networks import NetworkClasses, load_networks
 from engine.onset import slow_attack
 from engine.pipeline import ordered_map
-from engine.refine import (FarKeys, MelDetail, RefineConfig, mel_detail, mel_gap, moves, moving_detail,
-                           refine_offsets, repitch, targets)
+from engine.refine import (FarKeys, MelDetail, RefineConfig, detail_weight, mel_detail, mel_gap, misses_pitch,
+                           moves, moving_detail, refine_offsets, repitch, targets)
 from models.signal.audio import Audio
 from models.errors import SilentAudioError, UserError
 from models.nets.hyper import refine as hyper_offsets
@@ -252,7 +252,7 @@ class Engine:
                                 detail, cfg.detail_span, cfg.detail_fade, float(entry["detail_tuning"]),
                                 entry.get("detail_contour")),
                             far=None if far is None or not base.deltas else FarKeys(
-                                base.deltas, far, cfg.far_from, cfg.far_fade))
+                                base.deltas, far, cfg.far_from, cfg.far_fade, cfg.pitch_check_cents))
 
     def refinement_cached(self, sample: Sample, cfg: RefineConfig) -> bool:
         """Whether :meth:`refined` has this sample's refinement at hand (no optimisation to run)."""
@@ -328,27 +328,66 @@ class Engine:
     @torch.inference_mode()
     def invert(self, mels: torch.Tensor, sample_rate: int) -> np.ndarray:
         """Log-mels ``[B, M, F]`` -> waves ``[B, T]`` float32 at ``sample_rate`` (not yet looped or levelled)."""
+        return self._at_rate(self._vocode(mels), sample_rate)
+
+    def _vocode(self, mels: torch.Tensor) -> torch.Tensor:
+        """Log-mels ``[B, M, F]`` -> waves ``[B, num_samples]`` at the model rate, on the device."""
         # Within what a full-scale signal can reach (an untrained G may overshoot and overflow exp).
         mels = mels.float().clamp(self.mel_cfg.log_min, math.log(8.0 * self.mel_cfg.win_length))
-        waves = self.nets.inverter(mels)                           # [B, num_samples] at the model rate
-        waves = torch.nan_to_num(waves, nan=0.0, posinf=0.0, neginf=0.0)
+        return torch.nan_to_num(self.nets.inverter(mels), nan=0.0, posinf=0.0, neginf=0.0)
+
+    def _at_rate(self, waves: torch.Tensor, sample_rate: int) -> np.ndarray:
         if sample_rate != self.mel_cfg.sample_rate:
             waves = self._resampler(sample_rate)(waves)
         return waves.float().cpu().numpy()
 
+    @torch.inference_mode()
     def render_waves(self, cond: Conditioning, midi_notes: list[int], sample_rate: int,
                      near_root: NearRoot | None = None) -> np.ndarray:
-        """Waves ``[B, T]`` of the given keys: one G forward, then :meth:`invert`.
+        """Waves ``[B, T]`` of the given keys: one G forward, then the vocoder.
 
-        With ``near_root``, keys close to the sound's root play the sound itself, repitched (see
-        :class:`NearRoot`); then ``cond.attack_ratio`` slows the attacks.
+        Refined keys near the root that miss their pitch play the far keys' conditioning where that
+        is on pitch (:meth:`_on_pitch`). With ``near_root``, keys close to the sound's root play the
+        sound itself, repitched (see :class:`NearRoot`); then ``cond.attack_ratio`` slows the attacks.
         """
-        waves = self.invert(self.render_mels(cond, midi_notes), sample_rate)
+        waves = self._vocode(self.render_mels(cond, midi_notes))
+        if cond.far is not None and math.isfinite(cond.far.pitch_check_cents):
+            waves = self._on_pitch(cond, midi_notes, waves)
+        waves = self._at_rate(waves, sample_rate)
         if near_root is not None:
             waves = self._blend_near_root(waves, midi_notes, sample_rate, near_root)
         if cond.attack_ratio > 1.0:
             waves = np.stack([slow_attack(w, sample_rate, cond.attack_ratio) for w in waves])
         return waves
+
+    def _on_pitch(self, cond: Conditioning, midi_notes: list[int], waves: torch.Tensor) -> torch.Tensor:
+        """``waves [B, T]`` (model rate) with each refined key that misses its pitch replaced by the far
+        keys' conditioning (H's offsets, the far correction, no detail) where that note is on pitch.
+
+        Checked are the keys whose refined note differs from the far one (nearer than the far keys'
+        full hand-over, or with some of the root's detail) but the root itself, which plays the sound:
+        a bell's or a phrase's own unclear pitch can carry onto its neighbours, and the far
+        conditioning keeps G's.
+        """
+        far, root, rate = cond.far, cond.root_note, self.mel_cfg.sample_rate
+        midi = torch.tensor(midi_notes, device=self.device)
+        differs = far.share(root, midi) < 1.0
+        if cond.mel_detail is not None:
+            differs |= detail_weight(midi - root, cond.mel_detail.span, cond.mel_detail.fade) > 0
+        checked = torch.nonzero(differs & (midi != root)).flatten().tolist()
+        if not checked:
+            return waves
+        host = waves[checked].float().cpu().numpy()
+        missed = [i for i, w in zip(checked, host) if misses_pitch(w, rate, midi_notes[i], far.pitch_check_cents)]
+        if not missed:
+            return waves
+        plain = replace(cond, deltas=far.deltas, mel_correction=far.mel_correction, mel_detail=None, far=None)
+        alternatives = self._vocode(self.render_mels(plain, [midi_notes[i] for i in missed]))
+        out = waves.clone()
+        for i, alt, wave in zip(missed, alternatives, alternatives.float().cpu().numpy()):
+            if not misses_pitch(wave, rate, midi_notes[i], far.pitch_check_cents):
+                out[i] = alt
+        return out
 
     @torch.inference_mode()
     def _blend_near_root(self, waves: np.ndarray, midi_notes: list[int], sample_rate: int,
@@ -580,7 +619,7 @@ def _blend_far(conds: list[Conditioning], deltas: dict[str, torch.Tensor] | None
                              torch.zeros_like(present[0].mel_correction), present[0].span, present[0].fade)
             for c in conds]
     return FarKeys({n: mix([f.deltas[n] for f in fars]) for n in deltas}, mix([f.mel_correction for f in fars]),
-                   present[0].span, present[0].fade)
+                   present[0].span, present[0].fade, present[0].pitch_check_cents)
 
 
 def _blend_details(conds: list[Conditioning], weights: tuple[float, ...], root: int,

@@ -17,6 +17,10 @@ are bent frame by frame along that contour, so they carry the phrase's intonatio
 The refined offsets fit the root and its neighbours but can take distant keys off pitch (bells,
 sung vowels: a harmonic or a formant read as the pitch), so from the same tritone on keys hand over
 to H's own offsets, which they play from the octave on, with the same correction (``FarKeys``).
+A nearer key (not the root, which plays the sound) whose rendered note then reads nearer another
+key than its own (our estimator on the note's sounding part, more than 50 cents off) plays that far
+conditioning too when that note is on pitch: a bell's, a spoken phrase's or a wide vibrato's unclear
+pitch can follow the sound onto its neighbouring keys.
 
 Optionally the targets include the sound repitched by resampling to keys around the root (what a
 plain sampler plays there). Measured on out-of-set sounds this fitted the root less well and
@@ -29,11 +33,13 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 import torchaudio
 
 from models.signal.mel import LogMel
+from models.signal.pitch import note_pitch
 
 
 @dataclass(frozen=True)
@@ -67,6 +73,8 @@ class RefineConfig:
     far_own_gap: bool = False           # far keys' correction: the gap H's root note leaves (else the refined one)
     contour_below: float = 0.25         # sounds whose median steadiness is below this (speech) carry their
     contour_semitones: float = 7.0      # ... pitch contour, within this range, onto the keys that get the detail
+    pitch_check_cents: float = 50.0     # a refined key whose note misses its pitch by more than this plays the
+                                        # ... far keys' conditioning when that one is on pitch (inf: no check)
 
     def __post_init__(self) -> None:
         if self.steps < 0 or self.lr <= 0 or not self.key_offsets or 0 not in self.key_offsets:
@@ -242,12 +250,16 @@ class FarKeys:
     """What keys far from the root play instead of the refined offsets: H's own offsets, with the
     refined correction (the default) or the gap H's root note leaves (``far_own_gap``). Refined offsets
     fit the root and its neighbours but can take distant keys off pitch (bells, sung vowels); H's
-    offsets keep G's pitch everywhere."""
+    offsets keep G's pitch everywhere. With a finite ``pitch_check_cents``, a nearer key (not the root)
+    whose refined note misses its pitch (by :func:`misses_pitch`) plays this conditioning too where that
+    note is on pitch (``Engine.render_waves``): a bell's or a spoken phrase's keys near the root can
+    follow the sound into its own unclear pitch."""
 
     deltas: dict[str, torch.Tensor]   # {layer: [1, C_out, C_in]}: H's one-pass offsets
     mel_correction: torch.Tensor      # [n_mels] or [n_mels, n_frames]: the far keys' correction
     span: float                       # semitones from the root that keep the refined offsets in full
     fade: float                       # semitones over which the far conditioning then takes over
+    pitch_check_cents: float = math.inf  # nearer keys missing their pitch by more than this play it too
 
     def share(self, root: int, midi: torch.Tensor) -> torch.Tensor:
         """How much of the far conditioning keys ``midi [B]`` take: 0 near the root, 1 far from it."""
@@ -262,6 +274,12 @@ class FarKeys:
         near = torch.zeros_like(self.mel_correction) if correction is None else correction
         near, far = (c[:, None] if c.dim() == 1 else c for c in (near, self.mel_correction))
         return mixed, near[None] + w[:, None, None] * (far - near)[None]
+
+
+def misses_pitch(wave: np.ndarray, rate: int, key: int, cents: float) -> bool:
+    """Whether the note ``wave`` (mono, at ``rate``) is off key ``key`` by more than ``cents``, or has no pitch."""
+    midi = note_pitch(wave, rate)
+    return midi is None or abs(midi - key) * 100.0 > cents
 
 
 def _harmonic_pattern(target: torch.Tensor, cfg: RefineConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -1,6 +1,7 @@
 """Refinement (engine/refine.py through Engine.render) on the real networks at their tiny configs."""
 from __future__ import annotations
 
+import math
 import threading
 from dataclasses import replace
 from pathlib import Path
@@ -11,7 +12,7 @@ import torch
 
 from engine.instrument import Engine, EngineConfig
 from engine.refine import (DEFAULT_REFINEMENT, FarKeys, MelDetail, RefineConfig, detail_weight, fine_structure,
-                           masked_l1, mel_detail, mel_gap, shift_bins, steadiness, targets)
+                           masked_l1, mel_detail, mel_gap, misses_pitch, shift_bins, steadiness, targets)
 from models.signal.audio import Audio
 from models.signal.mel import SHIPPED_MEL, LogMel
 from models.signal.tones import harmonic_tone, plucked_string
@@ -324,6 +325,7 @@ def test_a_mix_blends_the_far_keys_of_its_sounds(engine: Engine) -> None:
     ca, cb = engine.refined(a, cfg), engine.refined(b, cfg)
     half = engine.conditioning(a, b, 0.5, refine=cfg)
     torch.testing.assert_close(half.far.mel_correction, 0.5 * (ca.far.mel_correction + cb.far.mel_correction))
+    assert half.far.pitch_check_cents == cfg.pitch_check_cents
     for name, d in half.far.deltas.items():
         torch.testing.assert_close(d, 0.5 * (ca.far.deltas[name] + cb.far.deltas[name]))
 
@@ -377,3 +379,41 @@ def test_speech_like_sounds_bend_the_near_keys_along_their_contour(engine: Engin
     torch.testing.assert_close(got[1], ref[1])               # far keys do not
     half = engine.conditioning(glide, pluck(engine), 0.3, refine=cfg)   # a mix keeps the moving sound's
     assert torch.equal(half.mel_detail.contour, cond.mel_detail.contour)
+
+
+def test_a_note_misses_its_pitch_when_off_key_or_without_pitch() -> None:
+    rate = REAL_MEL.sample_rate
+    note = harmonic_tone(60, duration_s=0.5, sample_rate=rate)
+    assert not misses_pitch(note, rate, 60, 50.0)
+    assert misses_pitch(note, rate, 61, 50.0)
+    assert not misses_pitch(note, rate, 61, 150.0)
+    assert misses_pitch(np.zeros(rate // 2, np.float32), rate, 60, 50.0)      # silence has no pitch
+
+
+def test_a_refined_key_off_its_pitch_plays_the_far_conditioning_where_that_is_on_pitch(
+        engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    sample = pluck(engine)
+    cond = engine.refined(sample, replace(QUICK, far_from=3.0, far_fade=3.0, detail=0.0))
+    root, rate = sample.root_note, engine.mel_cfg.sample_rate
+    keys = [root, root + 2, root + 5, root + 12]
+    unchecked = replace(cond, far=replace(cond.far, pitch_check_cents=math.inf))
+    plain = replace(cond, deltas=cond.far.deltas, mel_correction=cond.far.mel_correction, far=None)
+    refined_waves, plain_waves = (engine.render_waves(c, keys, rate) for c in (unchecked, plain))
+    calls: list[int] = []
+
+    def misses(wave: np.ndarray, wave_rate: int, key: int, cents: float) -> bool:
+        """The refined notes of root+2 and root+5 miss (and the root's would); of the far notes, root+5's too."""
+        first = key not in calls
+        calls.append(key)
+        return key in (root, root + 2, root + 5) if first else key == root + 5
+
+    monkeypatch.setattr("engine.instrument.misses_pitch", misses)
+    got = engine.render_waves(cond, keys, rate)
+    assert calls == [root + 2, root + 5, root + 2, root + 5]   # neither the root (the sound) nor far keys
+    np.testing.assert_allclose(got[1], plain_waves[1], atol=2e-4)     # the far note, on pitch
+    assert np.abs(got[1] - refined_waves[1]).max() > 1e-2
+    for i in (0, 2, 3):                                               # on pitch, or no better
+        np.testing.assert_allclose(got[i], refined_waves[i], atol=2e-4)
+    calls.clear()
+    engine.render_waves(unchecked, keys, rate)
+    assert calls == []                                                # inf: no check at all
