@@ -98,6 +98,8 @@ case "${1:-}" in
     HYPERGAN_DATA="$DATA" HYPERGAN_SITE="$SITE" bash scripts/gpu/build_data.sh ${HG_DATA_ARGS:-} \
       >>"$HG/logs/data.log" 2>&1 || { tail -n 30 "$HG/logs/data.log"; exit 1; }
     tail -n 3 "$HG/logs/data.log"
+    # A finished earlier pipeline (a start that only built the set) must not end this one's watch.
+    sed -i '/^pipeline-done$/d' "$HG/logs/pipeline.log" 2>/dev/null || true
     # The stages run detached so they outlive this call while the machine is held.
     setsid nohup bash -c "
       set -u
