@@ -49,7 +49,7 @@ class HyperAdvTrainConfig(LoopConfig):
     r1_gamma: float = 0.5
     r1_every: int = 16
     knn_k: int = 50
-    p_augment: float = 0.5        # as S3: that share of inputs heard through a random recording chain
+    p_augment: float = 0.0        # as S3: that share of inputs heard through a random recording chain
 
 
 class HyperAdvStep:
