@@ -252,7 +252,8 @@ class Engine:
                                 detail, cfg.detail_span, cfg.detail_fade, float(entry["detail_tuning"]),
                                 entry.get("detail_contour")),
                             far=None if far is None or not base.deltas else FarKeys(
-                                base.deltas, far, cfg.far_from, cfg.far_fade, cfg.pitch_check_cents))
+                                base.deltas, far, cfg.far_from, cfg.far_fade, cfg.pitch_check_cents,
+                                cfg.pitch_check_blend))
 
     def refinement_cached(self, sample: Sample, cfg: RefineConfig) -> bool:
         """Whether :meth:`refined` has this sample's refinement at hand (no optimisation to run)."""
@@ -361,8 +362,9 @@ class Engine:
         return waves
 
     def _on_pitch(self, cond: Conditioning, midi_notes: list[int], waves: torch.Tensor) -> torch.Tensor:
-        """``waves [B, T]`` (model rate) with each refined key that misses its pitch replaced by the far
-        keys' conditioning (H's offsets, the far correction, no detail) where that note is on pitch.
+        """``waves [B, T]`` (model rate) with each refined key that misses its pitch replaced, where on
+        pitch, by its log-mel mixed ``far.check_blend`` of the way from the far keys' conditioning
+        (H's offsets, the far correction, no detail), or else by the far note alone.
 
         Checked are the keys whose refined note differs from the far one (nearer than the far keys'
         full hand-over, or with some of the root's detail) but the root itself, which plays the sound:
@@ -381,12 +383,22 @@ class Engine:
         missed = [i for i, w in zip(checked, host) if misses_pitch(w, rate, midi_notes[i], far.pitch_check_cents)]
         if not missed:
             return waves
+        keys = [midi_notes[i] for i in missed]
         plain = replace(cond, deltas=far.deltas, mel_correction=far.mel_correction, mel_detail=None, far=None)
-        alternatives = self._vocode(self.render_mels(plain, [midi_notes[i] for i in missed]))
-        out = waves.clone()
-        for i, alt, wave in zip(missed, alternatives, alternatives.float().cpu().numpy()):
-            if not misses_pitch(wave, rate, midi_notes[i], far.pitch_check_cents):
-                out[i] = alt
+        far_mels = self.render_mels(plain, keys)
+        refined_mels = self.render_mels(cond, keys) if far.check_blend > 0 else far_mels
+        out, todo = waves.clone(), list(range(len(missed)))
+        for share in dict.fromkeys((far.check_blend, 0.0)):        # the mix first, then the far note alone
+            if not todo:
+                break
+            alternatives = self._vocode(far_mels[todo] + share * (refined_mels[todo] - far_mels[todo]))
+            still = []
+            for j, alt, wave in zip(todo, alternatives, alternatives.float().cpu().numpy()):
+                if misses_pitch(wave, rate, keys[j], far.pitch_check_cents):
+                    still.append(j)
+                else:
+                    out[missed[j]] = alt
+            todo = still
         return out
 
     @torch.inference_mode()
@@ -619,7 +631,7 @@ def _blend_far(conds: list[Conditioning], deltas: dict[str, torch.Tensor] | None
                              torch.zeros_like(present[0].mel_correction), present[0].span, present[0].fade)
             for c in conds]
     return FarKeys({n: mix([f.deltas[n] for f in fars]) for n in deltas}, mix([f.mel_correction for f in fars]),
-                   present[0].span, present[0].fade, present[0].pitch_check_cents)
+                   present[0].span, present[0].fade, present[0].pitch_check_cents, present[0].check_blend)
 
 
 def _blend_details(conds: list[Conditioning], weights: tuple[float, ...], root: int,

@@ -18,9 +18,10 @@ The refined offsets fit the root and its neighbours but can take distant keys of
 sung vowels: a harmonic or a formant read as the pitch), so from the same tritone on keys hand over
 to H's own offsets, which they play from the octave on, with the same correction (``FarKeys``).
 A nearer key (not the root, which plays the sound) whose rendered note then reads nearer another
-key than its own (our estimator on the note's sounding part, more than 50 cents off) plays that far
-conditioning too when that note is on pitch: a bell's, a spoken phrase's or a wide vibrato's unclear
-pitch can follow the sound onto its neighbouring keys.
+key than its own (our estimator on the note's sounding part, more than 50 cents off) plays an even
+log-mel mix of its refined note and that far conditioning's, or if that still misses the far one
+alone, whichever is first on pitch: a bell's, a spoken phrase's or a wide vibrato's unclear pitch
+can follow the sound onto its neighbouring keys.
 
 Optionally the targets include the sound repitched by resampling to keys around the root (what a
 plain sampler plays there). Measured on out-of-set sounds this fitted the root less well and
@@ -74,7 +75,8 @@ class RefineConfig:
     contour_below: float = 0.25         # sounds whose median steadiness is below this (speech) carry their
     contour_semitones: float = 7.0      # ... pitch contour, within this range, onto the keys that get the detail
     pitch_check_cents: float = 50.0     # a refined key whose note misses its pitch by more than this plays the
-                                        # ... far keys' conditioning when that one is on pitch (inf: no check)
+                                        # ... far keys' conditioning when that one is on pitch (inf: no check),
+    pitch_check_blend: float = 0.5      # ... first with this share of its refined log-mel mixed in, then without
 
     def __post_init__(self) -> None:
         if self.steps < 0 or self.lr <= 0 or not self.key_offsets or 0 not in self.key_offsets:
@@ -252,14 +254,16 @@ class FarKeys:
     fit the root and its neighbours but can take distant keys off pitch (bells, sung vowels); H's
     offsets keep G's pitch everywhere. With a finite ``pitch_check_cents``, a nearer key (not the root)
     whose refined note misses its pitch (by :func:`misses_pitch`) plays this conditioning too where that
-    note is on pitch (``Engine.render_waves``): a bell's or a spoken phrase's keys near the root can
-    follow the sound into its own unclear pitch."""
+    note is on pitch, first mixed in the log-mel domain with ``check_blend`` of the refined note, which
+    keeps some of the sound's detail (``Engine.render_waves``): a bell's or a spoken phrase's keys near
+    the root can follow the sound into its own unclear pitch."""
 
     deltas: dict[str, torch.Tensor]   # {layer: [1, C_out, C_in]}: H's one-pass offsets
     mel_correction: torch.Tensor      # [n_mels] or [n_mels, n_frames]: the far keys' correction
     span: float                       # semitones from the root that keep the refined offsets in full
     fade: float                       # semitones over which the far conditioning then takes over
-    pitch_check_cents: float = math.inf  # nearer keys missing their pitch by more than this play it too
+    pitch_check_cents: float = math.inf  # nearer keys missing their pitch by more than this play it too,
+    check_blend: float = 0.0             # ... first mixed with this share of their refined log-mel
 
     def share(self, root: int, midi: torch.Tensor) -> torch.Tensor:
         """How much of the far conditioning keys ``midi [B]`` take: 0 near the root, 1 far from it."""

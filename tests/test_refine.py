@@ -393,7 +393,7 @@ def test_a_note_misses_its_pitch_when_off_key_or_without_pitch() -> None:
 def test_a_refined_key_off_its_pitch_plays_the_far_conditioning_where_that_is_on_pitch(
         engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
     sample = pluck(engine)
-    cond = engine.refined(sample, replace(QUICK, far_from=3.0, far_fade=3.0, detail=0.0))
+    cond = engine.refined(sample, replace(QUICK, far_from=3.0, far_fade=3.0, detail=0.0, pitch_check_blend=0.0))
     root, rate = sample.root_note, engine.mel_cfg.sample_rate
     keys = [root, root + 2, root + 5, root + 12]
     unchecked = replace(cond, far=replace(cond.far, pitch_check_cents=math.inf))
@@ -417,3 +417,30 @@ def test_a_refined_key_off_its_pitch_plays_the_far_conditioning_where_that_is_on
     calls.clear()
     engine.render_waves(unchecked, keys, rate)
     assert calls == []                                                # inf: no check at all
+
+
+def test_a_key_off_its_pitch_tries_the_mix_with_its_refined_note_before_the_far_note(
+        engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    sample = pluck(engine)
+    cond = engine.refined(sample, replace(QUICK, far_from=3.0, far_fade=3.0, detail=0.0))
+    assert cond.far.check_blend == DEFAULT_REFINEMENT.pitch_check_blend == 0.5
+    root, rate = sample.root_note, engine.mel_cfg.sample_rate
+    keys = [root + 1, root + 2]
+    refined_mels = engine.render_mels(replace(cond, far=None), keys)
+    plain = replace(cond, deltas=cond.far.deltas, mel_correction=cond.far.mel_correction, far=None)
+    far_mels = engine.render_mels(plain, keys)
+    mixed = engine.invert(0.5 * (refined_mels + far_mels), rate)
+    far_waves = engine.invert(far_mels, rate)
+    calls: list[int] = []
+
+    def misses(wave: np.ndarray, wave_rate: int, key: int, cents: float) -> bool:
+        """Both refined notes miss; the mix misses at root+2 only; the far notes are on pitch."""
+        calls.append(key)
+        n = calls.count(key)
+        return n == 1 or (n == 2 and key == root + 2)
+
+    monkeypatch.setattr("engine.instrument.misses_pitch", misses)
+    got = engine.render_waves(cond, keys, rate)
+    assert calls == [root + 1, root + 2, root + 1, root + 2, root + 2]
+    np.testing.assert_allclose(got[0], mixed[0], atol=2e-4)      # the mix, on pitch
+    np.testing.assert_allclose(got[1], far_waves[1], atol=2e-4)  # the mix missed: the far note
