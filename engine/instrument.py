@@ -347,8 +347,8 @@ class Engine:
                      near_root: NearRoot | None = None) -> np.ndarray:
         """Waves ``[B, T]`` of the given keys: one G forward, then the vocoder.
 
-        Refined keys near the root that miss their pitch play the far keys' conditioning where that
-        is on pitch (:meth:`_on_pitch`). With ``near_root``, keys close to the sound's root play the
+        Refined keys near the root that miss their pitch play a mix with the far keys' note, or that
+        note, where on pitch (:meth:`_on_pitch`). With ``near_root``, keys close to the sound's root play the
         sound itself, repitched (see :class:`NearRoot`); then ``cond.attack_ratio`` slows the attacks.
         """
         waves = self._vocode(self.render_mels(cond, midi_notes))
