@@ -351,9 +351,10 @@ class Engine:
         note, where on pitch (:meth:`_on_pitch`). With ``near_root``, keys close to the sound's root play the
         sound itself, repitched (see :class:`NearRoot`); then ``cond.attack_ratio`` slows the attacks.
         """
-        waves = self._vocode(self.render_mels(cond, midi_notes))
+        mels = self.render_mels(cond, midi_notes)
+        waves = self._vocode(mels)
         if cond.far is not None and math.isfinite(cond.far.pitch_check_cents):
-            waves = self._on_pitch(cond, midi_notes, waves)
+            waves = self._on_pitch(cond, midi_notes, mels, waves)
         waves = self._at_rate(waves, sample_rate)
         if near_root is not None:
             waves = self._blend_near_root(waves, midi_notes, sample_rate, near_root)
@@ -361,8 +362,9 @@ class Engine:
             waves = np.stack([slow_attack(w, sample_rate, cond.attack_ratio) for w in waves])
         return waves
 
-    def _on_pitch(self, cond: Conditioning, midi_notes: list[int], waves: torch.Tensor) -> torch.Tensor:
-        """``waves [B, T]`` (model rate) with each refined key that misses its pitch replaced, where on
+    def _on_pitch(self, cond: Conditioning, midi_notes: list[int], mels: torch.Tensor,
+                  waves: torch.Tensor) -> torch.Tensor:
+        """``waves [B, T]`` (model rate; from ``mels``) with each refined key that misses its pitch replaced, where on
         pitch, by its log-mel mixed ``far.check_blend`` of the way from the far keys' conditioning
         (H's offsets, the far correction, no detail), or else by the far note alone.
 
@@ -386,7 +388,7 @@ class Engine:
         keys = [midi_notes[i] for i in missed]
         plain = replace(cond, deltas=far.deltas, mel_correction=far.mel_correction, mel_detail=None, far=None)
         far_mels = self.render_mels(plain, keys)
-        refined_mels = self.render_mels(cond, keys) if far.check_blend > 0 else far_mels
+        refined_mels = mels[missed]
         out, todo = waves.clone(), list(range(len(missed)))
         for share in dict.fromkeys((far.check_blend, 0.0)):        # the mix first, then the far note alone
             if not todo:
