@@ -151,6 +151,7 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("refine_far_from3", refined(replace(DEFAULT_REFINEMENT, far_from=3.0, far_fade=3.0))),
     Method("refine_detail_ungated", refined(replace(DEFAULT_REFINEMENT, steady_low=-2.0, steady_high=-1.0))),
     Method("refine_anchor_half", refined(replace(DEFAULT_REFINEMENT, anchor_weight=0.5))),
+    Method("refine_lr03_anchor_half", refined(replace(DEFAULT_REFINEMENT, lr=0.03, anchor_weight=0.5))),
     Method("refine_lr02", refined(replace(DEFAULT_REFINEMENT, lr=0.02))),
     Method("refine_without_pitch_check", refined(replace(DEFAULT_REFINEMENT, pitch_check_cents=math.inf))),
     Method("refine_pitch_check100", refined(replace(DEFAULT_REFINEMENT, pitch_check_cents=100.0))),
