@@ -23,32 +23,17 @@ import numpy as np
 import torch
 import torchaudio
 
+from models.signal.audio import active_frames, frame_rms
 from models.signal.mel import LogMel
 from models.signal.pitch import note_pitch
 
 FRAME_S = 0.01  # RMS envelopes, voiced-frame masks and pitch tracks
-ACTIVE_DB = -40.0  # a frame sounds if its RMS is within this of the loudest frame's
 
 
 def peak_normalised(wave: np.ndarray) -> np.ndarray:
     """float32 copy peaking at 1.0 (level is not timbre: keys are levelled apart anyway)."""
     peak = float(np.max(np.abs(wave))) if wave.size else 0.0
     return (wave / peak).astype(np.float32) if peak > 0 else wave.astype(np.float32)
-
-
-def frame_rms(wave: np.ndarray, hop: int) -> np.ndarray:
-    """RMS of consecutive non-overlapping frames of ``hop`` samples ``[T // hop]``."""
-    n = len(wave) // hop
-    frames = wave[: n * hop].astype(np.float64).reshape(n, hop)
-    return np.sqrt(np.mean(frames ** 2, axis=1))
-
-
-def active_frames(wave: np.ndarray, hop: int, floor_db: float = ACTIVE_DB) -> np.ndarray:
-    """Bool ``[T // hop]``: frames whose RMS is within ``floor_db`` of the loudest."""
-    rms = frame_rms(wave, hop)
-    if rms.size == 0 or rms.max() <= 0:
-        return np.zeros(rms.size, bool)
-    return rms >= rms.max() * 10.0 ** (floor_db / 20.0)
 
 
 def sounding_length(wave: np.ndarray, rate: int, floor_db: float = -50.0) -> int:

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.evaluation.fidelity import FRAME_S, active_frames, peak_normalised
+from models.evaluation.fidelity import FRAME_S, peak_normalised
+from models.signal.audio import active_frames
 
 
 def spectral_centroid_hz(wave: np.ndarray, rate: int, n_fft: int = 1024, hop: int = 256) -> float:

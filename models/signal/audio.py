@@ -183,6 +183,21 @@ def peak_normalise(samples: np.ndarray, peak: float = 1.0) -> np.ndarray:
 _MAX_PHASES = 2000
 
 
+def frame_rms(wave: np.ndarray, hop: int) -> np.ndarray:
+    """RMS of consecutive non-overlapping frames of ``hop`` samples ``[T // hop]``."""
+    n = len(wave) // hop
+    frames = wave[: n * hop].astype(np.float64).reshape(n, hop)
+    return np.sqrt(np.mean(frames ** 2, axis=1))
+
+
+def active_frames(wave: np.ndarray, hop: int, floor_db: float = -40.0) -> np.ndarray:
+    """Bool ``[T // hop]``: frames whose RMS is within ``floor_db`` of the loudest."""
+    rms = frame_rms(wave, hop)
+    if rms.size == 0 or rms.max() <= 0:
+        return np.zeros(rms.size, bool)
+    return rms >= rms.max() * 10.0 ** (floor_db / 20.0)
+
+
 def resample(audio: Audio, sample_rate: int) -> Audio:
     """``audio`` at ``sample_rate`` (band-limited: Kaiser-windowed sinc, ~0.95 of the lower Nyquist)."""
     if audio.sample_rate == sample_rate:

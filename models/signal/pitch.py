@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from models.signal.audio import Audio
+from models.signal.audio import Audio, active_frames
 from models.units import clamp_key, hz_to_midi, midi_to_hz
 
 
@@ -106,13 +106,9 @@ def estimate_pitch(audio: Audio, cfg: PitchConfig = PitchConfig()) -> PitchEstim
 def sounding_part(wave: np.ndarray, rate: int, floor_db: float = -40.0, frame_s: float = 0.01) -> np.ndarray:
     """``wave`` from its first to its last ``frame_s`` frame within ``floor_db`` of the loudest frame."""
     hop = max(1, int(frame_s * rate))
-    n = wave.size // hop
-    if n == 0:
+    active = np.flatnonzero(active_frames(wave, hop, floor_db))
+    if active.size == 0:
         return wave[:0]
-    rms = np.sqrt(np.mean(wave[: n * hop].astype(np.float64).reshape(n, hop) ** 2, axis=1))
-    if rms.max() <= 0:
-        return wave[:0]
-    active = np.flatnonzero(rms >= rms.max() * 10.0 ** (floor_db / 20.0))
     return wave[active[0] * hop: (active[-1] + 1) * hop]
 
 
